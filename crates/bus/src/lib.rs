@@ -1,0 +1,63 @@
+//! Moving frames between nodes: the [`Bus`] trait and its implementations.
+//!
+//! The bus knows nothing about sockets. A node hands it one [`Deliver`] sink (the gateway's hub)
+//! and asks it to subscribe or unsubscribe sessions; the bus calls the sink for every frame
+//! published on a subscribed session. Which local sockets want the frame is the sink's business.
+//!
+//! # Layout
+//! - [`RedisBus`] (`redis_bus.rs`): one shared Redis pub/sub connection per node, with
+//!   reference-counted SUBSCRIBE/UNSUBSCRIBE per session channel, reconnecting by itself.
+//! - [`MemoryBus`] (`memory_bus.rs`): the same contract inside one process, for unit tests.
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use protocol::SessionId;
+
+mod memory_bus;
+mod redis_bus;
+
+pub use memory_bus::MemoryBus;
+pub use redis_bus::RedisBus;
+
+/// Errors of the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("the bus has shut down")]
+    Closed,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Where the bus hands the frames it receives.
+pub trait Deliver: Send + Sync + 'static {
+    /// One frame published on `session`'s channel. Called from the bus's reader task, in
+    /// publish order per session; it must not block or await.
+    fn deliver(&self, session: &str, payload: Bytes);
+
+    /// The bus lost its connection and has subscribed `sessions` again. Frames published while
+    /// it was away are lost; the receiver must fill the gap from the stored state.
+    fn resubscribed(&self, sessions: Vec<String>);
+}
+
+/// Publish/subscribe of session frames between nodes.
+///
+/// Guarantees: **at most once**, in publish order per session, to every node whose subscription
+/// was confirmed before the frame was published. Nothing is stored: a frame published while a
+/// node is not subscribed is gone for that node, which is why every frame that matters is also
+/// written to Redis (the chunk log, history) in the same atomic step as its publish, and why a
+/// new subscriber reads that stored state only *after* its subscription is confirmed.
+pub trait Bus: Send + Sync + 'static {
+    /// Takes one reference on `session`'s channel. The reference is taken when this call
+    /// returns (not when the future is polled); the future resolves once the node is subscribed
+    /// and every frame published from then on will be delivered. Each call must be matched by
+    /// exactly one [`Bus::unsubscribe`], whether or not the future was awaited.
+    fn subscribe(&self, session: &SessionId) -> BoxFuture<'static, Result<()>>;
+
+    /// Drops one reference; the node unsubscribes when the last one goes. Never blocks.
+    fn unsubscribe(&self, session: &SessionId);
+
+    /// Publishes `payload` on `session`'s channel.
+    fn publish(&self, session: &SessionId, payload: Bytes) -> BoxFuture<'static, Result<()>>;
+}

@@ -1,0 +1,79 @@
+//! Every Redis key and pub/sub channel name, and the lifetimes that go with them.
+//!
+//! Key names follow the seed; `chat:chunks:{mid}` (the chunk log) and `chat:message:{mid}` (the
+//! record of an answer while it streams and for a while after) are ours.
+
+use crate::validate::{MessageId, SessionId};
+
+/// Prefix of the per-session pub/sub channel.
+pub const STREAM_CHANNEL_PREFIX: &str = "chat:stream:";
+/// Prefix of the chunk log keys; scripts build `prefix .. message_id` themselves.
+pub const CHUNKS_PREFIX: &str = "chat:chunks:";
+/// Prefix of the answer record keys; scripts build `prefix .. message_id` themselves.
+pub const MESSAGE_PREFIX: &str = "chat:message:";
+
+/// How long a session's history lives after its last write.
+pub const HISTORY_TTL_SECS: u64 = 24 * 60 * 60;
+/// How long a chunk log and an answer record live after the answer ends (for `resume`).
+pub const ENDED_STREAM_TTL_SECS: u64 = 5 * 60;
+/// Safety net for a chunk log and answer record while streaming: refreshed by every chunk, so
+/// it only fires when the producer vanished and nothing else cleaned up.
+pub const LIVE_STREAM_TTL_SECS: u64 = 60 * 60;
+/// How long a cancel flag lives.
+pub const CANCEL_FLAG_TTL_SECS: u64 = 60;
+
+/// `chat:stream:{sid}`: chunk and message frames of one session.
+pub fn stream_channel(session: &SessionId) -> String {
+    format!("{STREAM_CHANNEL_PREFIX}{session}")
+}
+
+/// The session id inside a `chat:stream:{sid}` channel name.
+pub fn session_of_channel(channel: &str) -> Option<&str> {
+    channel.strip_prefix(STREAM_CHANNEL_PREFIX)
+}
+
+/// `chat:history:{sid}`: completed messages, chronological (RPUSH).
+pub fn history(session: &SessionId) -> String {
+    format!("chat:history:{session}")
+}
+
+/// `chat:chunks:{mid}`: the deltas of an answer, in index order (RPUSH; index = position).
+pub fn chunks(message: &MessageId) -> String {
+    format!("{CHUNKS_PREFIX}{message}")
+}
+
+/// `chat:message:{mid}`: the answer's `ChatMessage` (empty content while streaming, the final
+/// message once ended).
+pub fn message(message: &MessageId) -> String {
+    format!("{MESSAGE_PREFIX}{message}")
+}
+
+/// `streaming:active:{sid}`: the stream lease; its value is the streaming message's id.
+pub fn active_stream(session: &SessionId) -> String {
+    format!("streaming:active:{session}")
+}
+
+/// `streaming:cancel:{sid}:{mid}`: set to ask the producer of `mid` to stop.
+pub fn cancel_flag(session: &SessionId, message: &MessageId) -> String {
+    format!("streaming:cancel:{session}:{message}")
+}
+
+/// `session:owner:{sid}`: which gateway node serves the session (observability only).
+pub fn session_owner(session: &SessionId) -> String {
+    format!("session:owner:{session}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Channel names round-trip to the session id they were made from.
+    #[test]
+    fn channel_names_round_trip() {
+        let sid = SessionId::parse("abc-1").unwrap();
+        let channel = stream_channel(&sid);
+        assert_eq!(channel, "chat:stream:abc-1");
+        assert_eq!(session_of_channel(&channel), Some("abc-1"));
+        assert_eq!(session_of_channel("other:abc"), None);
+    }
+}

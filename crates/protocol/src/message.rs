@@ -1,0 +1,131 @@
+//! `ChatMessage`: one message of a conversation, and the piece of one that a chunk frame carries.
+
+use serde::{Deserialize, Serialize};
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+    System,
+}
+
+/// Where a message is in its life. Only `streaming` is not final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Pending,
+    Streaming,
+    Completed,
+    Cancelled,
+    Failed,
+}
+
+impl MessageStatus {
+    /// Whether the message will not change any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled | Self::Failed)
+    }
+}
+
+/// One message, with the seed's camelCase field names.
+///
+/// The same record is used three ways:
+/// - a complete message (history, a user message, the final frame of an answer): `content` is the
+///   full text, `isComplete` is true, `index` and `chunk` are absent;
+/// - a chunk of an answer being streamed: `chunk` is the delta, `index` its position (0, 1, 2, ...
+///   per message), `content` is absent (empty), `isComplete` is false;
+/// - the in-flight answer inside a `history` frame: `content` is everything streamed so far,
+///   `isComplete` is false, `status` is `streaming`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatMessage {
+    pub message_id: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub role: Role,
+    /// Full text; omitted from chunk frames, which carry only `chunk`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content: String,
+    /// Milliseconds since the Unix epoch when the message was created.
+    pub timestamp: i64,
+    pub is_complete: bool,
+    pub status: MessageStatus,
+    /// Position of this chunk in its message (chunk frames only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// The delta this chunk adds (chunk frames only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<String>,
+}
+
+impl ChatMessage {
+    /// A chunk frame's payload: the message's identity plus one delta.
+    pub fn chunk_of(&self, index: u32, delta: &str) -> ChatMessage {
+        ChatMessage {
+            content: String::new(),
+            is_complete: false,
+            status: MessageStatus::Streaming,
+            index: Some(index),
+            chunk: Some(delta.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// This message, finished with `content` and `status`.
+    pub fn finished(&self, content: String, status: MessageStatus) -> ChatMessage {
+        ChatMessage {
+            content,
+            is_complete: true,
+            status,
+            index: None,
+            chunk: None,
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ChatMessage {
+        ChatMessage {
+            message_id: "m1".into(),
+            session_id: "s1".into(),
+            user_id: "u1".into(),
+            role: Role::Assistant,
+            content: String::new(),
+            timestamp: 1,
+            is_complete: false,
+            status: MessageStatus::Streaming,
+            index: None,
+            chunk: None,
+        }
+    }
+
+    /// Chunk frames carry the delta and index but not the accumulated content.
+    #[test]
+    fn chunk_serializes_delta_without_content() {
+        let json = serde_json::to_value(sample().chunk_of(3, " word")).unwrap();
+        assert_eq!(json["index"], 3);
+        assert_eq!(json["chunk"], " word");
+        assert_eq!(json["isComplete"], false);
+        assert!(json.get("content").is_none());
+        assert_eq!(json["messageId"], "m1");
+    }
+
+    /// A finished message carries the full content and no chunk fields.
+    #[test]
+    fn finished_message_has_content_and_no_chunk_fields() {
+        let done = sample().finished("all of it".into(), MessageStatus::Completed);
+        let json = serde_json::to_value(&done).unwrap();
+        assert_eq!(json["content"], "all of it");
+        assert_eq!(json["status"], "completed");
+        assert!(json.get("index").is_none());
+        assert!(json.get("chunk").is_none());
+        let back: ChatMessage = serde_json::from_value(json).unwrap();
+        assert_eq!(back, done);
+    }
+}
