@@ -1,0 +1,78 @@
+//! The hot state of every conversation, kept in Redis, and the only code that changes it.
+//!
+//! Each change that other nodes can observe is one Lua script, so no reader ever sees half of
+//! it: a chunk is appended to its log and published in one step; an answer's final message is
+//! appended to history, its lease released and its final frame published in one step; a
+//! snapshot reads history, the lease and the chunk log in one step. That atomicity is what the
+//! gateway's exactly-once delivery rests on (see docs/PROTOCOL.md).
+//!
+//! # Layout
+//! - [`ChatState`] (this file): the handle, cheap to clone, around one multiplexed connection.
+//! - `scripts.rs`: the Lua sources.
+//! - `producer.rs`: what an AI node does: start a stream, append chunks, finish it.
+//! - `reader.rs`: what anyone reads: snapshots, history, recovery of missed chunks.
+//! - `control.rs`: cancel and delete.
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+
+use crate::scripts::Scripts;
+
+mod control;
+mod producer;
+mod reader;
+mod scripts;
+
+pub use control::CancelOutcome;
+pub use producer::{ChunkOutcome, StartOutcome, StreamHandle};
+pub use reader::{Recovery, Snapshot};
+
+/// Errors of the Redis state.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("unexpected reply from a script: {0}")]
+    Reply(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Handle on the conversation state in one Redis. Clones share the connection.
+#[derive(Clone)]
+pub struct ChatState {
+    conn: ConnectionManager,
+    scripts: Arc<Scripts>,
+}
+
+impl ChatState {
+    /// Connects to Redis at `url`; fails if it cannot be reached now. Later outages make
+    /// individual calls fail while the connection re-establishes itself.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let client = redis::Client::open(url)?;
+        Ok(Self::new(client.get_connection_manager().await?))
+    }
+
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            scripts: Arc::new(Scripts::new()),
+        }
+    }
+
+    /// PING, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        Ok(())
+    }
+
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub(crate) fn scripts(&self) -> &Scripts {
+        &self.scripts
+    }
+}

@@ -1,0 +1,152 @@
+//! The producer's side: what an AI node does to stream one answer.
+//!
+//! `start_stream` → `append_chunk` (0, 1, 2, ...) → `finish_stream`, each one atomic script.
+//! Every frame published is the exact text a socket receives.
+
+use protocol::{ChatMessage, MessageId, MessageStatus, ServerFrame, SessionId, keys};
+
+use crate::{ChatState, Error, Result};
+
+/// Result of trying to start a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// The lease was taken, the user message stored and published.
+    Started(StreamHandle),
+    /// Another answer holds the session's lease.
+    Busy { active_message_id: String },
+}
+
+/// Result of appending one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// Stored and published (or already stored by an earlier try of the same index).
+    Appended,
+    /// The cancel flag is set: stop and finish as `cancelled`. Nothing was appended.
+    Cancelled,
+    /// The lease now belongs to nobody or to another answer (this one was failed by another
+    /// node): stop without finishing.
+    LeaseLost,
+}
+
+/// An answer this node is streaming: its ids and the record chunks are stamped from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamHandle {
+    pub session: SessionId,
+    pub message: MessageId,
+    /// The answer as it started: empty content, `streaming`.
+    pub answer: ChatMessage,
+}
+
+impl ChatState {
+    /// Takes `session`'s stream lease for `answer` and stores and publishes `user`, in one step.
+    pub async fn start_stream(
+        &self,
+        session: &SessionId,
+        user: &ChatMessage,
+        answer: ChatMessage,
+        lease_secs: u64,
+    ) -> Result<StartOutcome> {
+        let message = MessageId::parse(answer.message_id.clone())
+            .map_err(|e| Error::Reply(format!("answer id: {e}")))?;
+        let user_json = serde_json::to_string(user).map_err(|e| Error::Reply(e.to_string()))?;
+        let record = serde_json::to_string(&answer).map_err(|e| Error::Reply(e.to_string()))?;
+        let frame = ServerFrame::Message { data: user.clone() }.to_json();
+        let (started, active): (i64, String) = self
+            .scripts()
+            .start
+            .key(keys::active_stream(session))
+            .key(keys::history(session))
+            .key(keys::message(&message))
+            .key(keys::stream_channel(session))
+            .arg(message.as_str())
+            .arg(lease_secs)
+            .arg(user_json)
+            .arg(record)
+            .arg(frame)
+            .arg(keys::HISTORY_TTL_SECS)
+            .arg(keys::LIVE_STREAM_TTL_SECS)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(if started == 1 {
+            StartOutcome::Started(StreamHandle {
+                session: session.clone(),
+                message,
+                answer,
+            })
+        } else {
+            StartOutcome::Busy {
+                active_message_id: active,
+            }
+        })
+    }
+
+    /// Appends chunk `index` (the delta `delta`) and publishes its frame, in one step, unless
+    /// the answer was cancelled or lost its lease. Retrying the same index is harmless.
+    pub async fn append_chunk(
+        &self,
+        stream: &StreamHandle,
+        index: u32,
+        delta: &str,
+        lease_secs: u64,
+    ) -> Result<ChunkOutcome> {
+        let frame = ServerFrame::Message {
+            data: stream.answer.chunk_of(index, delta),
+        }
+        .to_json();
+        let reply: i64 = self
+            .scripts()
+            .append
+            .key(keys::active_stream(&stream.session))
+            .key(keys::cancel_flag(&stream.session, &stream.message))
+            .key(keys::chunks(&stream.message))
+            .key(keys::stream_channel(&stream.session))
+            .arg(stream.message.as_str())
+            .arg(index)
+            .arg(delta)
+            .arg(frame)
+            .arg(lease_secs)
+            .arg(keys::LIVE_STREAM_TTL_SECS)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match reply {
+            -1 => Ok(ChunkOutcome::Cancelled),
+            -2 => Ok(ChunkOutcome::LeaseLost),
+            r if r == i64::from(index) => Ok(ChunkOutcome::Appended),
+            r => Err(Error::Reply(format!(
+                "appending chunk {index} of {} answered {r}",
+                stream.message
+            ))),
+        }
+    }
+
+    /// Ends the answer with `content` and `status`: appends it to history, releases the lease
+    /// and publishes the final frame, in one step. Returns false (and changes nothing) when the
+    /// answer had already ended.
+    pub async fn finish_stream(
+        &self,
+        stream: &StreamHandle,
+        content: String,
+        status: MessageStatus,
+    ) -> Result<bool> {
+        let done = stream.answer.finished(content, status);
+        let json = serde_json::to_string(&done).map_err(|e| Error::Reply(e.to_string()))?;
+        let frame = ServerFrame::Message { data: done }.to_json();
+        let ended: i64 = self
+            .scripts()
+            .finish
+            .key(keys::active_stream(&stream.session))
+            .key(keys::history(&stream.session))
+            .key(keys::message(&stream.message))
+            .key(keys::chunks(&stream.message))
+            .key(keys::cancel_flag(&stream.session, &stream.message))
+            .key(keys::stream_channel(&stream.session))
+            .arg(stream.message.as_str())
+            .arg(json)
+            .arg(frame)
+            .arg(keys::HISTORY_TTL_SECS)
+            .arg(keys::ENDED_STREAM_TTL_SECS)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(ended == 1)
+    }
+}

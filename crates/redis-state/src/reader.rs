@@ -1,0 +1,194 @@
+//! The readers' side: a consistent snapshot of a session, and recovery of missed chunks.
+
+use protocol::{ChatMessage, MessageId, MessageStatus, SessionId, StreamingState, keys};
+use redis::Value;
+use tracing::warn;
+
+use crate::{ChatState, Error, Result};
+
+/// A session as it was at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Completed messages, chronological.
+    pub history: Vec<ChatMessage>,
+    /// The answer streaming at that instant, if any.
+    pub streaming: Option<InFlight>,
+}
+
+/// An answer caught mid-stream by a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    /// The answer with `content` = every chunk so far, `isComplete: false`.
+    pub message: ChatMessage,
+    /// Index of the last chunk in `content`; -1 when none was produced yet.
+    pub last_index: i64,
+}
+
+impl Snapshot {
+    /// The `history` frame's fields: every message (the in-flight one last) and the stream state.
+    pub fn into_messages(self) -> (Vec<ChatMessage>, Option<StreamingState>) {
+        let mut messages = self.history;
+        let streaming = self.streaming.map(|f| {
+            let state = StreamingState {
+                message_id: f.message.message_id.clone(),
+                last_index: f.last_index,
+            };
+            messages.push(f.message);
+            state
+        });
+        (messages, streaming)
+    }
+}
+
+/// What `resume` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Still streaming: the chunks from the asked index on, in order.
+    Recovered {
+        chunks: Vec<ChatMessage>,
+    },
+    /// Ended: the final message.
+    Completed(ChatMessage),
+    /// Still streaming, but its chunk log is gone.
+    Expired,
+    NotFound,
+}
+
+impl ChatState {
+    /// History, the active answer and its chunk log, read in one atomic step.
+    pub async fn snapshot(&self, session: &SessionId) -> Result<Snapshot> {
+        let reply: Vec<Value> = self
+            .scripts()
+            .snapshot
+            .key(keys::history(session))
+            .key(keys::active_stream(session))
+            .arg(keys::MESSAGE_PREFIX)
+            .arg(keys::CHUNKS_PREFIX)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let mut parts = reply.into_iter();
+        let history = parts
+            .next()
+            .map(strings)
+            .transpose()?
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|json| parse_message(json, session))
+            .collect();
+        let Some(message_id) = parts.next().map(string).transpose()? else {
+            return Ok(Snapshot {
+                history,
+                streaming: None,
+            });
+        };
+        let record = parts.next().map(optional_string).transpose()?.flatten();
+        let chunks = parts.next().map(strings).transpose()?.unwrap_or_default();
+        let mut message = record
+            .and_then(|json| parse_message(&json, session))
+            .unwrap_or_else(|| placeholder_answer(session, &message_id));
+        message.content = chunks.concat();
+        message.is_complete = false;
+        message.status = MessageStatus::Streaming;
+        Ok(Snapshot {
+            history,
+            streaming: Some(InFlight {
+                message,
+                last_index: chunks.len() as i64 - 1,
+            }),
+        })
+    }
+
+    /// Finds answer `message` of `session` for a client that has every chunk before
+    /// `from_index`.
+    pub async fn recover(
+        &self,
+        session: &SessionId,
+        message: &MessageId,
+        from_index: u32,
+    ) -> Result<Recovery> {
+        let reply: Vec<Value> = self
+            .scripts()
+            .recover
+            .key(keys::message(message))
+            .key(keys::chunks(message))
+            .key(keys::history(session))
+            .arg(message.as_str())
+            .arg(from_index)
+            .arg(session.as_str())
+            .invoke_async(&mut self.conn())
+            .await?;
+        let mut parts = reply.into_iter();
+        let status = parts.next().map(string).transpose()?.unwrap_or_default();
+        let record = parts
+            .next()
+            .map(string)
+            .transpose()?
+            .and_then(|json| parse_message(&json, session));
+        match (status.as_str(), record) {
+            ("NOT_FOUND", _) => Ok(Recovery::NotFound),
+            ("EXPIRED", _) => Ok(Recovery::Expired),
+            ("COMPLETED", Some(done)) => Ok(Recovery::Completed(done)),
+            ("RECOVERED", Some(answer)) => {
+                let deltas = parts.next().map(strings).transpose()?.unwrap_or_default();
+                let chunks = (from_index..)
+                    .zip(deltas)
+                    .map(|(index, delta)| answer.chunk_of(index, &delta))
+                    .collect();
+                Ok(Recovery::Recovered { chunks })
+            }
+            (other, _) => Err(Error::Reply(format!("recover answered {other:?}"))),
+        }
+    }
+}
+
+/// Parses one stored message; a corrupt entry is logged and skipped rather than failing the
+/// whole read.
+fn parse_message(json: &str, session: &SessionId) -> Option<ChatMessage> {
+    match serde_json::from_str(json) {
+        Ok(message) => Some(message),
+        Err(e) => {
+            warn!(session_id = %session, cause = %e, "skipping unreadable stored message");
+            None
+        }
+    }
+}
+
+/// The answer when its record has vanished but its lease has not (it expired on its own).
+fn placeholder_answer(session: &SessionId, message_id: &str) -> ChatMessage {
+    ChatMessage {
+        message_id: message_id.to_owned(),
+        session_id: session.to_string(),
+        user_id: String::new(),
+        role: protocol::Role::Assistant,
+        content: String::new(),
+        timestamp: 0,
+        is_complete: false,
+        status: MessageStatus::Streaming,
+        index: None,
+        chunk: None,
+    }
+}
+
+fn string(value: Value) -> Result<String> {
+    match value {
+        Value::BulkString(bytes) => {
+            String::from_utf8(bytes).map_err(|e| Error::Reply(e.to_string()))
+        }
+        Value::SimpleString(s) => Ok(s),
+        other => Err(Error::Reply(format!("expected a string, got {other:?}"))),
+    }
+}
+
+fn optional_string(value: Value) -> Result<Option<String>> {
+    match value {
+        Value::Nil => Ok(None),
+        other => string(other).map(Some),
+    }
+}
+
+fn strings(value: Value) -> Result<Vec<String>> {
+    match value {
+        Value::Array(items) => items.into_iter().map(string).collect(),
+        other => Err(Error::Reply(format!("expected an array, got {other:?}"))),
+    }
+}

@@ -1,0 +1,148 @@
+//! The Lua scripts: every multi-key change and every multi-key read is one of these, so Redis
+//! runs it as a single step.
+//!
+//! Keys derived from a message id that is only known inside the script (the snapshot's chunk
+//! log) are built from prefixes passed in ARGV; that is fine on one Redis and would need hash
+//! tags on a Redis Cluster.
+
+use redis::Script;
+
+/// Takes the session's stream lease and records the user message, in one step.
+///
+/// KEYS: active, history, answer record, channel.
+/// ARGV: answer id, lease secs, user message JSON, answer record JSON, user frame, history TTL,
+/// live TTL.
+/// Returns `{1, ""}` when started, `{0, active_message_id}` when the session is busy.
+const START: &str = r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return {0, redis.call('GET', KEYS[1]) or ''}
+end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[7])
+redis.call('PUBLISH', KEYS[4], ARGV[5])
+return {1, ''}
+"#;
+
+/// Appends chunk `index` to the log and publishes its frame, in one step; refreshes the lease.
+///
+/// KEYS: active, cancel flag, chunk log, channel.
+/// ARGV: answer id, index, delta, frame, lease secs, live TTL.
+/// Returns the index appended (or already there: a retry is harmless), -1 when cancelled,
+/// -2 when the lease is no longer this answer's, -3 when `index` would leave a gap.
+const APPEND: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -2 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local index = tonumber(ARGV[2])
+local len = redis.call('LLEN', KEYS[3])
+if len > index then return index end
+if len < index then return -3 end
+redis.call('RPUSH', KEYS[3], ARGV[3])
+if index == 0 then redis.call('EXPIRE', KEYS[3], ARGV[6]) end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', KEYS[4], ARGV[4])
+return index
+"#;
+
+/// Ends an answer: appends the final message to history, releases the lease, keeps the record
+/// and chunk log for a while, clears the cancel flag and publishes the final frame, in one
+/// step. Does nothing when the answer has already ended (a retry, or another node failed it).
+///
+/// KEYS: active, history, answer record, chunk log, cancel flag, channel.
+/// ARGV: answer id, final message JSON, final frame, history TTL, ended TTL.
+/// Returns 1 when it ended the answer, 0 when it had already ended.
+const FINISH: &str = r#"
+local record = redis.call('GET', KEYS[3])
+if record then
+  local ok, msg = pcall(cjson.decode, record)
+  if ok and msg.isComplete then return 0 end
+end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+redis.call('DEL', KEYS[5])
+redis.call('PUBLISH', KEYS[6], ARGV[3])
+return 1
+"#;
+
+/// Reads history, the active answer, its record and its chunk log, in one step.
+///
+/// KEYS: history, active. ARGV: record prefix, chunk log prefix.
+/// Returns `{history}` or `{history, answer id, record or nil, chunks}`.
+const SNAPSHOT: &str = r#"
+local history = redis.call('LRANGE', KEYS[1], 0, -1)
+local mid = redis.call('GET', KEYS[2])
+if not mid then return {history} end
+local record = redis.call('GET', ARGV[1] .. mid)
+local chunks = redis.call('LRANGE', ARGV[2] .. mid, 0, -1)
+return {history, mid, record or false, chunks}
+"#;
+
+/// Sets the cancel flag if the answer is streaming in this session.
+///
+/// KEYS: active, cancel flag, answer record, history. ARGV: answer id, flag TTL, session id.
+/// Returns `cancelling`, `already_finished` or `not_found`.
+const CANCEL: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+  return 'cancelling'
+end
+local record = redis.call('GET', KEYS[3])
+if record then
+  local ok, msg = pcall(cjson.decode, record)
+  if ok and msg.sessionId == ARGV[3] and msg.isComplete then return 'already_finished' end
+end
+local needle = '"messageId":"' .. ARGV[1] .. '"'
+for _, entry in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
+  if string.find(entry, needle, 1, true) then return 'already_finished' end
+end
+return 'not_found'
+"#;
+
+/// Looks up an answer for `resume`.
+///
+/// KEYS: answer record, chunk log, history. ARGV: answer id, from index, session id.
+/// Returns `{'RECOVERED', record, chunks from index}`, `{'COMPLETED', final JSON}`,
+/// `{'EXPIRED', record}` or `{'NOT_FOUND'}`.
+const RECOVER: &str = r#"
+local record = redis.call('GET', KEYS[1])
+if record then
+  local ok, msg = pcall(cjson.decode, record)
+  if not ok or msg.sessionId ~= ARGV[3] then return {'NOT_FOUND'} end
+  if msg.isComplete then return {'COMPLETED', record} end
+  local from = tonumber(ARGV[2])
+  local len = redis.call('LLEN', KEYS[2])
+  if len == 0 and from > 0 then return {'EXPIRED', record} end
+  return {'RECOVERED', record, redis.call('LRANGE', KEYS[2], from, -1)}
+end
+local needle = '"messageId":"' .. ARGV[1] .. '"'
+for _, entry in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+  if string.find(entry, needle, 1, true) then return {'COMPLETED', entry} end
+end
+return {'NOT_FOUND'}
+"#;
+
+/// The compiled scripts (each keeps its SHA1 for EVALSHA).
+pub(crate) struct Scripts {
+    pub start: Script,
+    pub append: Script,
+    pub finish: Script,
+    pub snapshot: Script,
+    pub cancel: Script,
+    pub recover: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Self {
+            start: Script::new(START),
+            append: Script::new(APPEND),
+            finish: Script::new(FINISH),
+            snapshot: Script::new(SNAPSHOT),
+            cancel: Script::new(CANCEL),
+            recover: Script::new(RECOVER),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The Redis state scripts against a real `redis-server`.
+
+use protocol::{ChatMessage, MessageId, MessageStatus, Role, SessionId, rest::CancelOutcome};
+use redis_state::{ChatState, ChunkOutcome, Recovery, StartOutcome, StreamHandle};
+use testkit::RedisServer;
+
+fn message(session: &SessionId, role: Role, content: &str) -> ChatMessage {
+    ChatMessage {
+        message_id: MessageId::random().into_string(),
+        session_id: session.to_string(),
+        user_id: "u1".into(),
+        role,
+        content: content.into(),
+        timestamp: protocol::now_ms(),
+        is_complete: role == Role::User,
+        status: if role == Role::User {
+            MessageStatus::Completed
+        } else {
+            MessageStatus::Streaming
+        },
+        index: None,
+        chunk: None,
+    }
+}
+
+async fn start(state: &ChatState, session: &SessionId) -> StreamHandle {
+    let user = message(session, Role::User, "hello");
+    let answer = message(session, Role::Assistant, "");
+    match state
+        .start_stream(session, &user, answer, 10)
+        .await
+        .unwrap()
+    {
+        StartOutcome::Started(handle) => handle,
+        busy => panic!("not started: {busy:?}"),
+    }
+}
+
+/// A second stream in a busy session is refused with the active answer's id.
+#[tokio::test]
+async fn second_stream_in_a_session_is_busy() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let sid = SessionId::parse("s1").unwrap();
+    let first = start(&state, &sid).await;
+    let user = message(&sid, Role::User, "again");
+    let outcome = state
+        .start_stream(&sid, &user, message(&sid, Role::Assistant, ""), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        StartOutcome::Busy {
+            active_message_id: first.message.to_string()
+        }
+    );
+    // The refused user message was not stored.
+    let snap = state.snapshot(&sid).await.unwrap();
+    assert_eq!(snap.history.len(), 1);
+}
+
+/// A snapshot mid-stream shows the partial answer and its last index; after the end, history.
+#[tokio::test]
+async fn snapshot_shows_partial_answer_then_final_history() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let sid = SessionId::parse("s1").unwrap();
+    let stream = start(&state, &sid).await;
+    let empty = state.snapshot(&sid).await.unwrap();
+    assert_eq!(empty.streaming.as_ref().unwrap().last_index, -1);
+    for (i, delta) in ["Hi", " there", "!"].iter().enumerate() {
+        let outcome = state
+            .append_chunk(&stream, i as u32, delta, 10)
+            .await
+            .unwrap();
+        assert_eq!(outcome, ChunkOutcome::Appended);
+    }
+    // A retried index is harmless and appends nothing.
+    assert_eq!(
+        state.append_chunk(&stream, 2, "!", 10).await.unwrap(),
+        ChunkOutcome::Appended
+    );
+    let (messages, streaming) = state.snapshot(&sid).await.unwrap().into_messages();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1].content, "Hi there!");
+    assert!(!messages[1].is_complete);
+    assert_eq!(streaming.unwrap().last_index, 2);
+
+    assert!(
+        state
+            .finish_stream(&stream, "Hi there!".into(), MessageStatus::Completed)
+            .await
+            .unwrap()
+    );
+    // Finishing twice changes nothing.
+    assert!(
+        !state
+            .finish_stream(&stream, "Hi there!".into(), MessageStatus::Completed)
+            .await
+            .unwrap()
+    );
+    let snap = state.snapshot(&sid).await.unwrap();
+    assert!(snap.streaming.is_none());
+    let roles: Vec<Role> = snap.history.iter().map(|m| m.role).collect();
+    assert_eq!(roles, vec![Role::User, Role::Assistant]);
+    assert_eq!(snap.history[1].content, "Hi there!");
+    assert_eq!(snap.history[1].status, MessageStatus::Completed);
+    // The lease is free again.
+    start(&state, &sid).await;
+}
+
+/// Cancel answers per state, and a cancelled answer appends nothing more.
+#[tokio::test]
+async fn cancel_outcomes_follow_the_answer_state() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let sid = SessionId::parse("s1").unwrap();
+    let unknown = MessageId::random();
+    assert_eq!(
+        state.cancel(&sid, &unknown).await.unwrap(),
+        CancelOutcome::NotFound
+    );
+
+    let stream = start(&state, &sid).await;
+    state.append_chunk(&stream, 0, "a", 10).await.unwrap();
+    assert_eq!(
+        state.cancel(&sid, &stream.message).await.unwrap(),
+        CancelOutcome::Cancelling
+    );
+    // The same id in another session is not that session's answer.
+    let other = SessionId::parse("s2").unwrap();
+    assert_eq!(
+        state.cancel(&other, &stream.message).await.unwrap(),
+        CancelOutcome::NotFound
+    );
+    assert_eq!(
+        state.append_chunk(&stream, 1, "b", 10).await.unwrap(),
+        ChunkOutcome::Cancelled
+    );
+    state
+        .finish_stream(&stream, "a\n\n[Cancelled]".into(), MessageStatus::Cancelled)
+        .await
+        .unwrap();
+    assert_eq!(
+        state.cancel(&sid, &stream.message).await.unwrap(),
+        CancelOutcome::AlreadyFinished
+    );
+}
+
+/// Recovery returns missing chunks while streaming, the final message after, NOT_FOUND for
+/// unknown ids and EXPIRED when the chunk log is gone mid-stream.
+#[tokio::test]
+async fn recovery_covers_every_status() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let sid = SessionId::parse("s1").unwrap();
+    let stream = start(&state, &sid).await;
+    for (i, d) in ["a", "b", "c", "d"].iter().enumerate() {
+        state.append_chunk(&stream, i as u32, d, 10).await.unwrap();
+    }
+    match state.recover(&sid, &stream.message, 2).await.unwrap() {
+        Recovery::Recovered { chunks } => {
+            let got: Vec<(u32, String)> = chunks
+                .iter()
+                .map(|c| (c.index.unwrap(), c.chunk.clone().unwrap()))
+                .collect();
+            assert_eq!(got, vec![(2, "c".into()), (3, "d".into())]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let other = SessionId::parse("s2").unwrap();
+    assert_eq!(
+        state.recover(&other, &stream.message, 0).await.unwrap(),
+        Recovery::NotFound
+    );
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("DEL")
+        .arg(format!("chat:chunks:{}", stream.message))
+        .query_async::<i64>(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        state.recover(&sid, &stream.message, 2).await.unwrap(),
+        Recovery::Expired
+    );
+
+    state
+        .finish_stream(&stream, "abcd".into(), MessageStatus::Completed)
+        .await
+        .unwrap();
+    match state.recover(&sid, &stream.message, 0).await.unwrap() {
+        Recovery::Completed(done) => assert_eq!(done.content, "abcd"),
+        other => panic!("{other:?}"),
+    }
+    // Once the record has expired, history still answers COMPLETED.
+    redis::cmd("DEL")
+        .arg(format!("chat:message:{}", stream.message))
+        .query_async::<i64>(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(
+        state.recover(&sid, &stream.message, 0).await.unwrap(),
+        Recovery::Completed(_)
+    ));
+    assert_eq!(
+        state.recover(&sid, &MessageId::random(), 0).await.unwrap(),
+        Recovery::NotFound
+    );
+}
+
+/// Deleting history empties it and reports how much it held.
+#[tokio::test]
+async fn delete_history_empties_it() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let sid = SessionId::parse("s1").unwrap();
+    let stream = start(&state, &sid).await;
+    state
+        .finish_stream(&stream, "x".into(), MessageStatus::Completed)
+        .await
+        .unwrap();
+    assert_eq!(state.delete_history(&sid).await.unwrap(), 2);
+    assert!(state.snapshot(&sid).await.unwrap().history.is_empty());
+    assert_eq!(state.delete_history(&sid).await.unwrap(), 0);
+}
