@@ -1,6 +1,8 @@
 //! The [`Bus`] contract, run against every implementation: the in-memory bus and the Redis bus
 //! on a real `redis-server`.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

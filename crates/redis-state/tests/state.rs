@@ -1,5 +1,7 @@
 //! The Redis state scripts against a real `redis-server`.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 use protocol::{ChatMessage, MessageId, MessageStatus, Role, SessionId, rest::CancelOutcome};
 use redis_state::{ChatState, ChunkOutcome, Recovery, StartOutcome, StreamHandle};
 use testkit::RedisServer;

@@ -1,0 +1,218 @@
+//! Producing answers: one task per answer, chunk after chunk, until the end, a cancel, or
+//! shutdown.
+
+use std::time::Duration;
+
+use protocol::rest::ChatAccepted;
+use protocol::{ChatMessage, MessageId, MessageStatus, Role, SessionId, UserId};
+use redis_state::{ChatState, ChunkOutcome, StartOutcome, StreamHandle};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::simulator;
+
+/// Text appended to an answer that was cancelled.
+pub const CANCELLED_SUFFIX: &str = "\n\n[Cancelled]";
+/// How long a Redis write of the stream is retried before the answer is failed.
+const REDIS_RETRY_FOR: Duration = Duration::from_secs(5);
+
+/// Why a chat could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("session {session} already has an answer streaming ({active_message_id})")]
+    Busy {
+        session: String,
+        active_message_id: String,
+    },
+    #[error(transparent)]
+    Redis(#[from] redis_state::Error),
+}
+
+/// Starts answers and keeps track of the tasks producing them.
+#[derive(Clone)]
+pub struct Streamer {
+    state: ChatState,
+    node_id: String,
+    delay: Duration,
+    lease_secs: u64,
+    /// Every answer task; closed and awaited at shutdown.
+    tasks: TaskTracker,
+    /// Cancelled when the shutdown grace period is over: answers still running end as failed.
+    abort: CancellationToken,
+}
+
+impl Streamer {
+    pub fn new(state: ChatState, node_id: String, delay: Duration, lease_secs: u64) -> Self {
+        Self {
+            state,
+            node_id,
+            delay,
+            lease_secs,
+            tasks: TaskTracker::new(),
+            abort: CancellationToken::new(),
+        }
+    }
+
+    /// Stores the user message, takes the lease and spawns the answer's task. Returns once the
+    /// answer is registered, so a cancel sent right after the 202 finds it.
+    pub async fn start(
+        &self,
+        session: SessionId,
+        user: UserId,
+        text: &str,
+    ) -> Result<ChatAccepted, StartError> {
+        let now = protocol::now_ms();
+        let user_message = ChatMessage {
+            message_id: MessageId::random().into_string(),
+            session_id: session.to_string(),
+            user_id: user.to_string(),
+            role: Role::User,
+            content: text.to_owned(),
+            timestamp: now,
+            is_complete: true,
+            status: MessageStatus::Completed,
+            index: None,
+            chunk: None,
+        };
+        let answer = ChatMessage {
+            message_id: MessageId::random().into_string(),
+            role: Role::Assistant,
+            content: String::new(),
+            is_complete: false,
+            status: MessageStatus::Streaming,
+            ..user_message.clone()
+        };
+        let stream = match self
+            .state
+            .start_stream(&session, &user_message, answer, self.lease_secs)
+            .await?
+        {
+            StartOutcome::Started(stream) => stream,
+            StartOutcome::Busy { active_message_id } => {
+                return Err(StartError::Busy {
+                    session: session.into_string(),
+                    active_message_id,
+                });
+            }
+        };
+        info!(session_id = %session, message_id = %stream.message, "answer started");
+        let accepted = ChatAccepted {
+            status: "accepted".into(),
+            session_id: session.into_string(),
+            user_message_id: user_message.message_id,
+            message_id: stream.message.to_string(),
+            node_id: self.node_id.clone(),
+        };
+        let reply = simulator::reply_for(text);
+        let this = self.clone();
+        self.tasks
+            .spawn(async move { this.produce(stream, reply).await });
+        Ok(accepted)
+    }
+
+    /// Waits up to `grace` for running answers to end, then ends the rest as `failed`.
+    pub async fn drain(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                running = self.tasks.len(),
+                "shutdown grace period over; failing running answers"
+            );
+            self.abort.cancel();
+            self.tasks.wait().await;
+        }
+    }
+
+    /// Streams `reply` as the answer of `stream`.
+    async fn produce(&self, stream: StreamHandle, reply: &'static str) {
+        let mut content = String::with_capacity(reply.len());
+        for (index, delta) in (0u32..).zip(simulator::deltas(reply)) {
+            tokio::select! {
+                () = tokio::time::sleep(self.delay) => {}
+                () = self.abort.cancelled() => {
+                    self.finish(&stream, content, MessageStatus::Failed).await;
+                    return;
+                }
+            }
+            match self.append(&stream, index, delta).await {
+                Some(ChunkOutcome::Appended) => content.push_str(delta),
+                Some(ChunkOutcome::Cancelled) => {
+                    content.push_str(CANCELLED_SUFFIX);
+                    self.finish(&stream, content, MessageStatus::Cancelled)
+                        .await;
+                    return;
+                }
+                Some(ChunkOutcome::LeaseLost) => {
+                    warn!(session_id = %stream.session, message_id = %stream.message,
+                        "stream lease lost; another node has ended this answer");
+                    return;
+                }
+                None => {
+                    self.finish(&stream, content, MessageStatus::Failed).await;
+                    return;
+                }
+            }
+        }
+        self.finish(&stream, content, MessageStatus::Completed)
+            .await;
+    }
+
+    /// Appends one chunk, retrying Redis errors for a while (a retry of the same index is
+    /// harmless). `None` when Redis stayed unreachable.
+    async fn append(&self, stream: &StreamHandle, index: u32, delta: &str) -> Option<ChunkOutcome> {
+        let deadline = tokio::time::Instant::now() + REDIS_RETRY_FOR;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self
+                .state
+                .append_chunk(stream, index, delta, self.lease_secs)
+                .await
+            {
+                Ok(outcome) => return Some(outcome),
+                Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                    warn!(session_id = %stream.session, message_id = %stream.message, index,
+                        cause = %e, "appending a chunk failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    warn!(session_id = %stream.session, message_id = %stream.message, index,
+                        cause = %e, "appending a chunk failed; failing the answer");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Ends the answer, retrying Redis errors for a while.
+    async fn finish(&self, stream: &StreamHandle, content: String, status: MessageStatus) {
+        let deadline = tokio::time::Instant::now() + REDIS_RETRY_FOR;
+        loop {
+            match self
+                .state
+                .finish_stream(stream, content.clone(), status)
+                .await
+            {
+                Ok(ended) => {
+                    info!(session_id = %stream.session, message_id = %stream.message,
+                        status = ?status, ended, "answer ended");
+                    return;
+                }
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    warn!(session_id = %stream.session, message_id = %stream.message,
+                        cause = %e, "ending the answer failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    warn!(session_id = %stream.session, message_id = %stream.message,
+                        cause = %e, "could not end the answer; its lease will expire");
+                    return;
+                }
+            }
+        }
+    }
+}

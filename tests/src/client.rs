@@ -1,0 +1,151 @@
+//! A WebSocket client that reads the way a browser app does, with deadlines so a broken
+//! server fails a test instead of hanging it.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::Json;
+
+/// How long a test waits for any one frame.
+const FRAME_DEADLINE: Duration = Duration::from_secs(15);
+
+/// What the socket produced next.
+#[derive(Debug)]
+pub enum Event {
+    Frame(Json),
+    Closed(Option<CloseFrame>),
+}
+
+/// One answer as a client saw it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// (index, delta) of every chunk, in arrival order.
+    pub chunks: Vec<(u64, String)>,
+    /// The final `message` frame's `data`.
+    pub last: Json,
+}
+
+impl Answer {
+    /// The deltas concatenated.
+    pub fn text(&self) -> String {
+        self.chunks.iter().map(|(_, d)| d.as_str()).collect()
+    }
+
+    /// Whether the indexes are exactly 0, 1, ..., n-1.
+    pub fn indexes_are_contiguous(&self) -> bool {
+        self.chunks
+            .iter()
+            .enumerate()
+            .all(|(i, (index, _))| *index == i as u64)
+    }
+}
+
+pub struct WsClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    /// Connects; panics if the upgrade fails.
+    pub async fn connect(url: &str) -> WsClient {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting {url}: {e}"));
+        WsClient { ws }
+    }
+
+    /// Connects and reads `welcome` and `history`, returning both.
+    pub async fn open(url: &str) -> (WsClient, Json, Json) {
+        let mut client = Self::connect(url).await;
+        let welcome = client.frame().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        let history = client.frame().await;
+        assert_eq!(history["type"], "history", "{history}");
+        (client, welcome, history)
+    }
+
+    /// The next event, skipping WebSocket-level pings.
+    pub async fn event(&mut self) -> Event {
+        loop {
+            let next = tokio::time::timeout(FRAME_DEADLINE, self.ws.next())
+                .await
+                .expect("no frame within the deadline");
+            match next {
+                None => return Event::Closed(None),
+                Some(Err(_)) => return Event::Closed(None),
+                Some(Ok(Message::Text(text))) => {
+                    let json = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("server sent non-JSON {text:?}: {e}"));
+                    return Event::Frame(json);
+                }
+                Some(Ok(Message::Close(frame))) => return Event::Closed(frame),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// The next frame; panics if the socket closes.
+    pub async fn frame(&mut self) -> Json {
+        match self.event().await {
+            Event::Frame(json) => json,
+            Event::Closed(frame) => panic!("socket closed: {frame:?}"),
+        }
+    }
+
+    /// The next frame of type `kind`, skipping others.
+    pub async fn frame_of(&mut self, kind: &str) -> Json {
+        loop {
+            let frame = self.frame().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    pub async fn send_json(&mut self, value: Json) {
+        self.send(Message::text(value.to_string())).await;
+    }
+
+    pub async fn send(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// Reads `message` frames until answer `message_id` is complete. Frames of other messages
+    /// of the same session (the user message) are skipped; a frame of another session fails.
+    pub async fn answer(&mut self, session: &str, message_id: &str) -> Answer {
+        let mut chunks = Vec::new();
+        loop {
+            let frame = self.frame().await;
+            if frame["type"] != "message" {
+                assert_ne!(frame["type"], "error", "{frame}");
+                continue;
+            }
+            let data = &frame["data"];
+            assert_eq!(
+                data["sessionId"], session,
+                "frame of another session: {frame}"
+            );
+            if data["messageId"] != message_id {
+                continue;
+            }
+            if data["isComplete"] == true {
+                return Answer {
+                    chunks,
+                    last: data.clone(),
+                };
+            }
+            let index = data["index"].as_u64().expect("chunk index");
+            let delta = data["chunk"].as_str().expect("chunk delta").to_owned();
+            chunks.push((index, delta));
+        }
+    }
+
+    /// Closes the socket politely.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}

@@ -1,0 +1,196 @@
+//! A whole system on loopback ports: one real `redis-server`, AI nodes and gateways served by
+//! the real `run` functions on listeners bound to port 0.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use testkit::RedisServer;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub ai_nodes: usize,
+    pub gateways: usize,
+    /// `STREAM_DELAY_MS` of the AI nodes.
+    pub stream_delay_ms: u64,
+    /// `STREAM_MAX_PENDING_CHUNKS` of the gateways.
+    pub max_pending_frames: usize,
+    /// Extra AI URLs put first in every gateway's `AI_SERVICE_URLS` (e.g. dead ones).
+    pub extra_ai_urls: Vec<String>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            ai_nodes: 1,
+            gateways: 1,
+            stream_delay_ms: 10,
+            max_pending_frames: 1000,
+            extra_ai_urls: Vec::new(),
+        }
+    }
+}
+
+/// One served node.
+pub struct Node {
+    pub addr: SocketAddr,
+    pub node_id: String,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Node {
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the node the way SIGTERM does, and waits for it.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("node task panicked")
+                .expect("node failed");
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The running system.
+pub struct Stack {
+    pub redis: RedisServer,
+    pub ai: Vec<Node>,
+    pub gateways: Vec<Node>,
+    pub options: StackOptions,
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> Stack {
+        let redis = RedisServer::start();
+        let mut ai = Vec::new();
+        for i in 0..options.ai_nodes {
+            let node_id = format!("ai-test-{i}");
+            let vars = vars(&[
+                ("REDIS_URL", &redis.url()),
+                ("NODE_ID", &node_id),
+                ("STREAM_DELAY_MS", &options.stream_delay_ms.to_string()),
+                ("SHUTDOWN_GRACE_SECONDS", "5"),
+            ]);
+            let config = ai_service::Config::from_vars(&vars).expect("AI config");
+            ai.push(
+                serve(node_id, |listener, shutdown| {
+                    tokio::spawn(ai_service::run(config, listener, shutdown))
+                })
+                .await,
+            );
+        }
+        let mut urls = options.extra_ai_urls.clone();
+        urls.extend(ai.iter().map(Node::url));
+        let mut gateways = Vec::new();
+        for i in 0..options.gateways {
+            let node_id = format!("ws-test-{i}");
+            let vars = vars(&[
+                ("REDIS_URL", &redis.url()),
+                ("NODE_ID", &node_id),
+                ("AI_SERVICE_URLS", &urls.join(",")),
+                (
+                    "STREAM_MAX_PENDING_CHUNKS",
+                    &options.max_pending_frames.to_string(),
+                ),
+            ]);
+            let config = ws_gateway::Config::from_vars(&vars).expect("gateway config");
+            gateways.push(
+                serve(node_id, |listener, shutdown| {
+                    tokio::spawn(ws_gateway::run(config, listener, shutdown))
+                })
+                .await,
+            );
+        }
+        let stack = Stack {
+            redis,
+            ai,
+            gateways,
+            options,
+        };
+        stack.wait_healthy().await;
+        stack
+    }
+
+    /// Base URL of gateway `i`.
+    pub fn gateway(&self, i: usize) -> String {
+        self.gateways[i].url()
+    }
+
+    /// WebSocket URL of gateway `i` for `session`.
+    pub fn ws_url(&self, i: usize, session: &str) -> String {
+        format!(
+            "ws://{}/ws/chat?session_id={session}&user_id=tester",
+            self.gateways[i].addr
+        )
+    }
+
+    /// A connection to the stack's Redis, to look at what is stored.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis.url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+
+    /// Every node answers `/health` (they are serving before `start` returns; this also proves
+    /// their Redis connections work).
+    async fn wait_healthy(&self) {
+        let http = http();
+        for node in self.ai.iter().chain(&self.gateways) {
+            let response = http
+                .get(format!("{}/health", node.url()))
+                .send()
+                .await
+                .expect("health request");
+            assert!(response.status().is_success(), "{} unhealthy", node.node_id);
+        }
+    }
+}
+
+/// An HTTP client that never uses a proxy.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+async fn serve(
+    node_id: String,
+    start: impl FnOnce(tokio::net::TcpListener, CancellationToken) -> JoinHandle<anyhow::Result<()>>,
+) -> Node {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let shutdown = CancellationToken::new();
+    let task = start(listener, shutdown.clone());
+    Node {
+        addr,
+        node_id,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}

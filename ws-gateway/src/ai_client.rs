@@ -1,0 +1,125 @@
+//! Forwarding chats to AI nodes: client-side round robin over `AI_SERVICE_URLS`.
+//!
+//! A request is moved to the next node only when it certainly did not start an answer: the
+//! connection was refused, or the node answered 5xx (an AI node answers 5xx only when it did
+//! not take the session's lease). A timeout is not retried, since the first node may have
+//! started streaming; the lease would turn a duplicate into a 409 anyway.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use protocol::ErrorCode;
+use protocol::rest::{ChatAccepted, ChatRequest, ErrorBody};
+use tracing::warn;
+
+use crate::stats::Stats;
+
+/// Why a chat was not accepted.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// An AI node refused it (4xx): its status and body, to pass on to the client.
+    Rejected { status: StatusCode, body: ErrorBody },
+    /// No AI node took it.
+    Unavailable(String),
+}
+
+/// Round-robin client of the AI nodes.
+pub struct AiClient {
+    urls: Vec<String>,
+    /// The node the next request starts with.
+    next: AtomicUsize,
+    http: reqwest::Client,
+    stats: Arc<Stats>,
+}
+
+impl AiClient {
+    pub fn new(urls: Vec<String>, timeout: Duration, stats: Arc<Stats>) -> reqwest::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(2))
+            // AI nodes are internal: never route to them through a proxy from the environment.
+            .no_proxy()
+            .build()?;
+        Ok(Self {
+            urls,
+            next: AtomicUsize::new(0),
+            http,
+            stats,
+        })
+    }
+
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// Sends `request` to the next AI node, moving on to the following ones on connection
+    /// errors and 5xx.
+    pub async fn chat(&self, request: &ChatRequest) -> Result<ChatAccepted, ForwardError> {
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for k in 0..self.urls.len() {
+            let base = &self.urls[(first + k) % self.urls.len()];
+            let response = match self
+                .http
+                .post(format!("{base}/chat"))
+                .json(request)
+                .send()
+                .await
+            {
+                Ok(response) => response,
+                Err(e) if e.is_connect() => {
+                    warn!(ai_node = %base, cause = %e, "AI node unreachable; trying the next");
+                    Stats::inc(&self.stats.ai_failovers);
+                    failures.push(format!("{base}: unreachable"));
+                    continue;
+                }
+                Err(e) => {
+                    // It may have reached the node: do not start a second answer elsewhere.
+                    return Err(ForwardError::Unavailable(format!(
+                        "AI node {base} did not answer in time: {e}"
+                    )));
+                }
+            };
+            let status = response.status();
+            if status.is_server_error() {
+                warn!(ai_node = %base, %status, "AI node failed; trying the next");
+                Stats::inc(&self.stats.ai_failovers);
+                failures.push(format!("{base}: {status}"));
+                continue;
+            }
+            if status.is_success() {
+                return response.json::<ChatAccepted>().await.map_err(|e| {
+                    ForwardError::Unavailable(format!("AI node {base} answered garbage: {e}"))
+                });
+            }
+            let body = response.json::<ErrorBody>().await.unwrap_or(ErrorBody {
+                error: format!("AI node refused the chat ({status})"),
+                code: ErrorCode::BadRequest,
+            });
+            return Err(ForwardError::Rejected { status, body });
+        }
+        Err(ForwardError::Unavailable(format!(
+            "no AI node took the chat ({})",
+            failures.join("; ")
+        )))
+    }
+
+    /// How many AI nodes answer `GET /health` with 200 right now.
+    pub async fn healthy_nodes(&self) -> usize {
+        let checks = self.urls.iter().map(|base| async move {
+            self.http
+                .get(format!("{base}/health"))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        });
+        futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .filter(|up| *up)
+            .count()
+    }
+}

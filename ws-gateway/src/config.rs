@@ -1,0 +1,110 @@
+//! The gateway's configuration, read once from the environment.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use runtime::env::{BadVar, parse_or, redis_url, string_or};
+
+/// Everything the gateway can be told. Each field names its variable and default.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HOST`, default `0.0.0.0`.
+    pub host: String,
+    /// `PORT`, default 8080.
+    pub port: u16,
+    /// `REDIS_URL` (or `REDIS_HOST`/`REDIS_PORT`), default `redis://127.0.0.1:6379/`.
+    pub redis_url: String,
+    /// `NODE_ID`, default `ws-node-{PORT}`.
+    pub node_id: String,
+    /// `AI_SERVICE_URLS`, comma-separated, default `http://127.0.0.1:8000`: the AI nodes chats
+    /// are forwarded to, round robin.
+    pub ai_service_urls: Vec<String>,
+    /// `AI_REQUEST_TIMEOUT_MS`, default 5000: how long one forwarded chat may take.
+    pub ai_request_timeout: Duration,
+    /// `STREAM_MAX_PENDING_CHUNKS`, default 1000: frames queued for one socket before it is
+    /// closed as a slow consumer (code 1013).
+    pub max_pending_frames: usize,
+    /// `WS_MAX_MESSAGE_BYTES`, default 65536: larger client frames get a `TOO_LARGE` error.
+    pub ws_max_message_bytes: usize,
+    /// `LOG_LEVEL`, default `info` (an `EnvFilter` directive).
+    pub log_level: String,
+}
+
+impl Config {
+    /// Reads the configuration from `vars` (the process environment in `main`).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
+        let port = parse_or(vars, "PORT", 8080u16)?;
+        let raw_urls = string_or(vars, "AI_SERVICE_URLS", "http://127.0.0.1:8000");
+        let ai_service_urls: Vec<String> = raw_urls
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if ai_service_urls.is_empty()
+            || ai_service_urls
+                .iter()
+                .any(|u| !u.starts_with("http://") && !u.starts_with("https://"))
+        {
+            return Err(BadVar {
+                name: "AI_SERVICE_URLS",
+                value: raw_urls,
+                reason: "must be a comma-separated list of http:// or https:// URLs".into(),
+            });
+        }
+        let max_pending_frames = parse_or(vars, "STREAM_MAX_PENDING_CHUNKS", 1000usize)?;
+        if max_pending_frames < 16 {
+            return Err(BadVar {
+                name: "STREAM_MAX_PENDING_CHUNKS",
+                value: max_pending_frames.to_string(),
+                reason: "must be at least 16".into(),
+            });
+        }
+        Ok(Self {
+            host: string_or(vars, "HOST", "0.0.0.0"),
+            port,
+            redis_url: redis_url(vars)?,
+            node_id: string_or(vars, "NODE_ID", &format!("ws-node-{port}")),
+            ai_service_urls,
+            ai_request_timeout: Duration::from_millis(parse_or(
+                vars,
+                "AI_REQUEST_TIMEOUT_MS",
+                5000u64,
+            )?),
+            max_pending_frames,
+            ws_max_message_bytes: parse_or(vars, "WS_MAX_MESSAGE_BYTES", 64 * 1024usize)?,
+            log_level: string_or(vars, "LOG_LEVEL", "info"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// With nothing set, every default works on a developer machine.
+    #[test]
+    fn defaults_work() {
+        let c = Config::from_vars(&vars(&[])).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.node_id, "ws-node-8080");
+        assert_eq!(c.ai_service_urls, vec!["http://127.0.0.1:8000"]);
+        assert_eq!(c.max_pending_frames, 1000);
+    }
+
+    /// AI URLs are a trimmed comma-separated list; anything but http(s) is refused.
+    #[test]
+    fn ai_urls_are_parsed_and_checked() {
+        let c =
+            Config::from_vars(&vars(&[("AI_SERVICE_URLS", " http://a:1/ ,http://b:2,,")])).unwrap();
+        assert_eq!(c.ai_service_urls, vec!["http://a:1", "http://b:2"]);
+        assert!(Config::from_vars(&vars(&[("AI_SERVICE_URLS", "a:1")])).is_err());
+        assert!(Config::from_vars(&vars(&[("AI_SERVICE_URLS", " , ")])).is_err());
+    }
+}

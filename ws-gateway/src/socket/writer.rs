@@ -1,0 +1,152 @@
+//! The socket's single writer: drains its queue, filters live frames, and writes.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, Utf8Bytes};
+use futures_util::SinkExt;
+use protocol::{ServerFrame, SessionId};
+use redis_state::ChatState;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{DeliveryFilter, Sink, close, close_code};
+use crate::hub::Outbound;
+use crate::stats::Stats;
+
+/// Reads a snapshot of `session` and makes it a `history` frame, with the filter that matches
+/// what the frame contains.
+pub(super) async fn history_frame(
+    state: &ChatState,
+    session: &SessionId,
+) -> Result<(Utf8Bytes, DeliveryFilter), redis_state::Error> {
+    let (messages, streaming) = state.snapshot(session).await?.into_messages();
+    let filter = DeliveryFilter::from_snapshot(&messages, streaming.as_ref());
+    let frame = ServerFrame::History {
+        session_id: session.to_string(),
+        messages,
+        streaming,
+    };
+    Ok((Utf8Bytes::from(frame.to_json()), filter))
+}
+
+/// Everything the writer owns. Nothing else writes to the socket once it runs.
+pub(super) struct Writer {
+    pub sink: Sink,
+    pub queue: mpsc::Receiver<Outbound>,
+    pub filter: DeliveryFilter,
+    /// Cancelled by whoever finds the queue full.
+    pub slow: CancellationToken,
+    pub shutdown: CancellationToken,
+    pub state: ChatState,
+    pub session: SessionId,
+    pub stats: Arc<Stats>,
+}
+
+/// Why the writer stopped.
+enum End {
+    /// The queue fell behind: close with 1013.
+    Slow,
+    /// The node is shutting down: close with 1001.
+    Shutdown,
+    /// The peer is gone or the queue closed: nothing to say.
+    Gone,
+}
+
+impl Writer {
+    pub async fn run(mut self) {
+        let end = self.write_all().await;
+        match end {
+            End::Slow => {
+                info!(session_id = %self.session, "closing a slow consumer (1013)");
+                close(&mut self.sink, close_code::TRY_AGAIN_LATER, "slow consumer").await;
+            }
+            End::Shutdown => {
+                close(
+                    &mut self.sink,
+                    close_code::GOING_AWAY,
+                    "server shutting down",
+                )
+                .await;
+            }
+            End::Gone => {}
+        }
+    }
+
+    async fn write_all(&mut self) -> End {
+        loop {
+            let item = tokio::select! {
+                biased;
+                () = self.slow.cancelled() => return End::Slow,
+                () = self.shutdown.cancelled() => return End::Shutdown,
+                item = self.queue.recv() => item,
+            };
+            let Some(item) = item else {
+                return End::Gone;
+            };
+            let Some(message) = self.prepare(item).await else {
+                continue;
+            };
+            // Batch writes: flush only once the queue is drained.
+            let write = async {
+                self.sink.feed(message).await?;
+                if self.queue.is_empty() {
+                    self.sink.flush().await?;
+                }
+                Ok::<(), axum::Error>(())
+            };
+            tokio::select! {
+                biased;
+                () = self.slow.cancelled() => return End::Slow,
+                result = write => {
+                    if result.is_err() {
+                        return End::Gone;
+                    }
+                    Stats::inc(&self.stats.frames_sent);
+                }
+            }
+        }
+    }
+
+    /// Turns a queued item into the message to write, or `None` when there is nothing to write.
+    async fn prepare(&mut self, item: Outbound) -> Option<Message> {
+        match item {
+            Outbound::Live(frame) => {
+                if self.filter.admit(&frame.meta) {
+                    Some(Message::Text(frame.text.clone()))
+                } else {
+                    Stats::inc(&self.stats.frames_deduplicated);
+                    None
+                }
+            }
+            Outbound::Local(text) => Some(Message::Text(text)),
+            Outbound::Recovered {
+                text,
+                message_id,
+                delivered,
+            } => {
+                if let Some(what) = delivered {
+                    self.filter.note_recovered(&message_id, what);
+                }
+                Some(Message::Text(text))
+            }
+            Outbound::Resync => self.resync().await,
+        }
+    }
+
+    /// After the bus lost frames: a fresh snapshot replaces what the client has, and the filter
+    /// starts again from it.
+    async fn resync(&mut self) -> Option<Message> {
+        match history_frame(&self.state, &self.session).await {
+            Ok((text, filter)) => {
+                self.filter = filter;
+                Some(Message::Text(text))
+            }
+            Err(e) => {
+                // The client will see a gap and ask for it with `resume`.
+                warn!(session_id = %self.session, cause = %e, "resync snapshot failed");
+                None
+            }
+        }
+    }
+}
