@@ -1,0 +1,35 @@
+# Helpers shared by scripts/up and scripts/test. Source it; do not run it.
+
+# Installs Debian packages that are missing: with apt-get when running as root, otherwise it
+# prints the command and fails.
+ensure_packages() {
+  local missing=()
+  local pkg bin
+  for pkg in "$@"; do
+    bin=${pkg#*:}
+    pkg=${pkg%%:*}
+    command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing ${missing[*]} with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2
+    return 1
+  fi
+}
+
+# Waits until "$@" succeeds, up to $WAIT_SECONDS (default 30) seconds.
+wait_until() {
+  local deadline=$(( $(date +%s) + ${WAIT_SECONDS:-30} ))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "timed out waiting for: $*" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
