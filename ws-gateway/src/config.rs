@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use runtime::env::{BadVar, parse_or, redis_url, string_or};
 
+/// Frames above this are refused by the WebSocket layer itself, which drops the connection;
+/// frames between `WS_MAX_MESSAGE_BYTES` and this get an `error` frame and the socket stays open.
+pub const WS_HARD_LIMIT: usize = 1024 * 1024;
+
 /// Everything the gateway can be told. Each field names its variable and default.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -59,6 +63,14 @@ impl Config {
                 reason: "must be at least 16".into(),
             });
         }
+        let ws_max_message_bytes = parse_or(vars, "WS_MAX_MESSAGE_BYTES", 64 * 1024usize)?;
+        if !(1024..=WS_HARD_LIMIT).contains(&ws_max_message_bytes) {
+            return Err(BadVar {
+                name: "WS_MAX_MESSAGE_BYTES",
+                value: ws_max_message_bytes.to_string(),
+                reason: format!("must be between 1024 and {WS_HARD_LIMIT}"),
+            });
+        }
         Ok(Self {
             host: string_or(vars, "HOST", "0.0.0.0"),
             port,
@@ -71,7 +83,7 @@ impl Config {
                 5000u64,
             )?),
             max_pending_frames,
-            ws_max_message_bytes: parse_or(vars, "WS_MAX_MESSAGE_BYTES", 64 * 1024usize)?,
+            ws_max_message_bytes,
             log_level: string_or(vars, "LOG_LEVEL", "info"),
         })
     }

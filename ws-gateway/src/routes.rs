@@ -18,15 +18,13 @@ use tower_http::trace::TraceLayer;
 
 use crate::AppState;
 use crate::ai_client::ForwardError;
+use crate::config::WS_HARD_LIMIT;
 use crate::socket;
 
 /// Largest REST body accepted.
 const BODY_LIMIT: usize = 64 * 1024;
 /// WebSocket buffers: small buffers keep an idle socket cheap (the defaults cost ~150 KB each).
 const WS_BUFFER: usize = 4 * 1024;
-/// Frames above this are refused by the WebSocket layer itself (close 1009); frames between
-/// `WS_MAX_MESSAGE_BYTES` and this get an `error` frame and the socket stays open.
-const WS_HARD_LIMIT: usize = 1024 * 1024;
 
 impl FromRef<AppState> for ChatState {
     fn from_ref(app: &AppState) -> ChatState {

@@ -15,11 +15,9 @@ pub enum AppError {
     BadRequest { code: ErrorCode, message: String },
     /// 409: the session already streams an answer.
     Busy(String),
-    /// 404.
-    NotFound(String),
     /// 503: Redis cannot be reached.
     Unavailable(String),
-    /// 502/503: no AI node took the request; the text says why.
+    /// 503: no AI node took the request; the text says why.
     AiUnavailable(String),
 }
 
@@ -68,7 +66,6 @@ impl IntoResponse for AppError {
                 (status, code, message)
             }
             AppError::Busy(message) => (StatusCode::CONFLICT, ErrorCode::StreamActive, message),
-            AppError::NotFound(message) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, message),
             AppError::Unavailable(cause) => {
                 tracing::error!(%cause, "request failed: Redis unavailable");
                 (

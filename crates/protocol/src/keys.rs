@@ -16,7 +16,7 @@ pub const MESSAGE_PREFIX: &str = "chat:message:";
 pub const HISTORY_TTL_SECS: u64 = 24 * 60 * 60;
 /// How long a chunk log and an answer record live after the answer ends (for `resume`).
 pub const ENDED_STREAM_TTL_SECS: u64 = 5 * 60;
-/// Safety net for a chunk log and answer record while streaming: refreshed by every chunk, so
+/// Safety net for a chunk log and answer record while streaming: renewed every 100 chunks, so
 /// it only fires when the producer vanished and nothing else cleaned up.
 pub const LIVE_STREAM_TTL_SECS: u64 = 60 * 60;
 /// How long a cancel flag lives.

@@ -100,6 +100,7 @@ impl ChatState {
             .key(keys::cancel_flag(&stream.session, &stream.message))
             .key(keys::chunks(&stream.message))
             .key(keys::stream_channel(&stream.session))
+            .key(keys::message(&stream.message))
             .arg(stream.message.as_str())
             .arg(index)
             .arg(delta)

@@ -26,8 +26,10 @@ return {1, ''}
 
 /// Appends chunk `index` to the log and publishes its frame, in one step; refreshes the lease.
 ///
-/// KEYS: active, cancel flag, chunk log, channel.
+/// KEYS: active, cancel flag, chunk log, channel, answer record.
 /// ARGV: answer id, index, delta, frame, lease secs, live TTL.
+/// Every 100th chunk (and the first) renews the live TTL of the log and the record, so a long
+/// answer keeps them while a vanished producer's expire on their own.
 /// Returns the index appended (or already there: a retry is harmless), -1 when cancelled,
 /// -2 when the lease is no longer this answer's, -3 when `index` would leave a gap.
 const APPEND: &str = r#"
@@ -38,7 +40,10 @@ local len = redis.call('LLEN', KEYS[3])
 if len > index then return index end
 if len < index then return -3 end
 redis.call('RPUSH', KEYS[3], ARGV[3])
-if index == 0 then redis.call('EXPIRE', KEYS[3], ARGV[6]) end
+if index % 100 == 0 then
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+  redis.call('EXPIRE', KEYS[5], ARGV[6])
+end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('PUBLISH', KEYS[4], ARGV[4])
 return index
@@ -80,6 +85,21 @@ local chunks = redis.call('LRANGE', ARGV[2] .. mid, 0, -1)
 return {history, mid, record or false, chunks}
 "#;
 
+/// Lua: the history entry of assistant message `mid` in list `key`, or nil. Scans the list, so
+/// it is only used on the rare paths (a cancel or resume of an answer whose record expired).
+const ANSWER_IN_HISTORY: &str = r#"
+local function answer_in_history(key, mid)
+  local needle = '"messageId":"' .. mid .. '"'
+  for _, entry in ipairs(redis.call('LRANGE', key, 0, -1)) do
+    if string.find(entry, needle, 1, true) then
+      local ok, msg = pcall(cjson.decode, entry)
+      if ok and msg.role == 'assistant' then return entry end
+    end
+  end
+  return nil
+end
+"#;
+
 /// Sets the cancel flag if the answer is streaming in this session.
 ///
 /// KEYS: active, cancel flag, answer record, history. ARGV: answer id, flag TTL, session id.
@@ -94,10 +114,7 @@ if record then
   local ok, msg = pcall(cjson.decode, record)
   if ok and msg.sessionId == ARGV[3] and msg.isComplete then return 'already_finished' end
 end
-local needle = '"messageId":"' .. ARGV[1] .. '"'
-for _, entry in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
-  if string.find(entry, needle, 1, true) then return 'already_finished' end
-end
+if answer_in_history(KEYS[4], ARGV[1]) then return 'already_finished' end
 return 'not_found'
 "#;
 
@@ -117,10 +134,8 @@ if record then
   if len == 0 and from > 0 then return {'EXPIRED', record} end
   return {'RECOVERED', record, redis.call('LRANGE', KEYS[2], from, -1)}
 end
-local needle = '"messageId":"' .. ARGV[1] .. '"'
-for _, entry in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
-  if string.find(entry, needle, 1, true) then return {'COMPLETED', entry} end
-end
+local entry = answer_in_history(KEYS[3], ARGV[1])
+if entry then return {'COMPLETED', entry} end
 return {'NOT_FOUND'}
 "#;
 
@@ -141,8 +156,8 @@ impl Scripts {
             append: Script::new(APPEND),
             finish: Script::new(FINISH),
             snapshot: Script::new(SNAPSHOT),
-            cancel: Script::new(CANCEL),
-            recover: Script::new(RECOVER),
+            cancel: Script::new(&format!("{ANSWER_IN_HISTORY}{CANCEL}")),
+            recover: Script::new(&format!("{ANSWER_IN_HISTORY}{RECOVER}")),
         }
     }
 }

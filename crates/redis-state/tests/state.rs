@@ -210,6 +210,19 @@ async fn recovery_covers_every_status() {
         state.recover(&sid, &MessageId::random(), 0).await.unwrap(),
         Recovery::NotFound
     );
+    // A user message's id is not an answer: neither resumable nor cancellable.
+    let user_id = state.snapshot(&sid).await.unwrap().history[0]
+        .message_id
+        .clone();
+    let user_id = MessageId::parse(user_id).unwrap();
+    assert_eq!(
+        state.recover(&sid, &user_id, 0).await.unwrap(),
+        Recovery::NotFound
+    );
+    assert_eq!(
+        state.cancel(&sid, &user_id).await.unwrap(),
+        CancelOutcome::NotFound
+    );
 }
 
 /// Deleting history empties it and reports how much it held.

@@ -17,9 +17,8 @@ pub fn init(node_id: &str, log_level: &str) {
     };
     let format = WithNodeId {
         node_id: node_id.to_owned(),
-        inner: tracing_subscriber::fmt::format().with_ansi(std::io::IsTerminal::is_terminal(
-            &std::io::stderr(),
-        )),
+        inner: tracing_subscriber::fmt::format()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
     };
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let installed = tracing_subscriber::fmt()

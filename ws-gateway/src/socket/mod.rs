@@ -34,6 +34,9 @@ pub use filter::DeliveryFilter;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing socket gets to take its close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a slow consumer gets to take its 1013: its kernel buffers are full, so the close
+/// frame only goes out once it reads again. It has already left the hub meanwhile.
+const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Close codes this server uses.
 pub mod close_code {
@@ -78,7 +81,13 @@ pub async fn serve(socket: WebSocket, app: AppState, session: SessionId, user: U
                 "storage is unavailable; reconnect later",
             );
             let _ = send(&mut sink, &frame).await;
-            close(&mut sink, close_code::INTERNAL_ERROR, "storage unavailable").await;
+            close(
+                &mut sink,
+                close_code::INTERNAL_ERROR,
+                "storage unavailable",
+                CLOSE_TIMEOUT,
+            )
+            .await;
             return;
         }
     };
@@ -103,12 +112,33 @@ pub async fn serve(socket: WebSocket, app: AppState, session: SessionId, user: U
         queue,
         slow,
     };
-    tokio::select! {
-        () = writer.run() => {}
-        () = reader.run(stream) => {}
-    }
+    let ended = tokio::select! {
+        ended = writer.run() => Some(ended),
+        () = reader.run(stream) => None,
+    };
     drop(membership);
     Stats::dec(&app.stats.sockets_open);
+    match ended {
+        Some((mut sink, writer::End::Slow)) => {
+            close(
+                &mut sink,
+                close_code::TRY_AGAIN_LATER,
+                "slow consumer",
+                SLOW_CLOSE_TIMEOUT,
+            )
+            .await;
+        }
+        Some((mut sink, writer::End::Shutdown)) => {
+            close(
+                &mut sink,
+                close_code::GOING_AWAY,
+                "server shutting down",
+                CLOSE_TIMEOUT,
+            )
+            .await;
+        }
+        Some((_, writer::End::Gone)) | None => {}
+    }
     debug!(session_id = %session, "socket closed");
 }
 
@@ -127,13 +157,13 @@ async fn send(sink: &mut Sink, frame: &ServerFrame) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Sends a close frame, giving the peer [`CLOSE_TIMEOUT`] to take it.
-async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
+/// Sends a close frame, giving the peer `patience` to take it.
+async fn close(sink: &mut Sink, code: u16, reason: &'static str, patience: Duration) {
     let frame = Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     }));
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(frame)).await;
+    let _ = tokio::time::timeout(patience, sink.send(frame)).await;
 }
 
 /// Queues a frame made for this socket alone; a full queue makes it a slow consumer.

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{DeliveryFilter, Sink, close, close_code};
+use super::{DeliveryFilter, Sink};
 use crate::hub::Outbound;
 use crate::stats::Stats;
 
@@ -44,7 +44,7 @@ pub(super) struct Writer {
 }
 
 /// Why the writer stopped.
-enum End {
+pub(super) enum End {
     /// The queue fell behind: close with 1013.
     Slow,
     /// The node is shutting down: close with 1001.
@@ -54,23 +54,14 @@ enum End {
 }
 
 impl Writer {
-    pub async fn run(mut self) {
+    /// Writes until the socket must close; hands back the sink so the caller can leave the
+    /// hub before it waits for the close frame to go out.
+    pub async fn run(mut self) -> (Sink, End) {
         let end = self.write_all().await;
-        match end {
-            End::Slow => {
-                info!(session_id = %self.session, "closing a slow consumer (1013)");
-                close(&mut self.sink, close_code::TRY_AGAIN_LATER, "slow consumer").await;
-            }
-            End::Shutdown => {
-                close(
-                    &mut self.sink,
-                    close_code::GOING_AWAY,
-                    "server shutting down",
-                )
-                .await;
-            }
-            End::Gone => {}
+        if matches!(end, End::Slow) {
+            info!(session_id = %self.session, "closing a slow consumer (1013)");
         }
+        (self.sink, end)
     }
 
     async fn write_all(&mut self) -> End {
