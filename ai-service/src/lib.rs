@@ -43,6 +43,11 @@ pub async fn run(
         streamer: streamer.clone(),
         node_id: config.node_id.clone(),
     };
+    tokio::spawn(redis_state::run_reaper(
+        app.state.clone(),
+        redis_state::REAPER_INTERVAL,
+        shutdown.clone(),
+    ));
     info!(addr = %listener.local_addr()?, "AI service listening");
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown.cancelled_owned())

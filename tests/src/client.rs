@@ -58,6 +58,24 @@ impl WsClient {
         WsClient { ws }
     }
 
+    /// Wraps an already connected socket.
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
+        WsClient { ws }
+    }
+
+    /// Reads `welcome` and `history`; `None` if the socket closes first.
+    pub async fn handshake(&mut self) -> Option<(Json, Json)> {
+        let Event::Frame(welcome) = self.event().await else {
+            return None;
+        };
+        let Event::Frame(history) = self.event().await else {
+            return None;
+        };
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(history["type"], "history", "{history}");
+        Some((welcome, history))
+    }
+
     /// Connects and reads `welcome` and `history`, returning both.
     pub async fn open(url: &str) -> (WsClient, Json, Json) {
         let mut client = Self::connect(url).await;

@@ -4,12 +4,16 @@
 //! # Layout
 //! - [`Stack`] (`stack.rs`): redis-server plus AI nodes and gateways, each served on its own
 //!   loopback port, stopped when dropped.
+//! - [`Cluster`] (`cluster.rs`): the multi-node stack as real processes behind a real nginx,
+//!   for the tests that kill nodes.
 //! - [`WsClient`] (`client.rs`): a WebSocket client with helpers to read frames and answers.
 
 mod client;
+mod cluster;
 mod stack;
 
 pub use client::{Answer, Event, WsClient};
+pub use cluster::{Cluster, ClusterOptions};
 pub use stack::{Node, Stack, StackOptions, http};
 
 /// A JSON value, as the tests read frames.

@@ -88,6 +88,11 @@ impl Hub {
         self.lock().len()
     }
 
+    /// Whether this node has a socket of `session`.
+    pub fn serves(&self, session: &str) -> bool {
+        self.lock().contains_key(session)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<LocalSocket>>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -111,6 +111,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let app = AppState::connect(config, shutdown.clone()).await?;
     let sockets = app.sockets.clone();
+    tokio::spawn(redis_state::run_reaper(
+        app.state.clone(),
+        redis_state::REAPER_INTERVAL,
+        shutdown.clone(),
+    ));
     info!(addr = %listener.local_addr()?, ai_nodes = ?app.ai.urls(), "gateway listening");
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown.cancelled_owned())

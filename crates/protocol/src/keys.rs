@@ -58,6 +58,24 @@ pub fn cancel_flag(session: &SessionId, message: &MessageId) -> String {
     format!("streaming:cancel:{session}:{message}")
 }
 
+/// `streaming:deadlines`: sorted set of streaming answers (`{sid}:{mid}`) scored by the moment
+/// (ms, Redis clock) their lease runs out unless refreshed; the reaper fails answers past it.
+pub const STREAM_DEADLINES: &str = "streaming:deadlines";
+
+/// The member of [`STREAM_DEADLINES`] for an answer.
+pub fn deadline_member(session: &SessionId, message: &MessageId) -> String {
+    format!("{session}:{message}")
+}
+
+/// The session and answer ids of a [`STREAM_DEADLINES`] member.
+pub fn parse_deadline_member(member: &str) -> Option<(SessionId, MessageId)> {
+    let (session, message) = member.split_once(':')?;
+    Some((SessionId::parse(session).ok()?, MessageId::parse(message).ok()?))
+}
+
+/// How long a session owner claim lives; renewed while the node serves the session.
+pub const SESSION_OWNER_TTL_SECS: u64 = 600;
+
 /// `session:owner:{sid}`: which gateway node serves the session (observability only).
 pub fn session_owner(session: &SessionId) -> String {
     format!("session:owner:{session}")

@@ -12,6 +12,8 @@
 //! - `producer.rs`: what an AI node does: start a stream, append chunks, finish it.
 //! - `reader.rs`: what anyone reads: snapshots, history, recovery of missed chunks.
 //! - `control.rs`: cancel and delete.
+//! - `reaper.rs`: failing answers whose producer vanished (lease ran out).
+//! - `owner.rs`: the `session:owner:{sid}` claim (observability only).
 
 use std::sync::Arc;
 
@@ -21,12 +23,18 @@ use crate::scripts::Scripts;
 
 mod control;
 mod producer;
+mod owner;
 mod reader;
+mod reaper;
 mod scripts;
 
 pub use control::CancelOutcome;
 pub use producer::{ChunkOutcome, StartOutcome, StreamHandle};
 pub use reader::{Recovery, Snapshot};
+pub use reaper::{STREAM_FAILED_TEXT, run_reaper};
+
+/// How often every node looks for answers whose producer vanished.
+pub const REAPER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Errors of the Redis state.
 #[derive(Debug, thiserror::Error)]

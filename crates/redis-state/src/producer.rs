@@ -58,6 +58,7 @@ impl ChatState {
             .key(keys::history(session))
             .key(keys::message(&message))
             .key(keys::stream_channel(session))
+            .key(keys::STREAM_DEADLINES)
             .arg(message.as_str())
             .arg(lease_secs)
             .arg(user_json)
@@ -65,6 +66,7 @@ impl ChatState {
             .arg(frame)
             .arg(keys::HISTORY_TTL_SECS)
             .arg(keys::LIVE_STREAM_TTL_SECS)
+            .arg(keys::deadline_member(session, &message))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(if started == 1 {
@@ -101,12 +103,14 @@ impl ChatState {
             .key(keys::chunks(&stream.message))
             .key(keys::stream_channel(&stream.session))
             .key(keys::message(&stream.message))
+            .key(keys::STREAM_DEADLINES)
             .arg(stream.message.as_str())
             .arg(index)
             .arg(delta)
             .arg(frame)
             .arg(lease_secs)
             .arg(keys::LIVE_STREAM_TTL_SECS)
+            .arg(keys::deadline_member(&stream.session, &stream.message))
             .invoke_async(&mut self.conn())
             .await?;
         match reply {
@@ -141,11 +145,13 @@ impl ChatState {
             .key(keys::chunks(&stream.message))
             .key(keys::cancel_flag(&stream.session, &stream.message))
             .key(keys::stream_channel(&stream.session))
+            .key(keys::STREAM_DEADLINES)
             .arg(stream.message.as_str())
             .arg(json)
             .arg(frame)
             .arg(keys::HISTORY_TTL_SECS)
             .arg(keys::ENDED_STREAM_TTL_SECS)
+            .arg(keys::deadline_member(&stream.session, &stream.message))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(ended == 1)

@@ -143,7 +143,7 @@ impl ChatState {
 
 /// Parses one stored message; a corrupt entry is logged and skipped rather than failing the
 /// whole read.
-fn parse_message(json: &str, session: &SessionId) -> Option<ChatMessage> {
+pub(crate) fn parse_message(json: &str, session: &SessionId) -> Option<ChatMessage> {
     match serde_json::from_str(json) {
         Ok(message) => Some(message),
         Err(e) => {

@@ -7,11 +7,20 @@
 
 use redis::Script;
 
-/// Takes the session's stream lease and records the user message, in one step.
+/// Lua: milliseconds on Redis's clock, so that every node measures leases with one clock.
+const NOW_MS: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"#;
+
+/// Takes the session's stream lease and records the user message, in one step; enters the
+/// answer in the deadline set the reaper watches.
 ///
-/// KEYS: active, history, answer record, channel.
+/// KEYS: active, history, answer record, channel, deadlines.
 /// ARGV: answer id, lease secs, user message JSON, answer record JSON, user frame, history TTL,
-/// live TTL.
+/// live TTL, deadline member.
 /// Returns `{1, ""}` when started, `{0, active_message_id}` when the session is busy.
 const START: &str = r#"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
@@ -20,14 +29,15 @@ end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[7])
+redis.call('ZADD', KEYS[5], now_ms() + 1000 * tonumber(ARGV[2]), ARGV[8])
 redis.call('PUBLISH', KEYS[4], ARGV[5])
 return {1, ''}
 "#;
 
 /// Appends chunk `index` to the log and publishes its frame, in one step; refreshes the lease.
 ///
-/// KEYS: active, cancel flag, chunk log, channel, answer record.
-/// ARGV: answer id, index, delta, frame, lease secs, live TTL.
+/// KEYS: active, cancel flag, chunk log, channel, answer record, deadlines.
+/// ARGV: answer id, index, delta, frame, lease secs, live TTL, deadline member.
 /// Every 100th chunk (and the first) renews the live TTL of the log and the record, so a long
 /// answer keeps them while a vanished producer's expire on their own.
 /// Returns the index appended (or already there: a retry is harmless), -1 when cancelled,
@@ -45,6 +55,7 @@ if index % 100 == 0 then
   redis.call('EXPIRE', KEYS[5], ARGV[6])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[6], now_ms() + 1000 * tonumber(ARGV[5]), ARGV[7])
 redis.call('PUBLISH', KEYS[4], ARGV[4])
 return index
 "#;
@@ -53,14 +64,17 @@ return index
 /// and chunk log for a while, clears the cancel flag and publishes the final frame, in one
 /// step. Does nothing when the answer has already ended (a retry, or another node failed it).
 ///
-/// KEYS: active, history, answer record, chunk log, cancel flag, channel.
-/// ARGV: answer id, final message JSON, final frame, history TTL, ended TTL.
+/// KEYS: active, history, answer record, chunk log, cancel flag, channel, deadlines.
+/// ARGV: answer id, final message JSON, final frame, history TTL, ended TTL, deadline member.
 /// Returns 1 when it ended the answer, 0 when it had already ended.
 const FINISH: &str = r#"
 local record = redis.call('GET', KEYS[3])
 if record then
   local ok, msg = pcall(cjson.decode, record)
-  if ok and msg.isComplete then return 0 end
+  if ok and msg.isComplete then
+    redis.call('ZREM', KEYS[7], ARGV[6])
+    return 0
+  end
 end
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
@@ -68,8 +82,45 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 redis.call('DEL', KEYS[5])
+redis.call('ZREM', KEYS[7], ARGV[6])
 redis.call('PUBLISH', KEYS[6], ARGV[3])
 return 1
+"#;
+
+/// Ends an answer whose producer is gone (its lease expired) as `failed`: like [`FINISH`], but
+/// only while no producer holds the lease, and publishing an `error` frame before the final one.
+///
+/// KEYS: active, history, answer record, chunk log, cancel flag, channel, deadlines.
+/// ARGV: answer id, final message JSON, final frame, history TTL, ended TTL, deadline member,
+/// error frame.
+/// Returns 1 when it failed the answer, 0 when it had already ended, -1 when its producer is
+/// alive after all.
+const FAIL: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return -1 end
+local record = redis.call('GET', KEYS[3])
+if record then
+  local ok, msg = pcall(cjson.decode, record)
+  if ok and msg.isComplete then
+    redis.call('ZREM', KEYS[7], ARGV[6])
+    return 0
+  end
+end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+redis.call('DEL', KEYS[5])
+redis.call('ZREM', KEYS[7], ARGV[6])
+redis.call('PUBLISH', KEYS[6], ARGV[7])
+redis.call('PUBLISH', KEYS[6], ARGV[3])
+return 1
+"#;
+
+/// Answers whose lease deadline has passed: up to 100 deadline members.
+///
+/// KEYS: deadlines.
+const DUE: &str = r#"
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, 100)
 "#;
 
 /// Reads history, the active answer, its record and its chunk log, in one step.
@@ -147,17 +198,25 @@ pub(crate) struct Scripts {
     pub snapshot: Script,
     pub cancel: Script,
     pub recover: Script,
+    pub fail: Script,
+    pub due: Script,
+    pub claim_owner: Script,
+    pub release_owner: Script,
 }
 
 impl Scripts {
     pub fn new() -> Self {
         Self {
-            start: Script::new(START),
-            append: Script::new(APPEND),
+            start: Script::new(&format!("{NOW_MS}{START}")),
+            append: Script::new(&format!("{NOW_MS}{APPEND}")),
             finish: Script::new(FINISH),
             snapshot: Script::new(SNAPSHOT),
             cancel: Script::new(&format!("{ANSWER_IN_HISTORY}{CANCEL}")),
             recover: Script::new(&format!("{ANSWER_IN_HISTORY}{RECOVER}")),
+            fail: Script::new(FAIL),
+            due: Script::new(&format!("{NOW_MS}{DUE}")),
+            claim_owner: Script::new(crate::owner::CLAIM),
+            release_owner: Script::new(crate::owner::RELEASE),
         }
     }
 }

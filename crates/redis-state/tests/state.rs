@@ -26,10 +26,14 @@ fn message(session: &SessionId, role: Role, content: &str) -> ChatMessage {
 }
 
 async fn start(state: &ChatState, session: &SessionId) -> StreamHandle {
+    start_with_lease(state, session, 10).await
+}
+
+async fn start_with_lease(state: &ChatState, session: &SessionId, lease: u64) -> StreamHandle {
     let user = message(session, Role::User, "hello");
     let answer = message(session, Role::Assistant, "");
     match state
-        .start_stream(session, &user, answer, 10)
+        .start_stream(session, &user, answer, lease)
         .await
         .unwrap()
     {
@@ -239,4 +243,45 @@ async fn delete_history_empties_it() {
     assert_eq!(state.delete_history(&sid).await.unwrap(), 2);
     assert!(state.snapshot(&sid).await.unwrap().history.is_empty());
     assert_eq!(state.delete_history(&sid).await.unwrap(), 0);
+}
+
+/// An answer whose lease runs out is failed by the reaper with the text it had, once, and the
+/// session is free again; a live answer is left alone.
+#[tokio::test]
+async fn reaper_fails_answers_whose_lease_ran_out() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let dead_session = SessionId::parse("dead").unwrap();
+    let live_session = SessionId::parse("live").unwrap();
+    let dead = start_with_lease(&state, &dead_session, 1).await;
+    let live = start(&state, &live_session).await;
+    state.append_chunk(&dead, 0, "half", 1).await.unwrap();
+    state.append_chunk(&dead, 1, " done", 1).await.unwrap();
+    state.append_chunk(&live, 0, "alive", 10).await.unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let failed = state.reap_orphans().await.unwrap();
+        if failed == 1 {
+            break;
+        }
+        assert_eq!(failed, 0);
+        assert!(std::time::Instant::now() < deadline, "never reaped");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(state.reap_orphans().await.unwrap(), 0, "reaped twice");
+    let snap = state.snapshot(&dead_session).await.unwrap();
+    assert!(snap.streaming.is_none());
+    let failed = &snap.history[1];
+    assert_eq!(failed.status, MessageStatus::Failed);
+    assert_eq!(failed.content, "half done");
+    assert!(failed.is_complete);
+    // The producer, if it comes back, has lost its lease; the session takes a new chat.
+    assert_eq!(
+        state.append_chunk(&dead, 2, "!", 1).await.unwrap(),
+        ChunkOutcome::LeaseLost
+    );
+    start(&state, &dead_session).await;
+    // The live answer was not touched.
+    assert!(state.snapshot(&live_session).await.unwrap().streaming.is_some());
 }

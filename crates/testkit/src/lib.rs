@@ -1,15 +1,23 @@
 //! Test support shared by every package's integration tests.
 //!
 //! # Layout
-//! - [`RedisServer`]: a real `redis-server` on a free loopback port with its own data dir,
-//!   killed when dropped.
+//! - [`RedisServer`] (`redis.rs`): a real `redis-server` on a free loopback port with its own
+//!   data dir, killed when dropped.
+//! - [`Service`] (`process.rs`): one of the workspace's binaries run as a real process.
+//! - [`Nginx`] (`nginx.rs`): a real `nginx` with a config rendered from `nginx-lb.conf`.
 //! - [`free_port`]: a loopback port nothing listens on right now.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::Child;
 use std::time::{Duration, Instant};
+
+mod nginx;
+mod process;
+mod redis;
+
+pub use nginx::Nginx;
+pub use process::{Service, workspace_binary};
+pub use redis::RedisServer;
 
 /// A loopback TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -19,146 +27,31 @@ pub fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
-/// A `redis-server` process owned by a test.
-pub struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    /// Starts `redis-server` on a free port and waits until it answers PING.
-    ///
-    /// Panics with the install command when `redis-server` is not on the PATH.
-    pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir for redis");
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            match spawn_ready(dir.path(), port) {
-                Ok(child) => {
-                    return Self {
-                        child: Some(child),
-                        port,
-                        dir,
-                    };
-                }
-                Err(e) => last_error = e,
-            }
-        }
-        panic!("could not start redis-server: {last_error}");
-    }
-
-    /// `redis://127.0.0.1:{port}/`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Kills the server (SIGKILL) and waits for it to exit.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server again on the same port and data dir (after [`RedisServer::kill`]).
-    pub fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            // The old process's port may take a moment to be released.
-            match spawn_ready(self.dir.path(), self.port) {
-                Ok(child) => {
-                    self.child = Some(child);
-                    return;
-                }
-                Err(e) => assert!(
-                    Instant::now() < deadline,
-                    "could not restart redis-server: {e}"
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Starts `redis-server` and waits until it answers; kills it if it does not.
-fn spawn_ready(dir: &Path, port: u16) -> Result<Child, String> {
-    let mut child = spawn(dir, port)?;
-    if wait_ready(&mut child, port) {
-        Ok(child)
-    } else {
-        let _ = child.kill();
-        let _ = child.wait();
-        Err(format!("redis-server on port {port} did not answer PING"))
-    }
-}
-
-fn spawn(dir: &Path, port: u16) -> Result<Child, String> {
-    Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "redis-server could not be started ({e}); install it with \
-                 `apt-get install -y redis-server`"
-            )
-        })
-}
-
-/// Waits until the server answers PING; false if it exits or stays silent for 10 s.
-fn wait_ready(child: &mut Child, port: u16) -> bool {
+/// Sends SIGTERM and waits up to 10 s for the process to exit, then SIGKILL.
+pub(crate) fn terminate(child: &mut Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
-            return false;
+            return;
         }
-        if ping(port) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits until something accepts TCP connections on `port`, up to `limit`.
+pub fn wait_for_port(port: u16, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let addr = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     false
-}
-
-/// Whether a Redis server on `port` answers PING.
-fn ping(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut reply = [0u8; 7];
-    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }

@@ -26,6 +26,7 @@ use crate::stats::Stats;
 
 mod client;
 mod filter;
+mod owner;
 mod writer;
 
 pub use filter::DeliveryFilter;
@@ -94,6 +95,7 @@ pub async fn serve(socket: WebSocket, app: AppState, session: SessionId, user: U
 
     Stats::inc(&app.stats.sockets_total);
     Stats::inc(&app.stats.sockets_open);
+    owner::claim(&app, &session);
     debug!(session_id = %session, user_id = %user, "socket open");
     let writer = writer::Writer {
         sink,
@@ -118,6 +120,7 @@ pub async fn serve(socket: WebSocket, app: AppState, session: SessionId, user: U
     };
     drop(membership);
     Stats::dec(&app.stats.sockets_open);
+    owner::release_if_last(&app, &session);
     match ended {
         Some((mut sink, writer::End::Slow)) => {
             close(

@@ -1,0 +1,137 @@
+//! Ending answers whose producer vanished (an AI node killed mid-stream, or cut off from Redis).
+//!
+//! Every streaming answer sits in `streaming:deadlines`, scored by when its lease runs out; each
+//! chunk pushes the deadline forward. Every node runs [`run_reaper`]: once a deadline has passed
+//! and nobody holds the lease, the answer is ended as `failed` with the text it had, an `error`
+//! frame and a final frame are published, and the session is free for a new chat. Several
+//! reapers may race; the `FAIL` script makes the outcome the same.
+
+use std::time::Duration;
+
+use protocol::{ErrorCode, MessageId, MessageStatus, ServerFrame, SessionId, keys};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::reader::parse_message;
+use crate::{ChatState, Error, Result};
+
+/// What the `error` frame of a failed answer says.
+pub const STREAM_FAILED_TEXT: &str =
+    "the node producing this answer stopped; the answer is incomplete";
+
+impl ChatState {
+    /// Fails every answer whose lease has run out. Returns how many it failed.
+    pub async fn reap_orphans(&self) -> Result<usize> {
+        let due: Vec<String> = self
+            .scripts()
+            .due
+            .key(keys::STREAM_DEADLINES)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let mut failed = 0;
+        for member in due {
+            match keys::parse_deadline_member(&member) {
+                Some((session, message)) => {
+                    if self.fail_orphan(&session, &message, &member).await? {
+                        failed += 1;
+                    }
+                }
+                None => self.forget_deadline(&member).await?,
+            }
+        }
+        Ok(failed)
+    }
+
+    async fn fail_orphan(
+        &self,
+        session: &SessionId,
+        message: &MessageId,
+        member: &str,
+    ) -> Result<bool> {
+        let (lease, record, chunks): (Option<String>, Option<String>, Vec<String>) = redis::pipe()
+            .cmd("GET")
+            .arg(keys::active_stream(session))
+            .cmd("GET")
+            .arg(keys::message(message))
+            .cmd("LRANGE")
+            .arg(keys::chunks(message))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await?;
+        if lease.as_deref() == Some(message.as_str()) {
+            // Alive after all: its next chunk moves the deadline.
+            return Ok(false);
+        }
+        let Some(answer) = record.and_then(|json| parse_message(&json, session)) else {
+            self.forget_deadline(member).await?;
+            return Ok(false);
+        };
+        if answer.is_complete {
+            self.forget_deadline(member).await?;
+            return Ok(false);
+        }
+        let done = answer.finished(chunks.concat(), MessageStatus::Failed);
+        let json = serde_json::to_string(&done).map_err(|e| Error::Reply(e.to_string()))?;
+        let error = ServerFrame::Error {
+            error: STREAM_FAILED_TEXT.to_owned(),
+            code: ErrorCode::StreamFailed,
+            timestamp: protocol::now_ms(),
+            message_id: Some(message.to_string()),
+        }
+        .to_json();
+        let frame = ServerFrame::Message { data: done }.to_json();
+        let outcome: i64 = self
+            .scripts()
+            .fail
+            .key(keys::active_stream(session))
+            .key(keys::history(session))
+            .key(keys::message(message))
+            .key(keys::chunks(message))
+            .key(keys::cancel_flag(session, message))
+            .key(keys::stream_channel(session))
+            .key(keys::STREAM_DEADLINES)
+            .arg(message.as_str())
+            .arg(json)
+            .arg(frame)
+            .arg(keys::HISTORY_TTL_SECS)
+            .arg(keys::ENDED_STREAM_TTL_SECS)
+            .arg(member)
+            .arg(error)
+            .invoke_async(&mut self.conn())
+            .await?;
+        if outcome == 1 {
+            warn!(session_id = %session, message_id = %message,
+                "answer failed: its producer's lease ran out");
+        }
+        Ok(outcome == 1)
+    }
+
+    async fn forget_deadline(&self, member: &str) -> Result<()> {
+        let mut conn = self.conn();
+        redis::cmd("ZREM")
+            .arg(keys::STREAM_DEADLINES)
+            .arg(member)
+            .query_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Runs [`ChatState::reap_orphans`] every `every` until `shutdown`. Errors (Redis down) are
+/// logged and retried on the next round.
+pub async fn run_reaper(state: ChatState, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match state.reap_orphans().await {
+            Ok(0) => {}
+            Ok(n) => info!(failed = n, "reaper failed orphaned answers"),
+            Err(e) => warn!(cause = %e, "reaper round failed"),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! A real `nginx`, with its config rendered from the repository's `nginx-lb.conf` by
+//! `scripts/nginx-conf` (the same renderer `scripts/up` uses).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::wait_for_port;
+
+/// A running nginx, stopped when dropped.
+pub struct Nginx {
+    pub port: u16,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+/// The repository root (this crate lives in `crates/testkit`).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+impl Nginx {
+    /// Starts nginx on `port` in front of `gateway_ports` and `ai_ports`.
+    ///
+    /// Panics with the install command when nginx is missing.
+    pub fn start(port: u16, gateway_ports: &[u16], ai_ports: &[u16]) -> Nginx {
+        let binary = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nginx is missing; install it with `apt-get install -y nginx`");
+        let dir = tempfile::tempdir().expect("temp dir for nginx");
+        let www = dir.path().join("www");
+        std::fs::create_dir_all(&www).expect("www dir");
+        std::fs::write(www.join("index.html"), "<!doctype html><title>chat</title>").expect("index");
+        let join = |ports: &[u16]| {
+            ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+        };
+        let rendered = Command::new("bash")
+            .arg(repo_root().join("scripts/nginx-conf"))
+            .arg(dir.path())
+            .arg(port.to_string())
+            .arg(join(gateway_ports))
+            .arg(join(ai_ports))
+            .arg(&www)
+            .output()
+            .expect("running scripts/nginx-conf");
+        assert!(
+            rendered.status.success(),
+            "scripts/nginx-conf failed: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, &rendered.stdout).expect("write nginx.conf");
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting nginx");
+        let nginx = Nginx {
+            port,
+            child: Some(child),
+            _dir: dir,
+        };
+        assert!(
+            wait_for_port(port, Duration::from_secs(10)),
+            "nginx did not listen on {port}"
+        );
+        nginx
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

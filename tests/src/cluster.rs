@@ -1,0 +1,129 @@
+//! The multi-node stack as real processes: redis-server, AI nodes and gateways run from the
+//! workspace's binaries, and nginx with the config rendered from `nginx-lb.conf`, each on a free
+//! loopback port. Tests can kill -9 any of them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use testkit::{Nginx, RedisServer, Service, free_port};
+
+use crate::stack::http;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub ai_nodes: usize,
+    pub gateways: usize,
+    pub stream_delay_ms: u64,
+    pub lease_secs: u64,
+    /// AI URLs put first in every gateway's `AI_SERVICE_URLS` (e.g. a dead one).
+    pub extra_ai_urls: Vec<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            ai_nodes: 3,
+            gateways: 3,
+            stream_delay_ms: 20,
+            lease_secs: 10,
+            extra_ai_urls: Vec::new(),
+        }
+    }
+}
+
+/// The running cluster; every process dies with it.
+pub struct Cluster {
+    pub redis: RedisServer,
+    pub ai: Vec<Service>,
+    pub gateways: Vec<Service>,
+    pub nginx: Nginx,
+}
+
+impl Cluster {
+    pub async fn start(options: ClusterOptions) -> Cluster {
+        let redis = RedisServer::start_persistent();
+        let mut ai = Vec::new();
+        for i in 1..=options.ai_nodes {
+            let env = env(&[
+                ("REDIS_URL", redis.url()),
+                ("NODE_ID", format!("ai-node-{i}")),
+                ("STREAM_DELAY_MS", options.stream_delay_ms.to_string()),
+                ("STREAM_LEASE_SECONDS", options.lease_secs.to_string()),
+            ]);
+            ai.push(Service::start(&format!("ai-node-{i}"), "ai-service", free_port(), &env));
+        }
+        let mut urls = options.extra_ai_urls.clone();
+        urls.extend(ai.iter().map(Service::url));
+        let mut gateways = Vec::new();
+        for i in 1..=options.gateways {
+            let env = env(&[
+                ("REDIS_URL", redis.url()),
+                ("NODE_ID", format!("ws-node-{i}")),
+                ("AI_SERVICE_URLS", urls.join(",")),
+            ]);
+            gateways.push(Service::start(&format!("ws-node-{i}"), "ws-gateway", free_port(), &env));
+        }
+        let gateway_ports: Vec<u16> = gateways.iter().map(|g| g.port).collect();
+        let ai_ports: Vec<u16> = ai.iter().map(|a| a.port).collect();
+        let nginx = Nginx::start(free_port(), &gateway_ports, &ai_ports);
+        let cluster = Cluster {
+            redis,
+            ai,
+            gateways,
+            nginx,
+        };
+        cluster.wait_healthy(Duration::from_secs(20)).await;
+        cluster
+    }
+
+    /// Base URL of gateway `i` (0-based), addressed directly.
+    pub fn gateway(&self, i: usize) -> String {
+        self.gateways[i].url()
+    }
+
+    /// WebSocket URL of gateway `i`, addressed directly.
+    pub fn ws_url(&self, i: usize, session: &str) -> String {
+        format!("ws://127.0.0.1:{}/ws/chat?session_id={session}&user_id=tester", self.gateways[i].port)
+    }
+
+    /// WebSocket URL through NGINX.
+    pub fn ws_via_nginx(&self, session: &str) -> String {
+        format!("ws://127.0.0.1:{}/ws/chat?session_id={session}&user_id=tester", self.nginx.port)
+    }
+
+    /// Index of the gateway or AI node whose `NODE_ID` is `node_id`.
+    pub fn index_of(services: &[Service], node_id: &str) -> usize {
+        services
+            .iter()
+            .position(|s| s.name == node_id)
+            .unwrap_or_else(|| panic!("no node {node_id}"))
+    }
+
+    /// Waits until every live AI node and gateway answers `/health` with 200.
+    pub async fn wait_healthy(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let client = http();
+        for service in self.ai.iter().chain(&self.gateways) {
+            loop {
+                let ok = client
+                    .get(format!("{}/health", service.url()))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{} never became healthy", service.name);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn env(pairs: &[(&str, String)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}

@@ -1,0 +1,312 @@
+//! The multi-node stack as it runs in production: redis-server, 3 AI nodes and 3 gateways as
+//! real processes, behind a real nginx. Cross-node paths are tested by addressing gateways
+//! directly (through NGINX, ip_hash sends every local client to one node).
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+use std::time::{Duration, Instant};
+
+use e2e::{Cluster, ClusterOptions, Event, Json, WsClient, http};
+use serde_json::json;
+
+async fn post(url: &str, body: Json) -> (u16, Json) {
+    let response = http().post(url).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Json::Null))
+}
+
+async fn chat(base: &str, session: &str, message: &str) -> Json {
+    let (status, body) = post(
+        &format!("{base}/api/chat"),
+        json!({"session_id": session, "message": message}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    body
+}
+
+/// Connects through `url`, retrying while the stack reroutes, until `welcome` and `history`.
+async fn connect_retrying(url: &str) -> (WsClient, Json, Json) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await {
+            let mut client = WsClient::from_stream(ws);
+            if let Some((welcome, history)) = client.handshake().await {
+                return (client, welcome, history);
+            }
+        }
+        assert!(Instant::now() < deadline, "could not reconnect through {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Follows answer `id` from (`text`, `next`) to its final frame, failing on a duplicate or gap.
+/// Stops early (returning `None`) if the socket closes.
+async fn follow(ws: &mut WsClient, id: &str, text: &mut String, next: &mut i64) -> Option<Json> {
+    loop {
+        let frame = match ws.event().await {
+            Event::Frame(frame) => frame,
+            Event::Closed(_) => return None,
+        };
+        if frame["type"] != "message" || frame["data"]["messageId"] != id {
+            continue;
+        }
+        let data = &frame["data"];
+        if data["isComplete"] == true {
+            return Some(data.clone());
+        }
+        assert_eq!(data["index"].as_i64().unwrap(), *next, "duplicate or gap");
+        text.push_str(data["chunk"].as_str().unwrap());
+        *next += 1;
+    }
+}
+
+/// Three sessions on three different gateways each receive only their own stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sessions_on_three_gateways_receive_only_their_own_streams() {
+    let cluster = Cluster::start(ClusterOptions::default()).await;
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let session = format!("mn-own-{i}");
+        let url = cluster.ws_url(i, &session);
+        let api = cluster.nginx.url();
+        let expected_node = format!("ws-node-{}", i + 1);
+        tasks.push(tokio::spawn(async move {
+            let (mut ws, welcome, _) = WsClient::open(&url).await;
+            assert_eq!(welcome["nodeId"], expected_node.as_str());
+            let accepted = chat(&api, &session, "explain streaming").await;
+            let id = accepted["message_id"].as_str().unwrap();
+            // `answer` fails on a frame of any other session.
+            let answer = ws.answer(&session, id).await;
+            assert!(answer.indexes_are_contiguous());
+            assert_eq!(answer.text(), answer.last["content"].as_str().unwrap());
+            accepted["node_id"].as_str().unwrap().to_owned()
+        }));
+    }
+    let mut producers = Vec::new();
+    for task in tasks {
+        producers.push(task.await.unwrap());
+    }
+    // NGINX spread /api/ round robin; the AI nodes were round robin too.
+    producers.sort();
+    producers.dedup();
+    assert!(!producers.is_empty());
+}
+
+/// A stream produced by one AI node, watched on gateway 1 and cancelled through gateway 3,
+/// stops within two chunk intervals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_through_another_gateway_stops_the_stream_within_two_intervals() {
+    let interval = Duration::from_millis(250);
+    let cluster = Cluster::start(ClusterOptions {
+        stream_delay_ms: interval.as_millis() as u64,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let session = "mn-cancel";
+    let (mut ws, _, _) = WsClient::open(&cluster.ws_url(0, session)).await;
+    let accepted = chat(&cluster.gateway(1), session, "hello").await;
+    let id = accepted["message_id"].as_str().unwrap().to_owned();
+    let mut seen = 0;
+    while seen < 3 {
+        let frame = ws.frame_of("message").await;
+        if frame["data"]["messageId"] == id.as_str() {
+            seen += 1;
+        }
+    }
+    let (status, body) = post(
+        &format!("{}/api/cancel", cluster.gateway(2)),
+        json!({"session_id": session, "message_id": id}),
+    )
+    .await;
+    let cancelled = Instant::now();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "cancelling");
+    let rest = ws.answer(session, &id).await;
+    let elapsed = cancelled.elapsed();
+    assert!(elapsed <= 2 * interval, "stopped {elapsed:?} after the cancel");
+    assert_eq!(rest.last["status"], "cancelled");
+    assert!(rest.last["content"].as_str().unwrap().ends_with("\n\n[Cancelled]"));
+}
+
+/// kill -9 the gateway a client reached through NGINX, mid-stream: the client reconnects
+/// through NGINX to another node and ends with the exact final text, no duplicate, no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_clients_gateway_mid_stream_loses_nothing() {
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    let session = "mn-kill-gw";
+    let url = cluster.ws_via_nginx(session);
+    let (mut ws, welcome, _) = WsClient::open(&url).await;
+    let first_node = welcome["nodeId"].as_str().unwrap().to_owned();
+    let accepted = chat(&cluster.nginx.url(), session, "give me a technical deep dive").await;
+    let id = accepted["message_id"].as_str().unwrap().to_owned();
+
+    let mut text = String::new();
+    let mut next = 0i64;
+    while next < 10 {
+        let frame = ws.frame_of("message").await;
+        if frame["data"]["messageId"] == id.as_str() {
+            assert_eq!(frame["data"]["index"], next);
+            text.push_str(frame["data"]["chunk"].as_str().unwrap());
+            next += 1;
+        }
+    }
+    let victim = Cluster::index_of(&cluster.gateways, &first_node);
+    cluster.gateways[victim].kill9();
+    // The old socket may still deliver what was in flight; then it closes.
+    let early = follow(&mut ws, &id, &mut text, &mut next).await;
+    assert!(early.is_none(), "the answer ended before the node died; make it longer");
+
+    let (mut ws, welcome, history) = connect_retrying(&url).await;
+    assert_ne!(welcome["nodeId"], first_node.as_str(), "NGINX sent us to the dead node");
+    let messages = history["messages"].as_array().unwrap();
+    let answer = messages.iter().find(|m| m["messageId"] == id.as_str()).unwrap();
+    let partial = answer["content"].as_str().unwrap_or_default();
+    assert!(partial.starts_with(&text), "history lost text we had");
+    let final_message = if answer["isComplete"] == true {
+        answer.clone()
+    } else {
+        text = partial.to_owned();
+        next = history["streaming"]["lastIndex"].as_i64().unwrap() + 1;
+        let done = follow(&mut ws, &id, &mut text, &mut next).await.unwrap();
+        assert_eq!(text, done["content"].as_str().unwrap(), "history + chunks != final");
+        done
+    };
+    assert_eq!(final_message["status"], "completed");
+}
+
+/// kill -9 the AI node producing a stream: the watcher sees `failed` within lease + 3 s, and a
+/// new chat in that session works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_producing_ai_node_fails_the_answer_within_the_lease() {
+    let lease = Duration::from_secs(4);
+    let mut cluster = Cluster::start(ClusterOptions {
+        stream_delay_ms: 50,
+        lease_secs: lease.as_secs(),
+        ..ClusterOptions::default()
+    })
+    .await;
+    let session = "mn-kill-ai";
+    let (mut ws, _, _) = WsClient::open(&cluster.ws_url(0, session)).await;
+    let accepted = chat(&cluster.gateway(0), session, "hello").await;
+    let id = accepted["message_id"].as_str().unwrap().to_owned();
+    let producer = accepted["node_id"].as_str().unwrap().to_owned();
+    let mut text = String::new();
+    let mut next = 0i64;
+    while next < 5 {
+        let frame = ws.frame_of("message").await;
+        if frame["data"]["messageId"] == id.as_str() {
+            text.push_str(frame["data"]["chunk"].as_str().unwrap());
+            next += 1;
+        }
+    }
+    let victim = Cluster::index_of(&cluster.ai, &producer);
+    cluster.ai[victim].kill9();
+    let killed = Instant::now();
+
+    let mut error_seen = false;
+    let final_message = loop {
+        let frame = ws.frame().await;
+        if frame["type"] == "error" {
+            assert_eq!(frame["code"], "STREAM_FAILED", "{frame}");
+            assert_eq!(frame["messageId"], id.as_str());
+            error_seen = true;
+            continue;
+        }
+        if frame["type"] != "message" || frame["data"]["messageId"] != id.as_str() {
+            continue;
+        }
+        let data = &frame["data"];
+        if data["isComplete"] == true {
+            break data.clone();
+        }
+        assert_eq!(data["index"].as_i64().unwrap(), next);
+        text.push_str(data["chunk"].as_str().unwrap());
+        next += 1;
+    };
+    let elapsed = killed.elapsed();
+    assert!(elapsed <= lease + Duration::from_secs(3), "failed after {elapsed:?}");
+    assert!(error_seen, "no STREAM_FAILED error frame");
+    assert_eq!(final_message["status"], "failed");
+    assert_eq!(final_message["content"].as_str().unwrap(), text);
+
+    // The session is free again, and the chat goes to a live node.
+    let again = chat(&cluster.gateway(0), session, "hello again").await;
+    assert_ne!(again["node_id"], producer.as_str());
+    let answer = ws.answer(session, again["message_id"].as_str().unwrap()).await;
+    assert_eq!(answer.last["status"], "completed");
+}
+
+/// Restart redis-server mid-session: history is still there, and an already-open socket
+/// receives the next stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_keeps_history_and_open_sockets_keep_streaming() {
+    let mut cluster = Cluster::start(ClusterOptions {
+        stream_delay_ms: 5,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let session = "mn-redis";
+    let (mut ws, _, _) = WsClient::open(&cluster.ws_url(0, session)).await;
+    let first = chat(&cluster.gateway(0), session, "hello").await;
+    let first_answer = ws.answer(session, first["message_id"].as_str().unwrap()).await;
+
+    cluster.redis.stop();
+    cluster.redis.restart();
+    cluster.wait_healthy(Duration::from_secs(20)).await;
+
+    let history: Json = http()
+        .get(format!("{}/api/history/{session}", cluster.gateway(1)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["count"], 2);
+    assert_eq!(history["messages"][1]["content"], first_answer.last["content"]);
+
+    // The first request on a connection Redis dropped may fail; a client retries a 503.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let second = loop {
+        let (status, body) = post(
+            &format!("{}/api/chat", cluster.gateway(0)),
+            json!({"session_id": session, "message": "hello again"}),
+        )
+        .await;
+        if status == 202 {
+            break body;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "chats never worked again: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let answer = ws.answer(session, second["message_id"].as_str().unwrap()).await;
+    assert_eq!(answer.last["status"], "completed");
+    assert_eq!(answer.text(), answer.last["content"].as_str().unwrap());
+}
+
+/// With one dead URL in `AI_SERVICE_URLS`, 50 chats in a row all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_chats_in_a_row_succeed_past_a_dead_ai_url() {
+    let dead = format!("http://127.0.0.1:{}", testkit::free_port());
+    let cluster = Cluster::start(ClusterOptions {
+        stream_delay_ms: 1,
+        extra_ai_urls: vec![dead],
+        ..ClusterOptions::default()
+    })
+    .await;
+    for i in 0..50 {
+        let base = cluster.gateway(i % 3);
+        chat(&base, &format!("mn-dead-url-{i}"), "hello").await;
+    }
+    let metrics = http()
+        .get(format!("{}/metrics", cluster.gateway(0)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("gateway_ai_failovers_total{node_id=\"ws-node-1\"} 0"), "{metrics}");
+}
