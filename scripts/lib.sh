@@ -14,8 +14,15 @@ ensure_packages() {
   if [ "$(id -u)" = 0 ]; then
     echo "installing ${missing[*]} with apt-get" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # Keep Debian from starting the packages' own services (a system nginx on :80, a redis on
+    # :6379): the stack and the tests start their own, on their own ports.
+    local policy=/usr/sbin/policy-rc.d own_policy=0
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+    fi
     apt-get update -qq >/dev/null
     apt-get install -y -qq "${missing[@]}" >/dev/null
+    if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
   else
     echo "missing: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2
     return 1

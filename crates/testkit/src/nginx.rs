@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::wait_for_port;
+use crate::{terminate, wait_for_port};
 
 /// A running nginx, stopped when dropped.
 pub struct Nginx {
@@ -82,9 +82,9 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master must take its workers down with it.
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            terminate(&mut child);
         }
     }
 }
