@@ -21,7 +21,7 @@ ensure_packages() {
       printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
     fi
     apt-get update -qq >/dev/null
-    apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
   else
     echo "missing: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2

@@ -51,7 +51,12 @@ impl Cluster {
                 ("STREAM_DELAY_MS", options.stream_delay_ms.to_string()),
                 ("STREAM_LEASE_SECONDS", options.lease_secs.to_string()),
             ]);
-            ai.push(Service::start(&format!("ai-node-{i}"), "ai-service", free_port(), &env));
+            ai.push(Service::start(
+                &format!("ai-node-{i}"),
+                "ai-service",
+                free_port(),
+                &env,
+            ));
         }
         let mut urls = options.extra_ai_urls.clone();
         urls.extend(ai.iter().map(Service::url));
@@ -62,7 +67,12 @@ impl Cluster {
                 ("NODE_ID", format!("ws-node-{i}")),
                 ("AI_SERVICE_URLS", urls.join(",")),
             ]);
-            gateways.push(Service::start(&format!("ws-node-{i}"), "ws-gateway", free_port(), &env));
+            gateways.push(Service::start(
+                &format!("ws-node-{i}"),
+                "ws-gateway",
+                free_port(),
+                &env,
+            ));
         }
         let gateway_ports: Vec<u16> = gateways.iter().map(|g| g.port).collect();
         let ai_ports: Vec<u16> = ai.iter().map(|a| a.port).collect();
@@ -84,12 +94,18 @@ impl Cluster {
 
     /// WebSocket URL of gateway `i`, addressed directly.
     pub fn ws_url(&self, i: usize, session: &str) -> String {
-        format!("ws://127.0.0.1:{}/ws/chat?session_id={session}&user_id=tester", self.gateways[i].port)
+        format!(
+            "ws://127.0.0.1:{}/ws/chat?session_id={session}&user_id=tester",
+            self.gateways[i].port
+        )
     }
 
     /// WebSocket URL through NGINX.
     pub fn ws_via_nginx(&self, session: &str) -> String {
-        format!("ws://127.0.0.1:{}/ws/chat?session_id={session}&user_id=tester", self.nginx.port)
+        format!(
+            "ws://127.0.0.1:{}/ws/chat?session_id={session}&user_id=tester",
+            self.nginx.port
+        )
     }
 
     /// Index of the gateway or AI node whose `NODE_ID` is `node_id`.
@@ -114,7 +130,11 @@ impl Cluster {
                 if ok {
                     break;
                 }
-                assert!(Instant::now() < deadline, "{} never became healthy", service.name);
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never became healthy",
+                    service.name
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

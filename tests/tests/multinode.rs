@@ -35,7 +35,10 @@ async fn connect_retrying(url: &str) -> (WsClient, Json, Json) {
                 return (client, welcome, history);
             }
         }
-        assert!(Instant::now() < deadline, "could not reconnect through {url}");
+        assert!(
+            Instant::now() < deadline,
+            "could not reconnect through {url}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -124,9 +127,17 @@ async fn a_cancel_through_another_gateway_stops_the_stream_within_two_intervals(
     assert_eq!(body["status"], "cancelling");
     let rest = ws.answer(session, &id).await;
     let elapsed = cancelled.elapsed();
-    assert!(elapsed <= 2 * interval, "stopped {elapsed:?} after the cancel");
+    assert!(
+        elapsed <= 2 * interval,
+        "stopped {elapsed:?} after the cancel"
+    );
     assert_eq!(rest.last["status"], "cancelled");
-    assert!(rest.last["content"].as_str().unwrap().ends_with("\n\n[Cancelled]"));
+    assert!(
+        rest.last["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("\n\n[Cancelled]")
+    );
 }
 
 /// kill -9 the gateway a client reached through NGINX, mid-stream: the client reconnects
@@ -138,7 +149,12 @@ async fn killing_the_clients_gateway_mid_stream_loses_nothing() {
     let url = cluster.ws_via_nginx(session);
     let (mut ws, welcome, _) = WsClient::open(&url).await;
     let first_node = welcome["nodeId"].as_str().unwrap().to_owned();
-    let accepted = chat(&cluster.nginx.url(), session, "give me a technical deep dive").await;
+    let accepted = chat(
+        &cluster.nginx.url(),
+        session,
+        "give me a technical deep dive",
+    )
+    .await;
     let id = accepted["message_id"].as_str().unwrap().to_owned();
 
     let mut text = String::new();
@@ -155,12 +171,22 @@ async fn killing_the_clients_gateway_mid_stream_loses_nothing() {
     cluster.gateways[victim].kill9();
     // The old socket may still deliver what was in flight; then it closes.
     let early = follow(&mut ws, &id, &mut text, &mut next).await;
-    assert!(early.is_none(), "the answer ended before the node died; make it longer");
+    assert!(
+        early.is_none(),
+        "the answer ended before the node died; make it longer"
+    );
 
     let (mut ws, welcome, history) = connect_retrying(&url).await;
-    assert_ne!(welcome["nodeId"], first_node.as_str(), "NGINX sent us to the dead node");
+    assert_ne!(
+        welcome["nodeId"],
+        first_node.as_str(),
+        "NGINX sent us to the dead node"
+    );
     let messages = history["messages"].as_array().unwrap();
-    let answer = messages.iter().find(|m| m["messageId"] == id.as_str()).unwrap();
+    let answer = messages
+        .iter()
+        .find(|m| m["messageId"] == id.as_str())
+        .unwrap();
     let partial = answer["content"].as_str().unwrap_or_default();
     assert!(partial.starts_with(&text), "history lost text we had");
     let final_message = if answer["isComplete"] == true {
@@ -169,7 +195,11 @@ async fn killing_the_clients_gateway_mid_stream_loses_nothing() {
         text = partial.to_owned();
         next = history["streaming"]["lastIndex"].as_i64().unwrap() + 1;
         let done = follow(&mut ws, &id, &mut text, &mut next).await.unwrap();
-        assert_eq!(text, done["content"].as_str().unwrap(), "history + chunks != final");
+        assert_eq!(
+            text,
+            done["content"].as_str().unwrap(),
+            "history + chunks != final"
+        );
         done
     };
     assert_eq!(final_message["status"], "completed");
@@ -225,7 +255,10 @@ async fn killing_the_producing_ai_node_fails_the_answer_within_the_lease() {
         next += 1;
     };
     let elapsed = killed.elapsed();
-    assert!(elapsed <= lease + Duration::from_secs(3), "failed after {elapsed:?}");
+    assert!(
+        elapsed <= lease + Duration::from_secs(3),
+        "failed after {elapsed:?}"
+    );
     assert!(error_seen, "no STREAM_FAILED error frame");
     assert_eq!(final_message["status"], "failed");
     assert_eq!(final_message["content"].as_str().unwrap(), text);
@@ -233,7 +266,9 @@ async fn killing_the_producing_ai_node_fails_the_answer_within_the_lease() {
     // The session is free again, and the chat goes to a live node.
     let again = chat(&cluster.gateway(0), session, "hello again").await;
     assert_ne!(again["node_id"], producer.as_str());
-    let answer = ws.answer(session, again["message_id"].as_str().unwrap()).await;
+    let answer = ws
+        .answer(session, again["message_id"].as_str().unwrap())
+        .await;
     assert_eq!(answer.last["status"], "completed");
 }
 
@@ -249,7 +284,9 @@ async fn a_redis_restart_keeps_history_and_open_sockets_keep_streaming() {
     let session = "mn-redis";
     let (mut ws, _, _) = WsClient::open(&cluster.ws_url(0, session)).await;
     let first = chat(&cluster.gateway(0), session, "hello").await;
-    let first_answer = ws.answer(session, first["message_id"].as_str().unwrap()).await;
+    let first_answer = ws
+        .answer(session, first["message_id"].as_str().unwrap())
+        .await;
 
     cluster.redis.stop();
     cluster.redis.restart();
@@ -264,7 +301,10 @@ async fn a_redis_restart_keeps_history_and_open_sockets_keep_streaming() {
         .await
         .unwrap();
     assert_eq!(history["count"], 2);
-    assert_eq!(history["messages"][1]["content"], first_answer.last["content"]);
+    assert_eq!(
+        history["messages"][1]["content"],
+        first_answer.last["content"]
+    );
 
     // The first request on a connection Redis dropped may fail; a client retries a 503.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -278,10 +318,15 @@ async fn a_redis_restart_keeps_history_and_open_sockets_keep_streaming() {
             break body;
         }
         assert_eq!(status, 503, "{body}");
-        assert!(Instant::now() < deadline, "chats never worked again: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "chats never worked again: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let answer = ws.answer(session, second["message_id"].as_str().unwrap()).await;
+    let answer = ws
+        .answer(session, second["message_id"].as_str().unwrap())
+        .await;
     assert_eq!(answer.last["status"], "completed");
     assert_eq!(answer.text(), answer.last["content"].as_str().unwrap());
 }
@@ -308,5 +353,8 @@ async fn fifty_chats_in_a_row_succeed_past_a_dead_ai_url() {
         .text()
         .await
         .unwrap();
-    assert!(!metrics.contains("gateway_ai_failovers_total{node_id=\"ws-node-1\"} 0"), "{metrics}");
+    assert!(
+        !metrics.contains("gateway_ai_failovers_total{node_id=\"ws-node-1\"} 0"),
+        "{metrics}"
+    );
 }

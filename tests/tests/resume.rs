@@ -44,7 +44,10 @@ fn seen_in_history(history: &Json, id: &str) -> Seen {
     };
     let content = message["content"].as_str().unwrap_or_default().to_owned();
     if message["isComplete"] == true {
-        assert_ne!(history["streaming"]["messageId"], id, "complete yet streaming");
+        assert_ne!(
+            history["streaming"]["messageId"], id,
+            "complete yet streaming"
+        );
         Seen::Complete(content)
     } else {
         assert_eq!(

@@ -30,7 +30,9 @@ fn parse_args() -> anyhow::Result<(String, Args)> {
         concurrency: 1,
     };
     while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--url" => parsed.url = value.trim_end_matches('/').to_owned(),
             "--count" => parsed.count = value.parse().context("--count")?,
@@ -69,7 +71,11 @@ async fn keep_streaming(http: reqwest::Client, api: String, session: String) {
 async fn reconnect(args: Args) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().no_proxy().build()?;
     let session = format!("bench-reconnect-{}", std::process::id());
-    let streamer = tokio::spawn(keep_streaming(http.clone(), args.url.clone(), session.clone()));
+    let streamer = tokio::spawn(keep_streaming(
+        http.clone(),
+        args.url.clone(),
+        session.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let ws_url = format!(

@@ -70,7 +70,10 @@ pub fn deadline_member(session: &SessionId, message: &MessageId) -> String {
 /// The session and answer ids of a [`STREAM_DEADLINES`] member.
 pub fn parse_deadline_member(member: &str) -> Option<(SessionId, MessageId)> {
     let (session, message) = member.split_once(':')?;
-    Some((SessionId::parse(session).ok()?, MessageId::parse(message).ok()?))
+    Some((
+        SessionId::parse(session).ok()?,
+        MessageId::parse(message).ok()?,
+    ))
 }
 
 /// How long a session owner claim lives; renewed while the node serves the session.

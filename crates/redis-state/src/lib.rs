@@ -22,8 +22,8 @@ use redis::aio::ConnectionManager;
 use crate::scripts::Scripts;
 
 mod control;
-mod producer;
 mod owner;
+mod producer;
 mod reader;
 mod reaper;
 mod scripts;

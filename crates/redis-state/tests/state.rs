@@ -283,5 +283,12 @@ async fn reaper_fails_answers_whose_lease_ran_out() {
     );
     start(&state, &dead_session).await;
     // The live answer was not touched.
-    assert!(state.snapshot(&live_session).await.unwrap().streaming.is_some());
+    assert!(
+        state
+            .snapshot(&live_session)
+            .await
+            .unwrap()
+            .streaming
+            .is_some()
+    );
 }

@@ -31,9 +31,14 @@ impl Nginx {
         let dir = tempfile::tempdir().expect("temp dir for nginx");
         let www = dir.path().join("www");
         std::fs::create_dir_all(&www).expect("www dir");
-        std::fs::write(www.join("index.html"), "<!doctype html><title>chat</title>").expect("index");
+        std::fs::write(www.join("index.html"), "<!doctype html><title>chat</title>")
+            .expect("index");
         let join = |ports: &[u16]| {
-            ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         };
         let rendered = Command::new("bash")
             .arg(repo_root().join("scripts/nginx-conf"))

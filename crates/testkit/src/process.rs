@@ -41,7 +41,10 @@ impl Service {
             .envs(env)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
-            .env("LOG_LEVEL", std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "LOG_LEVEL",
+                std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("TEST_SHOW_LOGS").is_some() {
