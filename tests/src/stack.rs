@@ -19,6 +19,8 @@ pub struct StackOptions {
     pub max_pending_frames: usize,
     /// Extra AI URLs put first in every gateway's `AI_SERVICE_URLS` (e.g. dead ones).
     pub extra_ai_urls: Vec<String>,
+    /// `STATIC_DIR` of the gateways (default: none served).
+    pub static_dir: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -29,6 +31,7 @@ impl Default for StackOptions {
             stream_delay_ms: 10,
             max_pending_frames: 1000,
             extra_ai_urls: Vec::new(),
+            static_dir: None,
         }
     }
 }
@@ -97,6 +100,7 @@ impl Stack {
         let mut gateways = Vec::new();
         for i in 0..options.gateways {
             let node_id = format!("ws-test-{i}");
+            let static_dir = options.static_dir.as_deref().unwrap_or("/nonexistent");
             let vars = vars(&[
                 ("REDIS_URL", &redis.url()),
                 ("NODE_ID", &node_id),
@@ -105,6 +109,7 @@ impl Stack {
                     "STREAM_MAX_PENDING_CHUNKS",
                     &options.max_pending_frames.to_string(),
                 ),
+                ("STATIC_DIR", static_dir),
             ]);
             let config = ws_gateway::Config::from_vars(&vars).expect("gateway config");
             gateways.push(

@@ -484,3 +484,41 @@ async fn health_and_metrics_report_the_node() {
         "{metrics}"
     );
 }
+
+/// A gateway serves the browser app from `STATIC_DIR` at `/`, with index.html for unknown
+/// paths, while the API keeps its own routes.
+#[tokio::test]
+async fn the_gateway_serves_the_browser_app() {
+    let dir = std::env::temp_dir().join(format!("app-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(dir.join("index.html"), "<!doctype html><p>chat app").unwrap();
+    std::fs::write(dir.join("assets/app.js"), "console.log(1)").unwrap();
+    let stack = Stack::start(StackOptions {
+        static_dir: Some(dir.to_string_lossy().into_owned()),
+        ..StackOptions::default()
+    })
+    .await;
+    let get = |path: &str| http().get(format!("{}{path}", stack.gateway(0))).send();
+    let index = get("/").await.unwrap();
+    assert_eq!(index.status().as_u16(), 200);
+    assert!(index.text().await.unwrap().contains("chat app"));
+    let script = get("/assets/app.js").await.unwrap();
+    assert_eq!(script.status().as_u16(), 200);
+    assert!(
+        script
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap().contains("javascript"))
+    );
+    assert!(
+        get("/some/client/route")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("chat app")
+    );
+    assert_eq!(get("/api/history/x").await.unwrap().status().as_u16(), 200);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

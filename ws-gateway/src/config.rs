@@ -30,6 +30,9 @@ pub struct Config {
     pub max_pending_frames: usize,
     /// `WS_MAX_MESSAGE_BYTES`, default 65536: larger client frames get a `TOO_LARGE` error.
     pub ws_max_message_bytes: usize,
+    /// `STATIC_DIR`, default `frontend/dist`: the built browser app, served at `/` (so a lone
+    /// gateway gives a working page). Nothing is served there when the directory is missing.
+    pub static_dir: String,
     /// `LOG_LEVEL`, default `info` (an `EnvFilter` directive).
     pub log_level: String,
 }
@@ -84,6 +87,7 @@ impl Config {
             )?),
             max_pending_frames,
             ws_max_message_bytes,
+            static_dir: string_or(vars, "STATIC_DIR", "frontend/dist"),
             log_level: string_or(vars, "LOG_LEVEL", "info"),
         })
     }

@@ -116,6 +116,12 @@ pub async fn run(
         redis_state::REAPER_INTERVAL,
         shutdown.clone(),
     ));
+    if !std::path::Path::new(&app.config.static_dir)
+        .join("index.html")
+        .exists()
+    {
+        info!(static_dir = %app.config.static_dir, "no browser app to serve at / (build frontend/)");
+    }
     info!(addr = %listener.local_addr()?, ai_nodes = ?app.ai.urls(), "gateway listening");
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -14,6 +14,7 @@ use http_api::{AppError, conversation_routes};
 use protocol::rest::{ChatAccepted, ChatRequest, DEFAULT_USER_ID, HealthResponse};
 use protocol::{ErrorCode, SessionId, UserId, validate};
 use redis_state::ChatState;
+use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
@@ -32,14 +33,19 @@ impl FromRef<AppState> for ChatState {
     }
 }
 
-/// The gateway's routes.
+/// The gateway's routes; everything else is the browser app from `STATIC_DIR`.
 pub fn router(app: AppState) -> Router {
+    let static_dir = std::path::Path::new(&app.config.static_dir);
+    // Unknown paths get the app's index.html, so client-side routes survive a reload.
+    let app_files =
+        ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
     Router::new()
         .route("/ws/chat", get(ws_chat))
         .route("/api/chat", post(chat))
         .nest("/api", conversation_routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .fallback_service(app_files)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
