@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use testkit::{Nginx, RedisServer, Service, free_port};
+use testkit::{Nginx, RedisServer, Service};
 
 use crate::stack::http;
 
@@ -47,16 +47,10 @@ impl Cluster {
         for i in 1..=options.ai_nodes {
             let env = env(&[
                 ("REDIS_URL", redis.url()),
-                ("NODE_ID", format!("ai-node-{i}")),
                 ("STREAM_DELAY_MS", options.stream_delay_ms.to_string()),
                 ("STREAM_LEASE_SECONDS", options.lease_secs.to_string()),
             ]);
-            ai.push(Service::start(
-                &format!("ai-node-{i}"),
-                "ai-service",
-                free_port(),
-                &env,
-            ));
+            ai.push(Service::start(&format!("ai-node-{i}"), "ai-service", &env));
         }
         let mut urls = options.extra_ai_urls.clone();
         urls.extend(ai.iter().map(Service::url));
@@ -64,19 +58,13 @@ impl Cluster {
         for i in 1..=options.gateways {
             let env = env(&[
                 ("REDIS_URL", redis.url()),
-                ("NODE_ID", format!("ws-node-{i}")),
                 ("AI_SERVICE_URLS", urls.join(",")),
             ]);
-            gateways.push(Service::start(
-                &format!("ws-node-{i}"),
-                "ws-gateway",
-                free_port(),
-                &env,
-            ));
+            gateways.push(Service::start(&format!("ws-node-{i}"), "ws-gateway", &env));
         }
         let gateway_ports: Vec<u16> = gateways.iter().map(|g| g.port).collect();
         let ai_ports: Vec<u16> = ai.iter().map(|a| a.port).collect();
-        let nginx = Nginx::start(free_port(), &gateway_ports, &ai_ports);
+        let nginx = Nginx::start(&gateway_ports, &ai_ports);
         let cluster = Cluster {
             redis,
             ai,

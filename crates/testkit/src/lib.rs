@@ -19,12 +19,35 @@ pub use nginx::Nginx;
 pub use process::{Service, workspace_binary};
 pub use redis::RedisServer;
 
-/// A loopback TCP port that was free a moment ago.
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768-60999), so that a
+/// port chosen here is not taken meanwhile by a listener bound to port 0 (the in-process test
+/// servers) or by an outgoing connection, both of which draw from the ephemeral range.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback TCP port that was free a moment ago, outside the ephemeral range. Concurrent
+/// tests may still pick the same one, rarely; starters check that what answers is theirs.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 32)
+        ^ SEQUENCE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    let span = u64::from(PORT_RANGE.end - PORT_RANGE.start);
+    let mut x = seed | 1;
+    for _ in 0..1000 {
+        // xorshift: a cheap spread of candidates without a dependency.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = PORT_RANGE.start + (x % span) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORT_RANGE:?}");
 }
 
 /// Sends SIGTERM and waits up to 10 s for the process to exit, then SIGKILL.

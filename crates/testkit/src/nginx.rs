@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{terminate, wait_for_port};
+use crate::{free_port, terminate, wait_for_port};
 
 /// A running nginx, stopped when dropped.
 pub struct Nginx {
@@ -20,10 +20,19 @@ fn repo_root() -> PathBuf {
 }
 
 impl Nginx {
-    /// Starts nginx on `port` in front of `gateway_ports` and `ai_ports`.
+    /// Starts nginx on a free port in front of `gateway_ports` and `ai_ports`.
     ///
     /// Panics with the install command when nginx is missing.
-    pub fn start(port: u16, gateway_ports: &[u16], ai_ports: &[u16]) -> Nginx {
+    pub fn start(gateway_ports: &[u16], ai_ports: &[u16]) -> Nginx {
+        for _ in 0..5 {
+            if let Some(nginx) = Self::try_start(free_port(), gateway_ports, ai_ports) {
+                return nginx;
+            }
+        }
+        panic!("nginx did not start");
+    }
+
+    fn try_start(port: u16, gateway_ports: &[u16], ai_ports: &[u16]) -> Option<Nginx> {
         let binary = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -67,16 +76,19 @@ impl Nginx {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("starting nginx");
-        let nginx = Nginx {
+        let mut nginx = Nginx {
             port,
             child: Some(child),
             _dir: dir,
         };
-        assert!(
-            wait_for_port(port, Duration::from_secs(10)),
-            "nginx did not listen on {port}"
-        );
-        nginx
+        // nginx exits at once when its port is taken; what answers must be our process.
+        let listening = wait_for_port(port, Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(100));
+        let alive = nginx
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        (listening && alive).then_some(nginx)
     }
 
     /// `http://127.0.0.1:{port}`.

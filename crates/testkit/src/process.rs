@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{terminate, wait_for_port};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+use crate::{free_port, terminate};
 
 /// The path of workspace binary `name` (`ai-service`, `ws-gateway`) next to the running test.
 ///
@@ -34,38 +38,77 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts workspace binary `binary` with `env` (plus `PORT` and `HOST`) on `port`, and waits
-    /// until it accepts connections.
-    pub fn start(name: &str, binary: &str, port: u16, env: &HashMap<String, String>) -> Service {
-        let child = Command::new(workspace_binary(binary))
-            .envs(env)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env(
-                "LOG_LEVEL",
-                std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("TEST_SHOW_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
-        let service = Service {
-            name: name.to_owned(),
-            port,
-            child: Some(child),
-        };
-        assert!(
-            wait_for_port(port, Duration::from_secs(20)),
-            "{name} did not listen on {port}"
-        );
-        service
+    /// Starts workspace binary `binary` with `env` (plus `PORT`, `HOST` and `NODE_ID` = `name`)
+    /// on a free port, and waits until its `/health` answers with that node id (so that a
+    /// port taken by another test's server is never mistaken for it).
+    pub fn start(name: &str, binary: &str, env: &HashMap<String, String>) -> Service {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut service = Service {
+                name: name.to_owned(),
+                port,
+                child: Some(spawn(name, binary, port, env)),
+            };
+            if service.wait_healthy(Duration::from_secs(20)) {
+                return service;
+            }
+            service.kill9();
+        }
+        panic!("{name} did not start");
     }
 
+    /// Waits until `/health` names this node; false if the process exits first or time runs out.
+    fn wait_healthy(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let expected = format!("\"node_id\":\"{}\"", self.name);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return false;
+                }
+            }
+            if http_get(self.port, "/health").is_some_and(|body| body.contains(&expected)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+fn spawn(name: &str, binary: &str, port: u16, env: &HashMap<String, String>) -> Child {
+    Command::new(workspace_binary(binary))
+        .envs(env)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("NODE_ID", name)
+        .env(
+            "LOG_LEVEL",
+            std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(if std::env::var_os("TEST_SHOW_LOGS").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {binary}: {e}"))
+}
+
+/// The body of `GET path` on a loopback port, whatever the status; `None` if nothing answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+impl Service {
     /// `http://127.0.0.1:{port}`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -104,7 +104,7 @@ impl Drop for RedisServer {
 /// Starts `redis-server` and waits until it answers; kills it if it does not.
 fn spawn_ready(dir: &Path, port: u16, aof: bool) -> Result<Child, String> {
     let mut child = spawn(dir, port, aof)?;
-    if wait_ready(&mut child, port) {
+    if wait_ready(&mut child, port, dir) {
         Ok(child)
     } else {
         let _ = child.kill();
@@ -145,14 +145,15 @@ fn spawn(dir: &Path, port: u16, aof: bool) -> Result<Child, String> {
         })
 }
 
-/// Waits until the server answers PING; false if it exits or stays silent for 10 s.
-fn wait_ready(child: &mut Child, port: u16) -> bool {
+/// Waits until the server on `port` answers and is ours (its dir is `dir`: another test's
+/// server may hold the port); false if it exits or stays silent for 10 s.
+fn wait_ready(child: &mut Child, port: u16, dir: &Path) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if ping(port) {
+        if serves_dir(port, dir) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -160,16 +161,29 @@ fn wait_ready(child: &mut Child, port: u16) -> bool {
     false
 }
 
-/// Whether a Redis server on `port` answers PING.
-fn ping(port: u16) -> bool {
+/// Whether the Redis server on `port` answers `CONFIG GET dir` with `dir`.
+fn serves_dir(port: u16, dir: &Path) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
+    if stream.write_all(b"CONFIG GET dir\r\n").is_err() {
         return false;
     }
-    let mut reply = [0u8; 7];
-    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    let mut reply = [0u8; 4096];
+    let mut got = 0;
+    let want = dir.to_string_lossy();
+    while got < reply.len() {
+        match stream.read(&mut reply[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        let text = String::from_utf8_lossy(&reply[..got]);
+        // *2 $3 dir $N <path>: complete once the path's line has arrived.
+        if text.matches("\r\n").count() >= 5 {
+            return text.contains(want.as_ref());
+        }
+    }
+    false
 }
