@@ -1,0 +1,73 @@
+// The page: header (title, connection, session, New chat), the conversation, errors and the
+// composer. All state comes from useChat.
+
+import { useCallback, useRef } from 'react';
+import { ChatInput, type ChatInputHandle } from './components/ChatInput';
+import { ConnectionIndicator } from './components/ConnectionIndicator';
+import { MessageList } from './components/MessageList';
+import { Notices } from './components/Notices';
+import { useChat } from './hooks/useChat';
+
+export default function App() {
+  const chat = useChat();
+  const input = useRef<ChatInputHandle>(null);
+  const { state, connection, streaming } = chat;
+
+  const newChat = useCallback(() => {
+    chat.newChat();
+    input.current?.focus();
+  }, [chat]);
+
+  let placeholder = 'Ask anything…';
+  if (!state.synced) {
+    placeholder = connection.state === 'connecting' ? 'Connecting…' : 'Waiting for the connection…';
+  } else if (streaming) {
+    placeholder = 'You can type your next message while the answer streams…';
+  }
+
+  return (
+    <div className="app">
+      <header className="topbar">
+        <div className="topbar__title">
+          <span className="logo" aria-hidden="true" />
+          <div>
+            <h1>Streaming Chat</h1>
+            <p className="topbar__session" title={chat.sessionId} data-testid="session-id">
+              Session {chat.sessionId}
+            </p>
+          </div>
+        </div>
+        <div className="topbar__actions">
+          <ConnectionIndicator status={connection} onRetry={chat.retryNow} />
+          <button type="button" className="button button--ghost" data-testid="new-chat-button" onClick={newChat}>
+            <span aria-hidden="true">＋</span> New chat
+          </button>
+        </div>
+      </header>
+
+      <main className="chat">
+        <MessageList
+          messages={state.messages}
+          synced={state.synced}
+          awaitingReply={state.awaitingReply}
+          cancelling={state.cancelling}
+          failures={state.failures}
+          canSend={chat.canSend}
+          onSuggestion={chat.sendChat}
+        />
+        <footer className="chat__footer">
+          <Notices notices={state.notices} onDismiss={chat.dismissNotice} />
+          <ChatInput
+            ref={input}
+            onSend={chat.sendChat}
+            onStop={chat.stop}
+            canSend={chat.canSend}
+            streaming={!!streaming}
+            stopping={!!streaming && state.cancelling.includes(streaming.messageId)}
+            placeholder={placeholder}
+          />
+        </footer>
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,115 @@
+// The composer: Enter sends, Shift+Enter starts a new line; while an answer streams the Send
+// button becomes Stop. The text stays in the box when it could not be sent.
+
+import { forwardRef, useImperativeHandle, useLayoutEffect, useRef, useState, type KeyboardEvent } from 'react';
+import { MAX_CHAT_CHARS } from '../lib/protocol';
+
+export interface ChatInputProps {
+  /** Sends the text; returns whether it was sent (then the box is cleared). */
+  onSend: (text: string) => boolean;
+  onStop: () => void;
+  canSend: boolean;
+  /** An answer is streaming: show Stop instead of Send. */
+  streaming: boolean;
+  stopping: boolean;
+  /** Why sending is not possible now, shown as the placeholder. */
+  placeholder: string;
+}
+
+export interface ChatInputHandle {
+  focus: () => void;
+}
+
+const COUNTER_FROM = MAX_CHAT_CHARS - 1000;
+
+export const ChatInput = forwardRef<ChatInputHandle, ChatInputProps>(function ChatInput(
+  { onSend, onStop, canSend, streaming, stopping, placeholder },
+  ref,
+) {
+  const [text, setText] = useState('');
+  const box = useRef<HTMLTextAreaElement>(null);
+  useImperativeHandle(ref, () => ({ focus: () => box.current?.focus() }), []);
+
+  // Grow with the text, up to the CSS max-height.
+  useLayoutEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    el.style.height = 'auto';
+    el.style.height = `${el.scrollHeight}px`;
+  }, [text]);
+
+  const length = Array.from(text.trim()).length;
+  const tooLong = length > MAX_CHAT_CHARS;
+  const sendable = canSend && length > 0 && !tooLong;
+
+  const submit = () => {
+    if (!sendable) return;
+    if (onSend(text)) setText('');
+  };
+
+  const onKeyDown = (e: KeyboardEvent<HTMLTextAreaElement>) => {
+    if (e.key !== 'Enter' || e.shiftKey || e.nativeEvent.isComposing) return;
+    e.preventDefault();
+    submit();
+  };
+
+  return (
+    <form
+      className="composer"
+      onSubmit={(e) => {
+        e.preventDefault();
+        submit();
+      }}
+    >
+      <label htmlFor="chat-input" className="visually-hidden">
+        Message
+      </label>
+      <textarea
+        id="chat-input"
+        ref={box}
+        className="composer__input"
+        data-testid="chat-input"
+        rows={1}
+        value={text}
+        placeholder={placeholder}
+        onChange={(e) => setText(e.target.value)}
+        onKeyDown={onKeyDown}
+        aria-describedby="composer-hint"
+        aria-invalid={tooLong}
+      />
+      {streaming ? (
+        <button
+          type="button"
+          className="button button--stop"
+          data-testid="stop-button"
+          onClick={onStop}
+          disabled={stopping}
+          aria-label="Stop the answer"
+        >
+          <span className="button__icon button__icon--stop" aria-hidden="true" />
+          {stopping ? 'Stopping…' : 'Stop'}
+        </button>
+      ) : (
+        <button
+          type="submit"
+          className="button button--send"
+          data-testid="send-button"
+          disabled={!sendable}
+          aria-label="Send message"
+        >
+          Send
+        </button>
+      )}
+      <p id="composer-hint" className="composer__hint">
+        {length >= COUNTER_FROM ? (
+          <span className={tooLong ? 'composer__count composer__count--over' : 'composer__count'}>
+            {length} / {MAX_CHAT_CHARS}
+          </span>
+        ) : null}
+        <span>
+          <kbd>Enter</kbd> to send, <kbd>Shift</kbd>+<kbd>Enter</kbd> for a new line
+        </span>
+      </p>
+    </form>
+  );
+});

@@ -1,0 +1,223 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { FakeTimers, socketFactory } from '../test/fakes';
+import { chunk, history, welcome } from '../test/frames';
+import { Connection, type ConnectionStatus } from './connection';
+import type { ServerFrame } from './protocol';
+
+const URL = 'ws://example.test/ws/chat?session_id=demo-1&user_id=alice';
+
+function setup(random = () => 0.5) {
+  const timers = new FakeTimers();
+  const factory = socketFactory();
+  const frames: ServerFrame[] = [];
+  const statuses: ConnectionStatus[] = [];
+  const closes: number[] = [];
+  const conn = new Connection({
+    url: URL,
+    createSocket: factory.create,
+    timers,
+    random,
+    onFrame: (f) => frames.push(f),
+    onStatus: (s) => statuses.push(s),
+    onClose: (c) => closes.push(c.code),
+  });
+  return { conn, timers, factory, frames, statuses, closes };
+}
+
+/** Runs the clock until a new socket appears; returns how long that took. */
+function timeToNextSocket(t: ReturnType<typeof setup>, limit = 60_000): number {
+  const before = t.factory.sockets.length;
+  for (let waited = 0; waited <= limit; waited += 10) {
+    if (t.factory.sockets.length > before) return waited;
+    t.timers.advance(10);
+  }
+  throw new Error('no reconnect within the limit');
+}
+
+describe('Connection', () => {
+  let t: ReturnType<typeof setup>;
+  beforeEach(() => {
+    t = setup();
+  });
+
+  it('opens the URL, reports connecting, then connected with the node id from welcome', () => {
+    t.conn.start();
+    expect(t.factory.last.url).toBe(URL);
+    expect(t.conn.status.state).toBe('connecting');
+    t.factory.last.open();
+    expect(t.conn.status.state).toBe('connecting');
+    t.factory.last.receive(welcome('ws-node-2'));
+    expect(t.conn.status).toMatchObject({ state: 'connected', nodeId: 'ws-node-2', failures: 0 });
+    t.factory.last.receive(history([]));
+    expect(t.frames.map((f) => f.type)).toEqual(['welcome', 'history']);
+  });
+
+  it('reconnects after failures at 2, 4, 8, 16, 32, 32 s', () => {
+    t.conn.start();
+    const waits: number[] = [];
+    for (let i = 0; i < 6; i += 1) {
+      t.factory.last.serverClose(1006);
+      expect(t.conn.status.state).toBe('reconnecting');
+      waits.push(timeToNextSocket(t));
+    }
+    expect(waits).toEqual([2000, 4000, 8000, 16000, 32000, 32000]);
+  });
+
+  it('jitters each delay within its bounds', () => {
+    const draws = [0, 0.999999, 0.3];
+    let i = 0;
+    t = setup(() => draws[i++ % draws.length]!);
+    t.conn.start();
+    const waits: number[] = [];
+    for (let n = 0; n < 6; n += 1) {
+      t.factory.last.serverClose(1006);
+      const retryIn = t.conn.status.retryAt! - t.timers.now();
+      waits.push(retryIn);
+      t.timers.advance(retryIn);
+    }
+    expect(waits).toEqual([1500, 5000, 7200, 12000, 32000, 28800]);
+    expect(t.factory.sockets).toHaveLength(7);
+  });
+
+  it('starts over at 2 s once a socket got its welcome', () => {
+    t.conn.start();
+    t.factory.last.serverClose(1006);
+    t.timers.advance(2000);
+    t.factory.last.serverClose(1006);
+    t.timers.advance(4000);
+    t.factory.last.open();
+    t.factory.last.receive(welcome());
+    t.factory.last.serverClose(1001, 'server shutting down');
+    expect(t.closes).toEqual([1006, 1006, 1001]);
+    expect(timeToNextSocket(t)).toBe(2000);
+    expect(t.conn.status.state).toBe('reconnecting');
+    expect(t.conn.status.nodeId).toBeNull();
+  });
+
+  it('reconnects on every close code, including clean ones', () => {
+    t.conn.start();
+    for (const code of [1000, 1001, 1011, 1013]) {
+      t.factory.last.open();
+      t.factory.last.receive(welcome());
+      t.factory.last.serverClose(code);
+      expect(t.conn.status.lastClose?.code).toBe(code);
+      expect(timeToNextSocket(t)).toBe(2000);
+    }
+  });
+
+  it('pings every 30 s while open', () => {
+    t.conn.start();
+    t.factory.last.open();
+    t.factory.last.receive(welcome());
+    t.timers.advance(29_999);
+    expect(t.factory.last.sent).toEqual([]);
+    t.timers.advance(1);
+    expect(t.factory.last.sent).toEqual([{ type: 'ping' }]);
+    t.factory.last.receive({ type: 'pong', timestamp: 1 });
+    t.timers.advance(30_000);
+    expect(t.factory.last.sent).toEqual([{ type: 'ping' }, { type: 'ping' }]);
+    expect(t.factory.sockets).toHaveLength(1);
+  });
+
+  it('replaces a socket that does not answer a ping within 10 s', () => {
+    t.conn.start();
+    const first = t.factory.last;
+    first.open();
+    first.receive(welcome());
+    t.timers.advance(30_000 + 9_999);
+    expect(t.conn.status.state).toBe('connected');
+    t.timers.advance(1);
+    expect(first.closedByClient).not.toBeNull();
+    expect(t.conn.status.state).toBe('reconnecting');
+    expect(timeToNextSocket(t)).toBe(2000);
+  });
+
+  it('stop() closes the socket and never reconnects', () => {
+    t.conn.start();
+    const s = t.factory.last;
+    s.open();
+    s.receive(welcome());
+    t.conn.stop();
+    expect(s.closedByClient?.code).toBe(1000);
+    expect(t.conn.status.state).toBe('disconnected');
+    s.serverClose(1006); // handlers are detached: nothing happens
+    t.timers.advance(120_000);
+    expect(t.factory.sockets).toHaveLength(1);
+  });
+
+  it('reconnectNow() replaces the socket at once and ignores the old one afterwards', () => {
+    t.conn.start();
+    const old = t.factory.last;
+    old.open();
+    old.receive(welcome('ws-node-1'));
+    t.conn.reconnectNow();
+    expect(t.factory.sockets).toHaveLength(2);
+    expect(old.closedByClient).not.toBeNull();
+    old.receive(chunk('m1', 0, 'stale')); // late frame from the old socket
+    expect(t.frames.map((f) => f.type)).toEqual(['welcome']);
+    expect(t.conn.status.state).toBe('reconnecting');
+    t.factory.last.open();
+    t.factory.last.receive(welcome('ws-node-3'));
+    expect(t.conn.status).toMatchObject({ state: 'connected', nodeId: 'ws-node-3' });
+  });
+
+  it('reconnectNow() skips the remaining backoff wait', () => {
+    t.conn.start();
+    t.factory.last.serverClose(1006);
+    t.conn.reconnectNow();
+    expect(t.factory.sockets).toHaveLength(2);
+    expect(t.timers.pendingTimeouts()).toEqual([]);
+  });
+
+  it('waits while offline and tries at once when the browser is back online', () => {
+    t.conn.start();
+    t.factory.last.open();
+    t.factory.last.receive(welcome());
+    t.conn.setOnline(false);
+    t.factory.last.serverClose(1006);
+    expect(t.conn.status.state).toBe('disconnected');
+    t.timers.advance(120_000);
+    expect(t.factory.sockets).toHaveLength(1);
+    t.conn.setOnline(true);
+    expect(t.factory.sockets).toHaveLength(2);
+  });
+
+  it('send() is false without an open socket and true once open', () => {
+    t.conn.start();
+    expect(t.conn.send({ type: 'ping' })).toBe(false);
+    t.factory.last.open();
+    expect(t.conn.send({ type: 'chat', message: 'hi' })).toBe(true);
+    expect(t.factory.last.sent).toEqual([{ type: 'chat', message: 'hi' }]);
+  });
+
+  it('drops frames that are not valid JSON frames', () => {
+    t.conn.start();
+    t.factory.last.open();
+    for (const bad of ['not json', '42', '{"type":"dance"}', '{"type":"message","data":{}}', 'null']) {
+      t.factory.last.receive(bad);
+    }
+    expect(t.frames).toEqual([]);
+    expect(t.factory.sockets).toHaveLength(1);
+  });
+
+  it('counts a socket that cannot even be created as a failed attempt', () => {
+    let calls = 0;
+    const timers = new FakeTimers();
+    const conn = new Connection({
+      url: 'bad',
+      timers,
+      random: () => 0.5,
+      onFrame: () => {},
+      createSocket: () => {
+        calls += 1;
+        throw new SyntaxError('bad URL');
+      },
+    });
+    conn.start();
+    expect(conn.status.state).toBe('reconnecting');
+    timers.advance(2000);
+    expect(calls).toBe(2);
+    timers.advance(4000);
+    expect(calls).toBe(3);
+  });
+});

@@ -1,0 +1,286 @@
+// One conversation's WebSocket, kept open: opens it, reconnects after every close with the
+// backoff schedule, pings every 30 s, and closes a socket that stops answering. It knows nothing
+// about chat state: parsed frames go to `onFrame`, and the chat reducer decides what they mean.
+//
+// The socket factory and the timers are injectable so the whole life cycle can be driven by a
+// fake socket and fake timers in unit tests.
+
+import { reconnectDelay } from './backoff';
+import { parseServerFrame, type ClientFrame, type ServerFrame } from './protocol';
+
+/** The part of the browser's WebSocket this class uses. */
+export interface SocketLike {
+  readonly readyState: number;
+  onopen: ((event: unknown) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type SocketFactory = (url: string) => SocketLike;
+
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+  now(): number;
+}
+
+export const browserTimers: Timers = {
+  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+  clearTimeout: (h) => globalThis.clearTimeout(h as ReturnType<typeof setTimeout>),
+  setInterval: (fn, ms) => globalThis.setInterval(fn, ms),
+  clearInterval: (h) => globalThis.clearInterval(h as ReturnType<typeof setInterval>),
+  now: () => Date.now(),
+};
+
+/** WebSocket.OPEN; the constant is not on SocketLike because fakes do not have it. */
+const OPEN = 1;
+
+export const PING_INTERVAL_MS = 30_000;
+/** A socket that sends nothing for this long after a ping is considered dead and replaced. */
+export const PONG_TIMEOUT_MS = 10_000;
+
+/**
+ * - `connecting`: the first socket is opening (nothing was ever received);
+ * - `connected`: the server sent `welcome` on the current socket;
+ * - `reconnecting`: the socket closed; waiting for the next attempt, or attempting;
+ * - `disconnected`: stopped, or the browser is offline (no attempts until it is back).
+ */
+export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
+
+export interface ConnectionStatus {
+  state: ConnectionState;
+  /** The serving gateway's id, from the current socket's `welcome` (null before it). */
+  nodeId: string | null;
+  /** Consecutive attempts that ended without a `welcome`. */
+  failures: number;
+  /** When the next attempt starts (ms since the epoch), while waiting for it. */
+  retryAt: number | null;
+  /** Code and reason of the last close. */
+  lastClose: { code: number; reason: string } | null;
+}
+
+export interface ConnectionOptions {
+  /** Full WebSocket URL, query included. */
+  url: string;
+  onFrame: (frame: ServerFrame) => void;
+  onStatus?: (status: ConnectionStatus) => void;
+  /** Called once for every socket that is gone (closed by the server, the network or us). */
+  onClose?: (info: { code: number; reason: string }) => void;
+  createSocket?: SocketFactory;
+  timers?: Timers;
+  random?: () => number;
+  pingIntervalMs?: number;
+  pongTimeoutMs?: number;
+}
+
+export class Connection {
+  private readonly opts: Required<Omit<ConnectionOptions, 'onStatus' | 'onClose'>> &
+    Pick<ConnectionOptions, 'onStatus' | 'onClose'>;
+  private socket: SocketLike | null = null;
+  private started = false;
+  private stopped = false;
+  private offline = false;
+  private everConnected = false;
+  private retryTimer: unknown = null;
+  private pingTimer: unknown = null;
+  private pongTimer: unknown = null;
+  private lastReceivedAt = 0;
+  private current: ConnectionStatus = {
+    state: 'connecting',
+    nodeId: null,
+    failures: 0,
+    retryAt: null,
+    lastClose: null,
+  };
+
+  constructor(options: ConnectionOptions) {
+    this.opts = {
+      createSocket: (url) => new WebSocket(url) as unknown as SocketLike,
+      timers: browserTimers,
+      random: Math.random,
+      pingIntervalMs: PING_INTERVAL_MS,
+      pongTimeoutMs: PONG_TIMEOUT_MS,
+      ...options,
+    };
+  }
+
+  get status(): ConnectionStatus {
+    return this.current;
+  }
+
+  /** Opens the first socket. Calling it again does nothing. */
+  start(): void {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    this.open();
+  }
+
+  /** Closes the socket for good; no reconnect follows. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.clearRetry();
+    this.dropSocket('client closed');
+    this.setStatus({ state: 'disconnected', nodeId: null, retryAt: null });
+  }
+
+  /** Sends a frame on the open socket. False when there is none (nothing is queued). */
+  send(frame: ClientFrame): boolean {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== OPEN) return false;
+    try {
+      socket.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Replaces the socket at once, without waiting for the backoff: used by "retry now" and when
+   * the client must reload the conversation (a `recovery` of EXPIRED or NOT_FOUND). The new
+   * socket starts with a fresh `history`.
+   */
+  reconnectNow(): void {
+    if (!this.started || this.stopped || this.offline) return;
+    this.clearRetry();
+    if (this.socket) this.lose(4000, 'client reconnect', false);
+    this.open();
+  }
+
+  /** Follows the browser's online/offline events: no attempts while offline, one at once when back. */
+  setOnline(online: boolean): void {
+    if (this.stopped || online === !this.offline) return;
+    this.offline = !online;
+    if (this.offline) {
+      if (!this.socket) {
+        this.clearRetry();
+        this.setStatus({ state: 'disconnected', retryAt: null });
+      }
+      // An open socket may still work (a local server); it is replaced when it closes.
+    } else if (!this.socket && this.started) {
+      this.clearRetry();
+      this.open();
+    }
+  }
+
+  private open(): void {
+    this.setStatus({
+      state: this.everConnected || this.current.failures > 0 ? 'reconnecting' : 'connecting',
+      nodeId: null,
+      retryAt: null,
+    });
+    let socket: SocketLike;
+    try {
+      socket = this.opts.createSocket(this.opts.url);
+    } catch {
+      // An unusable URL: count it as a failed attempt so the backoff still applies.
+      this.afterClose({ code: 1006, reason: 'could not open socket' });
+      return;
+    }
+    this.socket = socket;
+    socket.onopen = () => {
+      if (this.socket !== socket) return;
+      this.lastReceivedAt = this.opts.timers.now();
+      this.pingTimer = this.opts.timers.setInterval(() => this.ping(), this.opts.pingIntervalMs);
+    };
+    socket.onmessage = (event) => {
+      if (this.socket !== socket) return;
+      this.lastReceivedAt = this.opts.timers.now();
+      this.clearPongTimer();
+      if (typeof event.data !== 'string') return;
+      const frame = parseServerFrame(event.data);
+      if (!frame) return;
+      if (frame.type === 'welcome') {
+        this.everConnected = true;
+        this.setStatus({ state: 'connected', nodeId: frame.nodeId, failures: 0, retryAt: null });
+      }
+      this.opts.onFrame(frame);
+    };
+    socket.onerror = () => {
+      // A close event always follows; that is where the reconnect is scheduled.
+    };
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return;
+      this.lose(event.code, event.reason, true);
+    };
+  }
+
+  private ping(): void {
+    if (!this.send({ type: 'ping' })) return;
+    const sentAt = this.opts.timers.now();
+    this.clearPongTimer();
+    this.pongTimer = this.opts.timers.setTimeout(() => {
+      this.pongTimer = null;
+      if (this.lastReceivedAt < sentAt) this.lose(4001, 'no answer to ping', true);
+    }, this.opts.pongTimeoutMs);
+  }
+
+  /** The current socket is gone (closed by the server, the network, or us). */
+  private lose(code: number, reason: string, scheduleRetry: boolean): void {
+    const socket = this.socket;
+    const wasConnected = this.current.state === 'connected';
+    this.dropSocket(reason);
+    if (socket) this.opts.onClose?.({ code, reason });
+    if (scheduleRetry) this.afterClose({ code, reason }, wasConnected);
+  }
+
+  /** Schedules the next attempt (or waits for `online`). */
+  private afterClose(close: { code: number; reason: string }, wasConnected = false): void {
+    if (this.stopped) return;
+    // A socket that got its `welcome` resets the count; the first retry after it waits 2 s.
+    const failures = wasConnected ? 0 : this.current.failures;
+    if (this.offline) {
+      this.setStatus({ state: 'disconnected', nodeId: null, failures, retryAt: null, lastClose: close });
+      return;
+    }
+    const delay = reconnectDelay(failures, this.opts.random);
+    this.setStatus({
+      state: 'reconnecting',
+      nodeId: null,
+      failures: failures + 1,
+      retryAt: this.opts.timers.now() + delay,
+      lastClose: close,
+    });
+    this.retryTimer = this.opts.timers.setTimeout(() => {
+      this.retryTimer = null;
+      this.open();
+    }, delay);
+  }
+
+  /** Detaches and closes the current socket, and stops its ping. */
+  private dropSocket(reason: string): void {
+    const socket = this.socket;
+    this.socket = null;
+    if (this.pingTimer !== null) this.opts.timers.clearInterval(this.pingTimer);
+    this.pingTimer = null;
+    this.clearPongTimer();
+    if (!socket) return;
+    socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+    try {
+      socket.close(1000, reason);
+    } catch {
+      // Already closed, or a code the browser refuses: nothing more to do.
+    }
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer !== null) this.opts.timers.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  private clearPongTimer(): void {
+    if (this.pongTimer !== null) this.opts.timers.clearTimeout(this.pongTimer);
+    this.pongTimer = null;
+  }
+
+  private setStatus(patch: Partial<ConnectionStatus>): void {
+    this.current = { ...this.current, ...patch };
+    this.opts.onStatus?.(this.current);
+  }
+}
