@@ -1,39 +1,15 @@
 // Renders an answer's Markdown safely: react-markdown builds React elements from the syntax
-// tree, raw HTML in the text is shown as the literal text it is (never parsed: no rehype-raw,
-// no dangerouslySetInnerHTML), and link URLs go through react-markdown's default filter (no
-// javascript: links). While the answer streams, a cursor is
+// tree; raw HTML in the text is shown as the literal text it is, never parsed (no rehype-raw, no
+// dangerouslySetInnerHTML); link URLs go through react-markdown's default filter (no
+// javascript: links). components.test.tsx checks all three. While the answer streams, a cursor is
 // placed at the end of the text, inside the last block, so it follows the words.
 
 import { memo, useState, type ComponentPropsWithoutRef, type ReactNode } from 'react';
 import ReactMarkdown, { type Components } from 'react-markdown';
 import remarkGfm from 'remark-gfm';
 import type { Element, ElementContent, Root } from 'hast';
-import type { Nodes as MdastNodes, Root as MdastRoot } from 'mdast';
 
 const VOID_ELEMENTS = new Set(['br', 'hr', 'img', 'input']);
-
-const BLOCK_PARENTS = new Set(['root', 'blockquote', 'listItem', 'footnoteDefinition']);
-
-/**
- * remark plugin: turns raw HTML into plain text, so `<b>` in an answer reads as `<b>` instead of
- * vanishing (react-markdown would drop it) or being parsed (which would be unsafe).
- */
-function remarkHtmlAsText() {
-  return (tree: MdastRoot) => {
-    const walk = (node: MdastNodes) => {
-      if (!('children' in node)) return;
-      node.children = node.children.map((child) => {
-        if (child.type !== 'html') {
-          walk(child);
-          return child;
-        }
-        const text = { type: 'text' as const, value: child.value };
-        return BLOCK_PARENTS.has(node.type) ? { type: 'paragraph' as const, children: [text] } : text;
-      }) as typeof node.children;
-    };
-    walk(tree);
-  };
-}
 
 /** rehype plugin: appends the streaming cursor to the deepest last element of the tree. */
 function rehypeCursor() {
@@ -110,7 +86,7 @@ const components: Components = {
   ),
 };
 
-const plugins = [remarkGfm, remarkHtmlAsText];
+const plugins = [remarkGfm];
 const withCursor = [rehypeCursor];
 
 export const Markdown = memo(function Markdown({

@@ -170,8 +170,17 @@ function applyHistory(state: ChatState, frame: Extract<ServerFrame, { type: 'his
   });
 }
 
-/** Applies one chunk: dedupe, append, or hold it and ask for the gap. Mutates `step`'s copy. */
-function applyChunk(step: Step, template: WireMessage, index: number, delta: string): void {
+/**
+ * Applies one chunk: dedupe, append, or hold it (and ask for the gap when `askOnGap`; a
+ * recovery asks once after all its chunks instead). Replaces `step.state`, pushes effects.
+ */
+function applyChunk(
+  step: Step,
+  template: WireMessage,
+  index: number,
+  delta: string,
+  askOnGap = true,
+): void {
   const id = template.messageId;
   let state = step.state;
   const at = state.messages.findIndex((m) => m.messageId === id);
@@ -182,7 +191,7 @@ function applyChunk(step: Step, template: WireMessage, index: number, delta: str
   if (index > last + 1) {
     state = { ...state, held: { ...state.held, [id]: { ...state.held[id], [index]: delta } } };
     step.state = state;
-    askForGap(step, id);
+    if (askOnGap) askForGap(step, id);
     return;
   }
   // index === last + 1: append it, then whatever held chunks now follow on.
@@ -209,7 +218,7 @@ function applyChunk(step: Step, template: WireMessage, index: number, delta: str
     held: nextHeld,
     awaitingReply: updated.role === 'assistant' ? false : state.awaitingReply,
   };
-  if (nextHeld[id]) askForGap(step, id);
+  if (nextHeld[id] && askOnGap) askForGap(step, id);
 }
 
 /** Sends `resume` for the first missing chunk of `id`, unless one is already outstanding. */
@@ -254,7 +263,9 @@ function applyRecovery(state: ChatState, frame: Extract<ServerFrame, { type: 're
     case 'RECOVERED': {
       const before = step.state.lastIndex[id] ?? -1;
       for (const chunk of frame.chunks) {
-        if (chunk.messageId === id && isChunk(chunk)) applyChunk(step, chunk, chunk.index, chunk.chunk);
+        if (chunk.messageId === id && isChunk(chunk)) {
+          applyChunk(step, chunk, chunk.index, chunk.chunk, false);
+        }
       }
       // Still a gap after the chunks (more were published while the recovery was read): ask
       // again, unless this answer brought nothing, which would only repeat itself.

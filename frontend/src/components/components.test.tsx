@@ -1,0 +1,214 @@
+// @vitest-environment jsdom
+import { cleanup, fireEvent, render, screen } from '@testing-library/react';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { UiMessage } from '../lib/chatState';
+import { contentHash } from '../lib/hash';
+import { ChatInput } from './ChatInput';
+import { ConnectionIndicator } from './ConnectionIndicator';
+import { Markdown } from './Markdown';
+import { MessageList } from './MessageList';
+
+afterEach(cleanup);
+
+describe('Markdown', () => {
+  it('never lets HTML from the server into the DOM', () => {
+    const hostile = [
+      'Hi <img src=x onerror="window.__owned=1"> there',
+      '',
+      '<script>window.__owned=1</script>',
+      '',
+      '<div onclick="x()">block</div>',
+      '',
+      '[click](javascript:alert(1)) and <a href="javascript:alert(2)">raw</a>',
+    ].join('\n');
+    const { container } = render(<Markdown content={hostile} streaming={false} />);
+    expect(container.querySelector('img, script, div[onclick], [onerror]')).toBeNull();
+    // Raw HTML is shown as text, not dropped.
+    expect(container.textContent).toContain('<script>window.__owned=1</script>');
+    expect(container.textContent).toContain('<img src=x onerror="window.__owned=1">');
+    for (const a of container.querySelectorAll('a')) {
+      expect(a.getAttribute('href') ?? '').not.toMatch(/^javascript:/i);
+    }
+    expect((window as unknown as { __owned?: number }).__owned).toBeUndefined();
+  });
+
+  it('renders code blocks with their language, inline code, emphasis and safe links', () => {
+    const md = 'Use **Redis** and `SUBSCRIBE`.\n\n```rust\nfn main() {}\n```\n\nSee [docs](https://example.com).';
+    const { container } = render(<Markdown content={md} streaming={false} />);
+    expect(container.querySelector('strong')?.textContent).toBe('Redis');
+    expect(container.querySelector('p code')?.textContent).toBe('SUBSCRIBE');
+    expect(container.querySelector('pre code')?.textContent).toBe('fn main() {}\n');
+    expect(container.querySelector('.code-block__lang')?.textContent).toBe('rust');
+    const link = container.querySelector('a')!;
+    expect(link.getAttribute('href')).toBe('https://example.com');
+    expect(link.getAttribute('rel')).toBe('noopener noreferrer');
+  });
+
+  it('puts the streaming cursor at the end of the text, only while streaming', () => {
+    const { container, rerender } = render(<Markdown content={'First.\n\nSecond **part'} streaming />);
+    const cursor = screen.getByTestId('streaming-cursor');
+    expect(cursor.parentElement?.textContent).toBe('Second **part');
+    expect(container.querySelectorAll('[data-testid="streaming-cursor"]')).toHaveLength(1);
+    rerender(<Markdown content={'First.\n\nSecond **part**'} streaming={false} />);
+    expect(screen.queryByTestId('streaming-cursor')).toBeNull();
+  });
+
+  it('shows a cursor before the first word arrives', () => {
+    render(<Markdown content="" streaming />);
+    expect(screen.getByTestId('streaming-cursor')).toBeTruthy();
+  });
+});
+
+const msg = (over: Partial<UiMessage>): UiMessage => ({
+  messageId: 'm',
+  role: 'assistant',
+  userId: 'alice',
+  content: '',
+  status: 'completed',
+  isComplete: true,
+  timestamp: 1_718_000_000_000,
+  ...over,
+});
+
+describe('MessageList', () => {
+  const base = {
+    synced: true,
+    awaitingReply: false,
+    cancelling: [],
+    failures: {},
+    onSuggestion: () => {},
+    canSend: true,
+  };
+
+  it('marks each message with its id, role, status and a hash of its text', () => {
+    render(
+      <MessageList
+        {...base}
+        messages={[
+          msg({ messageId: 'u1', role: 'user', content: '<b>hi</b>' }),
+          msg({ messageId: 'a1', content: 'Partial', status: 'streaming', isComplete: false }),
+        ]}
+      />,
+    );
+    const [user, answer] = screen.getAllByTestId('message');
+    expect(user!.dataset).toMatchObject({ messageId: 'u1', role: 'user', status: 'completed' });
+    expect(user!.querySelector('b')).toBeNull();
+    expect(user!.textContent).toContain('<b>hi</b>');
+    expect(answer!.dataset).toMatchObject({
+      messageId: 'a1',
+      role: 'assistant',
+      status: 'streaming',
+      contentLength: '7',
+      contentHash: contentHash('Partial'),
+    });
+    expect(answer!.querySelector('[data-testid="streaming-cursor"]')).not.toBeNull();
+  });
+
+  it('shows cancelled and failed badges, and why an answer failed', () => {
+    render(
+      <MessageList
+        {...base}
+        failures={{ f1: 'the node producing this answer stopped' }}
+        messages={[
+          msg({ messageId: 'c1', content: 'Hel\n\n[Cancelled]', status: 'cancelled' }),
+          msg({ messageId: 'f1', content: 'Hel', status: 'failed' }),
+        ]}
+      />,
+    );
+    expect(screen.getByTestId('badge-cancelled')).toBeTruthy();
+    expect(screen.getByTestId('badge-failed')).toBeTruthy();
+    expect(screen.getByText('the node producing this answer stopped')).toBeTruthy();
+    expect(screen.queryByTestId('streaming-cursor')).toBeNull();
+  });
+
+  it('offers suggestions on an empty conversation', () => {
+    const onSuggestion = vi.fn();
+    render(<MessageList {...base} messages={[]} onSuggestion={onSuggestion} />);
+    fireEvent.click(screen.getByText('How is Redis used here?'));
+    expect(onSuggestion).toHaveBeenCalledWith('How is Redis used here?');
+  });
+});
+
+describe('ChatInput', () => {
+  const setup = (over: Partial<Parameters<typeof ChatInput>[0]> = {}) => {
+    const onSend = vi.fn(() => true);
+    const onStop = vi.fn();
+    render(
+      <ChatInput onSend={onSend} onStop={onStop} canSend streaming={false} stopping={false} placeholder="Ask" {...over} />,
+    );
+    return { onSend, onStop, box: screen.getByLabelText('Message') as HTMLTextAreaElement };
+  };
+
+  it('sends on Enter and clears the box', () => {
+    const { onSend, box } = setup();
+    fireEvent.change(box, { target: { value: 'hello' } });
+    fireEvent.keyDown(box, { key: 'Enter' });
+    expect(onSend).toHaveBeenCalledWith('hello');
+    expect(box.value).toBe('');
+  });
+
+  it('does not send on Shift+Enter (a new line)', () => {
+    const { onSend, box } = setup();
+    fireEvent.change(box, { target: { value: 'line one' } });
+    fireEvent.keyDown(box, { key: 'Enter', shiftKey: true });
+    expect(onSend).not.toHaveBeenCalled();
+  });
+
+  it('keeps the text when it could not be sent, and never sends blank text', () => {
+    const onSend = vi.fn(() => false);
+    const { box } = setup({ onSend });
+    fireEvent.change(box, { target: { value: '   ' } });
+    fireEvent.keyDown(box, { key: 'Enter' });
+    expect(onSend).not.toHaveBeenCalled();
+    fireEvent.change(box, { target: { value: 'hello' } });
+    fireEvent.click(screen.getByTestId('send-button'));
+    expect(onSend).toHaveBeenCalledTimes(1);
+    expect(box.value).toBe('hello');
+  });
+
+  it('shows Stop instead of Send while an answer streams', () => {
+    const { onStop, onSend, box } = setup({ streaming: true, canSend: false });
+    expect(screen.queryByTestId('send-button')).toBeNull();
+    fireEvent.click(screen.getByTestId('stop-button'));
+    expect(onStop).toHaveBeenCalledTimes(1);
+    fireEvent.change(box, { target: { value: 'next' } });
+    fireEvent.keyDown(box, { key: 'Enter' });
+    expect(onSend).not.toHaveBeenCalled();
+  });
+
+  it('refuses text over 5000 characters', () => {
+    const { onSend, box } = setup();
+    fireEvent.change(box, { target: { value: 'x'.repeat(5001) } });
+    expect((screen.getByTestId('send-button') as HTMLButtonElement).disabled).toBe(true);
+    fireEvent.keyDown(box, { key: 'Enter' });
+    expect(onSend).not.toHaveBeenCalled();
+    expect(screen.getByText('5001 / 5000')).toBeTruthy();
+  });
+});
+
+describe('ConnectionIndicator', () => {
+  it('exposes the state and the serving node', () => {
+    render(
+      <ConnectionIndicator
+        status={{ state: 'connected', nodeId: 'ws-node-2', failures: 0, retryAt: null, lastClose: null }}
+        onRetry={() => {}}
+      />,
+    );
+    const el = screen.getByTestId('connection-indicator');
+    expect(el.dataset).toMatchObject({ state: 'connected', nodeId: 'ws-node-2' });
+    expect(el.textContent).toContain('ws-node-2');
+  });
+
+  it('offers to retry at once while waiting to reconnect', () => {
+    const onRetry = vi.fn();
+    render(
+      <ConnectionIndicator
+        status={{ state: 'reconnecting', nodeId: null, failures: 1, retryAt: Date.now() + 4000, lastClose: null }}
+        onRetry={onRetry}
+      />,
+    );
+    expect(screen.getByTestId('connection-indicator').textContent).toMatch(/retry in [34] s/);
+    fireEvent.click(screen.getByText('Retry now'));
+    expect(onRetry).toHaveBeenCalled();
+  });
+});
