@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use runtime::env::{BadVar, parse_or, redis_url, string_or};
+use runtime::env::{BadVar, Persistence, parse_or, redis_url, string_or};
 
 /// Everything the AI node can be told. Each field names its variable and default.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct Config {
     /// `SHUTDOWN_GRACE_SECONDS`, default 20: on SIGTERM, streams get this long to finish before
     /// they are ended as `failed`.
     pub shutdown_grace: Duration,
+    /// `DATABASE_URL`, `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL_SECONDS`.
+    pub persistence: Persistence,
     /// `LOG_LEVEL`, default `info` (an `EnvFilter` directive).
     pub log_level: String,
 }
@@ -58,6 +60,7 @@ impl Config {
             stream_delay: Duration::from_millis(delay_ms),
             lease_secs,
             shutdown_grace: Duration::from_secs(parse_or(vars, "SHUTDOWN_GRACE_SECONDS", 20u64)?),
+            persistence: Persistence::from_vars(vars)?,
             log_level: string_or(vars, "LOG_LEVEL", "info"),
         })
     }

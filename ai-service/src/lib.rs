@@ -8,7 +8,9 @@
 //! - `simulator.rs`: the canned answers and how they are cut into deltas.
 
 use anyhow::Context;
+use history::HistoryReader;
 use redis_state::ChatState;
+use store::{Store, StoreWriter};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -32,14 +34,26 @@ pub async fn run(
     let state = ChatState::connect(&config.redis_url)
         .await
         .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
+    let store = Store::connect(&config.persistence.database_url)
+        .await
+        .with_context(|| format!("opening DATABASE_URL {}", config.persistence.database_url))?;
+    let writer = StoreWriter::start(store.clone());
+    let history = HistoryReader::new(
+        state.clone(),
+        store,
+        config.persistence.cache_l1_max_size,
+        config.persistence.cache_l1_ttl,
+    );
     let streamer = Streamer::new(
         state.clone(),
+        writer.clone(),
         config.node_id.clone(),
         config.stream_delay,
         config.lease_secs,
     );
     let app = AppState {
         state,
+        history,
         streamer: streamer.clone(),
         node_id: config.node_id.clone(),
     };
@@ -47,6 +61,7 @@ pub async fn run(
         app.state.clone(),
         redis_state::REAPER_INTERVAL,
         shutdown.clone(),
+        move |failed| writer.answer(failed, "STREAM_ERROR"),
     ));
     info!(addr = %listener.local_addr()?, "AI service listening");
     axum::serve(listener, router(app))

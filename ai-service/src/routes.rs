@@ -7,6 +7,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use history::HistoryReader;
 use http_api::{AppError, conversation_routes};
 use protocol::rest::{ChatAccepted, ChatRequest, HealthResponse, ServiceInfo};
 use protocol::{SessionId, UserId, validate};
@@ -22,6 +23,7 @@ const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub state: ChatState,
+    pub history: HistoryReader,
     pub streamer: Streamer,
     pub node_id: String,
 }
@@ -29,6 +31,12 @@ pub struct AppState {
 impl FromRef<AppState> for ChatState {
     fn from_ref(app: &AppState) -> ChatState {
         app.state.clone()
+    }
+}
+
+impl FromRef<AppState> for HistoryReader {
+    fn from_ref(app: &AppState) -> HistoryReader {
+        app.history.clone()
     }
 }
 
@@ -63,9 +71,13 @@ async fn info(State(app): State<AppState>) -> Json<ServiceInfo> {
 }
 
 async fn health(State(app): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
-    let redis_up = app.state.ping().await.is_ok();
-    let components = BTreeMap::from([("redis".to_owned(), up_down(redis_up))]);
-    let (status, text) = if redis_up {
+    let (redis, db) = tokio::join!(app.state.ping(), app.history.store().ping());
+    let (redis_up, db_up) = (redis.is_ok(), db.is_ok());
+    let components = BTreeMap::from([
+        ("redis".to_owned(), up_down(redis_up)),
+        ("db".to_owned(), up_down(db_up)),
+    ]);
+    let (status, text) = if redis_up && db_up {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "degraded")

@@ -6,6 +6,7 @@ use std::time::Duration;
 use protocol::rest::ChatAccepted;
 use protocol::{ChatMessage, MessageId, MessageStatus, Role, SessionId, UserId};
 use redis_state::{ChatState, ChunkOutcome, StartOutcome, StreamHandle};
+use store::StoreWriter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -33,6 +34,8 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct Streamer {
     state: ChatState,
+    /// The writes of record to SQL, applied in the background.
+    writer: StoreWriter,
     node_id: String,
     delay: Duration,
     lease_secs: u64,
@@ -43,9 +46,16 @@ pub struct Streamer {
 }
 
 impl Streamer {
-    pub fn new(state: ChatState, node_id: String, delay: Duration, lease_secs: u64) -> Self {
+    pub fn new(
+        state: ChatState,
+        writer: StoreWriter,
+        node_id: String,
+        delay: Duration,
+        lease_secs: u64,
+    ) -> Self {
         Self {
             state,
+            writer,
             node_id,
             delay,
             lease_secs,
@@ -97,6 +107,8 @@ impl Streamer {
             }
         };
         info!(session_id = %session, message_id = %stream.message, "answer started");
+        self.writer.user_message(&user_message);
+        self.writer.answer(&stream.answer, "STREAM_STARTED");
         let accepted = ChatAccepted {
             status: "accepted".into(),
             session_id: session.into_string(),
@@ -111,7 +123,8 @@ impl Streamer {
         Ok(accepted)
     }
 
-    /// Waits up to `grace` for running answers to end, then ends the rest as `failed`.
+    /// Waits up to `grace` for running answers to end, then ends the rest as `failed`, and
+    /// waits for their SQL writes.
     pub async fn drain(&self, grace: Duration) {
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait())
@@ -125,6 +138,7 @@ impl Streamer {
             self.abort.cancel();
             self.tasks.wait().await;
         }
+        self.writer.flush().await;
     }
 
     /// Streams `reply` as the answer of `stream`.
@@ -139,7 +153,10 @@ impl Streamer {
                 }
             }
             match self.append(&stream, index, delta).await {
-                Some(ChunkOutcome::Appended) => content.push_str(delta),
+                Some(ChunkOutcome::Appended) => {
+                    content.push_str(delta);
+                    self.writer.chunk(stream.message.as_str(), index, delta);
+                }
                 Some(ChunkOutcome::Cancelled) => {
                     content.push_str(CANCELLED_SUFFIX);
                     self.finish(&stream, content, MessageStatus::Cancelled)
@@ -149,6 +166,9 @@ impl Streamer {
                 Some(ChunkOutcome::LeaseLost) => {
                     warn!(session_id = %stream.session, message_id = %stream.message,
                         "stream lease lost; another node has ended this answer");
+                    // Whoever ended it failed it with the same text; make sure SQL says so too.
+                    let failed = stream.answer.finished(content, MessageStatus::Failed);
+                    self.writer.answer(&failed, "STREAM_ERROR");
                     return;
                 }
                 None => {
@@ -190,6 +210,13 @@ impl Streamer {
 
     /// Ends the answer, retrying Redis errors for a while.
     async fn finish(&self, stream: &StreamHandle, content: String, status: MessageStatus) {
+        let event = match status {
+            MessageStatus::Completed => "STREAM_COMPLETED",
+            MessageStatus::Cancelled => "STREAM_CANCELLED",
+            _ => "STREAM_ERROR",
+        };
+        self.writer
+            .answer(&stream.answer.finished(content.clone(), status), event);
         let deadline = tokio::time::Instant::now() + REDIS_RETRY_FOR;
         loop {
             match self

@@ -35,6 +35,8 @@ impl Default for ClusterOptions {
 /// The running cluster; every process dies with it.
 pub struct Cluster {
     pub redis: RedisServer,
+    /// Holds the SQLite file every process shares.
+    pub data_dir: tempfile::TempDir,
     pub ai: Vec<Service>,
     pub gateways: Vec<Service>,
     pub nginx: Nginx,
@@ -43,10 +45,13 @@ pub struct Cluster {
 impl Cluster {
     pub async fn start(options: ClusterOptions) -> Cluster {
         let redis = RedisServer::start_persistent();
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let database_url = format!("sqlite://{}/chat.db", data_dir.path().display());
         let mut ai = Vec::new();
         for i in 1..=options.ai_nodes {
             let env = env(&[
                 ("REDIS_URL", redis.url()),
+                ("DATABASE_URL", database_url.clone()),
                 ("STREAM_DELAY_MS", options.stream_delay_ms.to_string()),
                 ("STREAM_LEASE_SECONDS", options.lease_secs.to_string()),
             ]);
@@ -58,6 +63,7 @@ impl Cluster {
         for i in 1..=options.gateways {
             let env = env(&[
                 ("REDIS_URL", redis.url()),
+                ("DATABASE_URL", database_url.clone()),
                 ("AI_SERVICE_URLS", urls.join(",")),
             ]);
             gateways.push(Service::start(&format!("ws-node-{i}"), "ws-gateway", &env));
@@ -67,6 +73,7 @@ impl Cluster {
         let nginx = Nginx::start(&gateway_ports, &ai_ports);
         let cluster = Cluster {
             redis,
+            data_dir,
             ai,
             gateways,
             nginx,

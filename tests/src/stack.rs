@@ -70,6 +70,8 @@ impl Drop for Node {
 /// The running system.
 pub struct Stack {
     pub redis: RedisServer,
+    /// Holds the SQLite file every node of the stack shares.
+    pub data_dir: tempfile::TempDir,
     pub ai: Vec<Node>,
     pub gateways: Vec<Node>,
     pub options: StackOptions,
@@ -78,6 +80,8 @@ pub struct Stack {
 impl Stack {
     pub async fn start(options: StackOptions) -> Stack {
         let redis = RedisServer::start();
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let database_url = format!("sqlite://{}/chat.db", data_dir.path().display());
         let mut ai = Vec::new();
         for i in 0..options.ai_nodes {
             let node_id = format!("ai-test-{i}");
@@ -86,6 +90,7 @@ impl Stack {
                 ("NODE_ID", &node_id),
                 ("STREAM_DELAY_MS", &options.stream_delay_ms.to_string()),
                 ("SHUTDOWN_GRACE_SECONDS", "5"),
+                ("DATABASE_URL", &database_url),
             ]);
             let config = ai_service::Config::from_vars(&vars).expect("AI config");
             ai.push(
@@ -110,6 +115,7 @@ impl Stack {
                     &options.max_pending_frames.to_string(),
                 ),
                 ("STATIC_DIR", static_dir),
+                ("DATABASE_URL", &database_url),
             ]);
             let config = ws_gateway::Config::from_vars(&vars).expect("gateway config");
             gateways.push(
@@ -121,6 +127,7 @@ impl Stack {
         }
         let stack = Stack {
             redis,
+            data_dir,
             ai,
             gateways,
             options,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use runtime::env::{BadVar, parse_or, redis_url, string_or};
+use runtime::env::{BadVar, Persistence, parse_or, redis_url, string_or};
 
 /// Frames above this are refused by the WebSocket layer itself, which drops the connection;
 /// frames between `WS_MAX_MESSAGE_BYTES` and this get an `error` frame and the socket stays open.
@@ -33,6 +33,8 @@ pub struct Config {
     /// `STATIC_DIR`, default `frontend/dist`: the built browser app, served at `/` (so a lone
     /// gateway gives a working page). Nothing is served there when the directory is missing.
     pub static_dir: String,
+    /// `DATABASE_URL`, `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL_SECONDS`.
+    pub persistence: Persistence,
     /// `LOG_LEVEL`, default `info` (an `EnvFilter` directive).
     pub log_level: String,
 }
@@ -88,6 +90,7 @@ impl Config {
             max_pending_frames,
             ws_max_message_bytes,
             static_dir: string_or(vars, "STATIC_DIR", "frontend/dist"),
+            persistence: Persistence::from_vars(vars)?,
             log_level: string_or(vars, "LOG_LEVEL", "info"),
         })
     }

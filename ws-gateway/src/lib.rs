@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bus::{Bus, RedisBus};
+use history::HistoryReader;
 use protocol::rest::{ChatAccepted, ChatRequest};
 use protocol::{SessionId, UserId};
 use redis_state::ChatState;
+use store::{Store, StoreWriter};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,6 +45,10 @@ const SOCKET_DRAIN: Duration = Duration::from_secs(5);
 pub struct AppState {
     pub config: Arc<Config>,
     pub state: ChatState,
+    /// History reads: L1 → Redis → SQL.
+    pub history: HistoryReader,
+    /// SQL writes this node makes (answers its reaper fails).
+    pub writer: StoreWriter,
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn Bus>,
     pub ai: Arc<AiClient>,
@@ -66,6 +72,16 @@ impl AppState {
         let state = ChatState::connect(&config.redis_url)
             .await
             .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
+        let store = Store::connect(&config.persistence.database_url)
+            .await
+            .with_context(|| format!("opening DATABASE_URL {}", config.persistence.database_url))?;
+        let history = HistoryReader::new(
+            state.clone(),
+            store.clone(),
+            config.persistence.cache_l1_max_size,
+            config.persistence.cache_l1_ttl,
+        );
+        let writer = StoreWriter::start(store);
         let ai = AiClient::new(
             config.ai_service_urls.clone(),
             config.ai_request_timeout,
@@ -75,6 +91,8 @@ impl AppState {
         Ok(Self {
             config: Arc::new(config),
             state,
+            history,
+            writer,
             hub,
             bus: Arc::new(bus),
             ai: Arc::new(ai),
@@ -111,10 +129,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let app = AppState::connect(config, shutdown.clone()).await?;
     let sockets = app.sockets.clone();
+    let flush = app.writer.clone();
+    let writer = app.writer.clone();
     tokio::spawn(redis_state::run_reaper(
         app.state.clone(),
         redis_state::REAPER_INTERVAL,
         shutdown.clone(),
+        move |failed| writer.answer(failed, "STREAM_ERROR"),
     ));
     if !std::path::Path::new(&app.config.static_dir)
         .join("index.html")
@@ -137,6 +158,7 @@ pub async fn run(
             "sockets still open after the drain period"
         );
     }
+    flush.flush().await;
     info!("gateway stopped");
     Ok(())
 }

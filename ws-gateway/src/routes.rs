@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use history::HistoryReader;
 use http_api::{AppError, conversation_routes};
 use protocol::rest::{ChatAccepted, ChatRequest, DEFAULT_USER_ID, HealthResponse};
 use protocol::{ErrorCode, SessionId, UserId, validate};
@@ -30,6 +31,12 @@ const WS_BUFFER: usize = 4 * 1024;
 impl FromRef<AppState> for ChatState {
     fn from_ref(app: &AppState) -> ChatState {
         app.state.clone()
+    }
+}
+
+impl FromRef<AppState> for HistoryReader {
+    fn from_ref(app: &AppState) -> HistoryReader {
+        app.history.clone()
     }
 }
 
@@ -111,14 +118,17 @@ fn bad(e: protocol::InvalidInput) -> Response {
 
 /// `GET /health`: Redis and the AI nodes. 200 when Redis is up and at least one AI node is.
 async fn health(State(app): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
-    let (redis, ai_up) = tokio::join!(app.state.ping(), app.ai.healthy_nodes());
+    let (redis, db, ai_up) = tokio::join!(
+        app.state.ping(),
+        app.history.store().ping(),
+        app.ai.healthy_nodes()
+    );
+    let db_up = db.is_ok();
     let ai_total = app.ai.urls().len();
     let redis_up = redis.is_ok();
     let components = BTreeMap::from([
-        (
-            "redis".to_owned(),
-            if redis_up { "up" } else { "down" }.to_owned(),
-        ),
+        ("redis".to_owned(), up_down(redis_up).to_owned()),
+        ("db".to_owned(), up_down(db_up).to_owned()),
         (
             "ai".to_owned(),
             format!(
@@ -127,7 +137,7 @@ async fn health(State(app): State<AppState>) -> (StatusCode, Json<HealthResponse
             ),
         ),
     ]);
-    let healthy = redis_up && ai_up > 0;
+    let healthy = redis_up && db_up && ai_up > 0;
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -144,10 +154,14 @@ async fn health(State(app): State<AppState>) -> (StatusCode, Json<HealthResponse
     )
 }
 
+fn up_down(up: bool) -> &'static str {
+    if up { "up" } else { "down" }
+}
+
 /// `GET /metrics`: the node's counters in the Prometheus text format.
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.stats.render(&app.config.node_id),
+        app.stats.render(&app.config.node_id, &app.history.stats),
     )
 }

@@ -40,8 +40,8 @@ impl Stats {
         counter.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// The counters in the Prometheus text exposition format.
-    pub fn render(&self, node_id: &str) -> String {
+    /// The counters, and the history cache's, in the Prometheus text exposition format.
+    pub fn render(&self, node_id: &str, cache: &history::CacheStats) -> String {
         let rows: [(&str, &str, &str, &AtomicU64); 8] = [
             (
                 "gateway_sockets_open",
@@ -100,6 +100,17 @@ impl Stats {
                 out,
                 "{name}{{node_id=\"{node_id}\"}} {}",
                 value.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP history_cache_total History reads by cache level and outcome"
+        );
+        let _ = writeln!(out, "# TYPE history_cache_total counter");
+        for (level, outcome, count) in cache.rows() {
+            let _ = writeln!(
+                out,
+                "history_cache_total{{node_id=\"{node_id}\",level=\"{level}\",outcome=\"{outcome}\"}} {count}"
             );
         }
         out

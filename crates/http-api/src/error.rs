@@ -48,6 +48,12 @@ impl From<JsonRejection> for AppError {
     }
 }
 
+impl From<history::Error> for AppError {
+    fn from(e: history::Error) -> Self {
+        AppError::Unavailable(e.to_string())
+    }
+}
+
 impl From<redis_state::Error> for AppError {
     fn from(e: redis_state::Error) -> Self {
         AppError::Unavailable(e.to_string())

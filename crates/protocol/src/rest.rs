@@ -86,6 +86,24 @@ pub struct DeletedResponse {
     pub deleted: usize,
 }
 
+/// `GET /api/sessions?user_id=..`: a user's sessions, most recent first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsResponse {
+    pub user_id: String,
+    pub sessions: Vec<SessionSummary>,
+}
+
+/// One session in a sidebar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    pub session_id: String,
+    /// The session's first user message, shortened.
+    pub title: String,
+    /// Milliseconds since the epoch.
+    pub last_activity_time: i64,
+    pub start_time: i64,
+}
+
 /// Body of every 4xx and 5xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

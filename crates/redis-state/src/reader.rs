@@ -9,8 +9,13 @@ use crate::{ChatState, Error, Result};
 /// A session as it was at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Completed messages, chronological.
+    /// Completed messages, chronological, from position `history_from` of the stored history.
     pub history: Vec<ChatMessage>,
+    /// Position of `history[0]` in the stored history: 0, or the `known` count the caller
+    /// passed to [`ChatState::snapshot_since`] when its prefix was still valid.
+    pub history_from: usize,
+    /// Entries in the stored history (0: none, expired or flushed).
+    pub history_len: usize,
     /// The answer streaming at that instant, if any.
     pub streaming: Option<InFlight>,
 }
@@ -57,6 +62,18 @@ pub enum Recovery {
 impl ChatState {
     /// History, the active answer and its chunk log, read in one atomic step.
     pub async fn snapshot(&self, session: &SessionId) -> Result<Snapshot> {
+        self.snapshot_since(session, None).await
+    }
+
+    /// Like [`ChatState::snapshot`], for a caller that already holds the first `known.0`
+    /// history entries, the last of which is message `known.1`: if they are still the stored
+    /// history's first entries, only the later ones are read (`history_from == known.0`).
+    pub async fn snapshot_since(
+        &self,
+        session: &SessionId,
+        known: Option<(usize, &str)>,
+    ) -> Result<Snapshot> {
+        let (known_len, known_id) = known.unwrap_or((0, ""));
         let reply: Vec<Value> = self
             .scripts()
             .snapshot
@@ -64,6 +81,8 @@ impl ChatState {
             .key(keys::active_stream(session))
             .arg(keys::MESSAGE_PREFIX)
             .arg(keys::CHUNKS_PREFIX)
+            .arg(known_len)
+            .arg(known_id)
             .invoke_async(&mut self.conn())
             .await?;
         let mut parts = reply.into_iter();
@@ -75,9 +94,13 @@ impl ChatState {
             .iter()
             .filter_map(|json| parse_message(json, session))
             .collect();
+        let history_from = parts.next().map(integer).transpose()?.unwrap_or(0);
+        let history_len = parts.next().map(integer).transpose()?.unwrap_or(0);
         let Some(message_id) = parts.next().map(string).transpose()? else {
             return Ok(Snapshot {
                 history,
+                history_from,
+                history_len,
                 streaming: None,
             });
         };
@@ -91,11 +114,33 @@ impl ChatState {
         message.status = MessageStatus::Streaming;
         Ok(Snapshot {
             history,
+            history_from,
+            history_len,
             streaming: Some(InFlight {
                 message,
                 last_index: chunks.len() as i64 - 1,
             }),
         })
+    }
+
+    /// Refills `session`'s history with `messages` (complete ones, in order) if it does not
+    /// exist; returns whether it did.
+    pub async fn warm_history(
+        &self,
+        session: &SessionId,
+        messages: &[ChatMessage],
+    ) -> Result<bool> {
+        if messages.is_empty() {
+            return Ok(false);
+        }
+        let mut invocation = self.scripts().warm.key(keys::history(session));
+        invocation.arg(keys::HISTORY_TTL_SECS);
+        for message in messages {
+            invocation
+                .arg(serde_json::to_string(message).map_err(|e| Error::Reply(e.to_string()))?);
+        }
+        let warmed: i64 = invocation.invoke_async(&mut self.conn()).await?;
+        Ok(warmed == 1)
     }
 
     /// Finds answer `message` of `session` for a client that has every chunk before
@@ -176,6 +221,13 @@ fn string(value: Value) -> Result<String> {
         }
         Value::SimpleString(s) => Ok(s),
         other => Err(Error::Reply(format!("expected a string, got {other:?}"))),
+    }
+}
+
+fn integer(value: Value) -> Result<usize> {
+    match value {
+        Value::Int(n) => usize::try_from(n).map_err(|e| Error::Reply(e.to_string())),
+        other => Err(Error::Reply(format!("expected an integer, got {other:?}"))),
     }
 }
 

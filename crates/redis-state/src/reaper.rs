@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use protocol::{ErrorCode, MessageId, MessageStatus, ServerFrame, SessionId, keys};
+use protocol::{ChatMessage, ErrorCode, MessageId, MessageStatus, ServerFrame, SessionId, keys};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -20,20 +20,20 @@ pub const STREAM_FAILED_TEXT: &str =
     "the node producing this answer stopped; the answer is incomplete";
 
 impl ChatState {
-    /// Fails every answer whose lease has run out. Returns how many it failed.
-    pub async fn reap_orphans(&self) -> Result<usize> {
+    /// Fails every answer whose lease has run out. Returns the final messages it wrote.
+    pub async fn reap_orphans(&self) -> Result<Vec<ChatMessage>> {
         let due: Vec<String> = self
             .scripts()
             .due
             .key(keys::STREAM_DEADLINES)
             .invoke_async(&mut self.conn())
             .await?;
-        let mut failed = 0;
+        let mut failed = Vec::new();
         for member in due {
             match keys::parse_deadline_member(&member) {
                 Some((session, message)) => {
-                    if self.fail_orphan(&session, &message, &member).await? {
-                        failed += 1;
+                    if let Some(done) = self.fail_orphan(&session, &message, &member).await? {
+                        failed.push(done);
                     }
                 }
                 None => self.forget_deadline(&member).await?,
@@ -47,7 +47,7 @@ impl ChatState {
         session: &SessionId,
         message: &MessageId,
         member: &str,
-    ) -> Result<bool> {
+    ) -> Result<Option<ChatMessage>> {
         let (lease, record, chunks): (Option<String>, Option<String>, Vec<String>) = redis::pipe()
             .cmd("GET")
             .arg(keys::active_stream(session))
@@ -61,15 +61,15 @@ impl ChatState {
             .await?;
         if lease.as_deref() == Some(message.as_str()) {
             // Alive after all: its next chunk moves the deadline.
-            return Ok(false);
+            return Ok(None);
         }
         let Some(answer) = record.and_then(|json| parse_message(&json, session)) else {
             self.forget_deadline(member).await?;
-            return Ok(false);
+            return Ok(None);
         };
         if answer.is_complete {
             self.forget_deadline(member).await?;
-            return Ok(false);
+            return Ok(None);
         }
         let done = answer.finished(chunks.concat(), MessageStatus::Failed);
         let json = serde_json::to_string(&done).map_err(|e| Error::Reply(e.to_string()))?;
@@ -80,7 +80,7 @@ impl ChatState {
             message_id: Some(message.to_string()),
         }
         .to_json();
-        let frame = ServerFrame::Message { data: done }.to_json();
+        let frame = ServerFrame::Message { data: done.clone() }.to_json();
         let outcome: i64 = self
             .scripts()
             .fail
@@ -100,11 +100,12 @@ impl ChatState {
             .arg(error)
             .invoke_async(&mut self.conn())
             .await?;
-        if outcome == 1 {
-            warn!(session_id = %session, message_id = %message,
-                "answer failed: its producer's lease ran out");
+        if outcome != 1 {
+            return Ok(None);
         }
-        Ok(outcome == 1)
+        warn!(session_id = %session, message_id = %message,
+            "answer failed: its producer's lease ran out");
+        Ok(Some(done))
     }
 
     async fn forget_deadline(&self, member: &str) -> Result<()> {
@@ -118,9 +119,15 @@ impl ChatState {
     }
 }
 
-/// Runs [`ChatState::reap_orphans`] every `every` until `shutdown`. Errors (Redis down) are
-/// logged and retried on the next round.
-pub async fn run_reaper(state: ChatState, every: Duration, shutdown: CancellationToken) {
+/// Runs [`ChatState::reap_orphans`] every `every` until `shutdown`, handing each failed answer
+/// to `on_failed` (to record it durably). Errors (Redis down) are logged and retried on the
+/// next round.
+pub async fn run_reaper(
+    state: ChatState,
+    every: Duration,
+    shutdown: CancellationToken,
+    on_failed: impl Fn(&ChatMessage) + Send + 'static,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -129,8 +136,11 @@ pub async fn run_reaper(state: ChatState, every: Duration, shutdown: Cancellatio
             _ = ticks.tick() => {}
         }
         match state.reap_orphans().await {
-            Ok(0) => {}
-            Ok(n) => info!(failed = n, "reaper failed orphaned answers"),
+            Ok(failed) if failed.is_empty() => {}
+            Ok(failed) => {
+                info!(failed = failed.len(), "reaper failed orphaned answers");
+                failed.iter().for_each(&on_failed);
+            }
             Err(e) => warn!(cause = %e, "reaper round failed"),
         }
     }

@@ -123,17 +123,39 @@ const DUE: &str = r#"
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, 100)
 "#;
 
-/// Reads history, the active answer, its record and its chunk log, in one step.
+/// Reads history, the active answer, its record and its chunk log, in one step. A caller that
+/// already holds the first `known` entries (the last one being message `known_id`) gets only
+/// the entries after them, when those are still the list's first entries.
 ///
-/// KEYS: history, active. ARGV: record prefix, chunk log prefix.
-/// Returns `{history}` or `{history, answer id, record or nil, chunks}`.
+/// KEYS: history, active. ARGV: record prefix, chunk log prefix, known, known_id.
+/// Returns `{entries, from, len}` or `{entries, from, len, answer id, record or nil, chunks}`,
+/// where `entries` are the history entries from position `from` and `len` the history length.
 const SNAPSHOT: &str = r#"
-local history = redis.call('LRANGE', KEYS[1], 0, -1)
+local len = redis.call('LLEN', KEYS[1])
+local from = 0
+local known = tonumber(ARGV[3])
+if known > 0 and len >= known then
+  local last = redis.call('LINDEX', KEYS[1], known - 1)
+  if last and string.find(last, '"messageId":"' .. ARGV[4] .. '"', 1, true) then from = known end
+end
+local history = redis.call('LRANGE', KEYS[1], from, -1)
 local mid = redis.call('GET', KEYS[2])
-if not mid then return {history} end
+if not mid then return {history, from, len} end
 local record = redis.call('GET', ARGV[1] .. mid)
 local chunks = redis.call('LRANGE', ARGV[2] .. mid, 0, -1)
-return {history, mid, record or false, chunks}
+return {history, from, len, mid, record or false, chunks}
+"#;
+
+/// Refills a session's history (lost to expiry or a flush) from the durable store, unless it
+/// has been refilled or written meanwhile.
+///
+/// KEYS: history. ARGV: TTL, then the messages' JSON in order.
+/// Returns 1 when it filled the history, 0 when the history already existed.
+const WARM: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
 "#;
 
 /// Lua: the history entry of assistant message `mid` in list `key`, or nil. Scans the list, so
@@ -196,6 +218,7 @@ pub(crate) struct Scripts {
     pub append: Script,
     pub finish: Script,
     pub snapshot: Script,
+    pub warm: Script,
     pub cancel: Script,
     pub recover: Script,
     pub fail: Script,
@@ -211,6 +234,7 @@ impl Scripts {
             append: Script::new(&format!("{NOW_MS}{APPEND}")),
             finish: Script::new(FINISH),
             snapshot: Script::new(SNAPSHOT),
+            warm: Script::new(WARM),
             cancel: Script::new(&format!("{ANSWER_IN_HISTORY}{CANCEL}")),
             recover: Script::new(&format!("{ANSWER_IN_HISTORY}{RECOVER}")),
             fail: Script::new(FAIL),

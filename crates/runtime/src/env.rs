@@ -44,6 +44,44 @@ pub fn redis_url(vars: &HashMap<String, String>) -> Result<String, BadVar> {
     Ok(format!("redis://{host}:{port}/"))
 }
 
+/// Where history is kept durably, and how much of it a node caches; both binaries read these.
+#[derive(Debug, Clone)]
+pub struct Persistence {
+    /// `DATABASE_URL`, default `sqlite://data/chat.db` (relative to the working directory; one
+    /// file shared by the processes of a host). `postgres://...` for PostgreSQL.
+    pub database_url: String,
+    /// `CACHE_L1_MAX_SIZE`, default 500: sessions kept in a node's in-memory history cache.
+    pub cache_l1_max_size: u64,
+    /// `CACHE_L1_TTL_SECONDS`, default 120: how long a cached session lives after it was read
+    /// from Redis (half of it after its last use).
+    pub cache_l1_ttl: std::time::Duration,
+}
+
+impl Persistence {
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
+        let database_url = string_or(vars, "DATABASE_URL", "sqlite://data/chat.db");
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| database_url.starts_with(p))
+        {
+            return Err(BadVar {
+                name: "DATABASE_URL",
+                value: database_url,
+                reason: "must start with sqlite:, postgres:// or postgresql://".into(),
+            });
+        }
+        Ok(Self {
+            database_url,
+            cache_l1_max_size: parse_or(vars, "CACHE_L1_MAX_SIZE", 500u64)?,
+            cache_l1_ttl: std::time::Duration::from_secs(parse_or(
+                vars,
+                "CACHE_L1_TTL_SECONDS",
+                120u64,
+            )?),
+        })
+    }
+}
+
 /// Reads an optional variable with a default, parsing it with `FromStr`.
 pub fn parse_or<T>(
     vars: &HashMap<String, String>,

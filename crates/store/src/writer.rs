@@ -1,0 +1,206 @@
+//! [`StoreWriter`]: the AI service's writes of record, applied in the background.
+//!
+//! Producers call [`StoreWriter`]'s methods, which only queue an operation (never await), so a
+//! slow or failing database can never slow a stream down. One task applies the operations in
+//! order: chunk rows are gathered and written in batches (one transaction per batch, never one
+//! per chunk); every write is idempotent by id and retried with backoff; a write that still
+//! fails is logged and counted, and the next one goes on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use protocol::ChatMessage;
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use crate::Store;
+
+/// Queued operations beyond this are dropped (and counted) rather than growing without bound
+/// while the database is down.
+const QUEUE_CAPACITY: usize = 100_000;
+/// Chunk rows per batch.
+const BATCH_ROWS: usize = 64;
+/// A partial batch is written after this long.
+const BATCH_DELAY: Duration = Duration::from_millis(250);
+/// Attempts per write, with the pause before each retry doubling from this.
+const ATTEMPTS: u32 = 5;
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+
+enum Op {
+    UserMessage(ChatMessage),
+    Answer {
+        message: ChatMessage,
+        event: &'static str,
+    },
+    Chunk {
+        message_id: String,
+        index: u32,
+        delta: String,
+        at: i64,
+    },
+    /// Resolves once everything queued before it is written (tests, shutdown).
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Counters of the writer.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Writes that failed after every retry.
+    pub failed: AtomicU64,
+    /// Operations dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Retries made.
+    pub retries: AtomicU64,
+}
+
+/// Handle on the background writer. Cheap to clone.
+#[derive(Clone)]
+pub struct StoreWriter {
+    queue: mpsc::Sender<Op>,
+    pub stats: Arc<WriterStats>,
+}
+
+impl StoreWriter {
+    /// Starts the writer task on `store`; it ends once every handle is dropped and the queue
+    /// is drained.
+    pub fn start(store: Store) -> StoreWriter {
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let stats = Arc::new(WriterStats::default());
+        tokio::spawn(run(store, rx, stats.clone()));
+        StoreWriter { queue, stats }
+    }
+
+    /// A user message arrived (creates or touches the session).
+    pub fn user_message(&self, message: &ChatMessage) {
+        self.push(Op::UserMessage(message.clone()));
+    }
+
+    /// An answer started (`STREAM_STARTED`) or ended (`STREAM_COMPLETED`, `STREAM_CANCELLED`,
+    /// `STREAM_ERROR`): stores the message as it now is.
+    pub fn answer(&self, message: &ChatMessage, event: &'static str) {
+        self.push(Op::Answer {
+            message: message.clone(),
+            event,
+        });
+    }
+
+    /// One chunk of an answer.
+    pub fn chunk(&self, message_id: &str, index: u32, delta: &str) {
+        self.push(Op::Chunk {
+            message_id: message_id.to_owned(),
+            index,
+            delta: delta.to_owned(),
+            at: protocol::now_ms(),
+        });
+    }
+
+    /// Waits until every operation queued so far has been applied (or given up on).
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.queue.send(Op::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    fn push(&self, op: Op) {
+        if self.queue.try_send(op).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            warn!("SQL write queue full or closed; dropping a write");
+        }
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Op>, stats: Arc<WriterStats>) {
+    let mut batch: Vec<(String, u32, String, i64)> = Vec::new();
+    loop {
+        let op = if batch.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout(BATCH_DELAY, rx.recv()).await {
+                Ok(op) => op,
+                Err(_) => {
+                    write_chunks(&store, &mut batch, &stats).await;
+                    continue;
+                }
+            }
+        };
+        let Some(op) = op else {
+            write_chunks(&store, &mut batch, &stats).await;
+            return;
+        };
+        match op {
+            Op::Chunk {
+                message_id,
+                index,
+                delta,
+                at,
+            } => {
+                batch.push((message_id, index, delta, at));
+                if batch.len() >= BATCH_ROWS {
+                    write_chunks(&store, &mut batch, &stats).await;
+                }
+            }
+            other => {
+                // Keep order: chunks queued before this operation are written first.
+                write_chunks(&store, &mut batch, &stats).await;
+                apply(&store, other, &stats).await;
+            }
+        }
+    }
+}
+
+async fn write_chunks(
+    store: &Store,
+    batch: &mut Vec<(String, u32, String, i64)>,
+    stats: &WriterStats,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let rows = std::mem::take(batch);
+    retry(stats, "chunk batch", || store.append_chunks(&rows)).await;
+}
+
+async fn apply(store: &Store, op: Op, stats: &WriterStats) {
+    match op {
+        Op::UserMessage(message) => {
+            retry(stats, "user message", || {
+                store.record_user_message(&message)
+            })
+            .await;
+        }
+        Op::Answer { message, event } => {
+            let at = protocol::now_ms();
+            retry(stats, event, || store.record_answer(&message, event, at)).await;
+        }
+        Op::Flush(done) => {
+            let _ = done.send(());
+        }
+        Op::Chunk { .. } => {}
+    }
+}
+
+/// Runs `write` until it succeeds or [`ATTEMPTS`] are used up.
+async fn retry<F, Fut>(stats: &WriterStats, what: &str, mut write: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::Result<()>>,
+{
+    let mut pause = FIRST_RETRY;
+    for attempt in 1..=ATTEMPTS {
+        match write().await {
+            Ok(()) => return,
+            Err(e) if attempt < ATTEMPTS => {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                warn!(what, attempt, cause = %e, "SQL write failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                error!(what, cause = %e, "SQL write failed; giving up on it");
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The store against real SQLite files.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+use protocol::{ChatMessage, MessageStatus, Role};
+use store::Store;
+
+fn message(
+    id: &str,
+    session: &str,
+    role: Role,
+    content: &str,
+    at: i64,
+    status: MessageStatus,
+) -> ChatMessage {
+    ChatMessage {
+        message_id: id.into(),
+        session_id: session.into(),
+        user_id: "alice".into(),
+        role,
+        content: content.into(),
+        timestamp: at,
+        is_complete: status.is_final(),
+        status,
+        index: None,
+        chunk: None,
+    }
+}
+
+async fn open(dir: &tempfile::TempDir) -> Store {
+    let url = format!("sqlite://{}/nested/chat.db", dir.path().display());
+    Store::connect(&url).await.unwrap()
+}
+
+/// A conversation is stored in order, answers move from streaming to final, writes are
+/// idempotent, and sessions list most recent first with their first message as title.
+#[tokio::test]
+async fn conversation_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let u1 = message(
+        "u1",
+        "s1",
+        Role::User,
+        "What is a streaming architecture, really?",
+        100,
+        MessageStatus::Completed,
+    );
+    let a1 = message(
+        "a1",
+        "s1",
+        Role::Assistant,
+        "",
+        100,
+        MessageStatus::Streaming,
+    );
+    store.record_user_message(&u1).await.unwrap();
+    store.record_user_message(&u1).await.unwrap(); // a retry changes nothing
+    store
+        .record_answer(&a1, "STREAM_STARTED", 101)
+        .await
+        .unwrap();
+    store
+        .append_chunks(&[
+            ("a1".into(), 0, "Hi".into(), 102),
+            ("a1".into(), 1, " there".into(), 103),
+        ])
+        .await
+        .unwrap();
+    store
+        .append_chunks(&[("a1".into(), 1, " there".into(), 103)])
+        .await
+        .unwrap();
+    assert_eq!(store.chunk_count("a1").await.unwrap(), 2);
+    let done = message(
+        "a1",
+        "s1",
+        Role::Assistant,
+        "Hi there",
+        100,
+        MessageStatus::Completed,
+    );
+    store
+        .record_answer(&done, "STREAM_COMPLETED", 104)
+        .await
+        .unwrap();
+    let u2 = message(
+        "u2",
+        "s1",
+        Role::User,
+        "next",
+        200,
+        MessageStatus::Completed,
+    );
+    store.record_user_message(&u2).await.unwrap();
+    store
+        .record_user_message(&message(
+            "x",
+            "s2",
+            Role::User,
+            "other",
+            150,
+            MessageStatus::Completed,
+        ))
+        .await
+        .unwrap();
+
+    let history = store.history("s1").await.unwrap();
+    let ids: Vec<&str> = history.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(ids, ["u1", "a1", "u2"]);
+    assert_eq!(history[1].content, "Hi there");
+    assert_eq!(history[1].status, MessageStatus::Completed);
+    assert!(history[1].is_complete);
+
+    let sessions = store.sessions("alice", 10).await.unwrap();
+    let order: Vec<&str> = sessions.iter().map(|s| s.session_id.as_str()).collect();
+    assert_eq!(order, ["s1", "s2"]);
+    assert_eq!(
+        sessions[0].title,
+        "What is a streaming architecture, really?"
+    );
+    assert_eq!(sessions[0].last_activity_time, 200);
+
+    assert_eq!(store.delete_history("s1", 300).await.unwrap(), 3);
+    assert!(store.history("s1").await.unwrap().is_empty());
+    assert_eq!(store.chunk_count("a1").await.unwrap(), 0);
+}
+
+/// Several pools on one file (as several processes have) write at once without "database is
+/// locked", and data written by one is read by another after reopening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = [open(&dir).await, open(&dir).await, open(&dir).await];
+    let mut tasks = Vec::new();
+    for (n, store) in stores.iter().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40 {
+                let id = format!("m{n}-{i}");
+                let session = format!("s{}", i % 7);
+                let m = message(&id, &session, Role::User, "hi", i, MessageStatus::Completed);
+                store.record_user_message(&m).await.unwrap();
+                store
+                    .append_chunks(&[(id.clone(), 0, "a".into(), i), (id, 1, "b".into(), i)])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let reopened = open(&dir).await;
+    let mut total = 0;
+    for s in 0..7 {
+        total += reopened.history(&format!("s{s}")).await.unwrap().len();
+    }
+    assert_eq!(total, 120);
+}
