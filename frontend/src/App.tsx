@@ -22,7 +22,7 @@ export default function App() {
   if (!state.synced) {
     placeholder = connection.state === 'connecting' ? 'Connecting…' : 'Waiting for the connection…';
   } else if (streaming) {
-    placeholder = 'You can type your next message while the answer streams…';
+    placeholder = 'Type your next message…';
   }
 
   return (
@@ -39,8 +39,18 @@ export default function App() {
         </div>
         <div className="topbar__actions">
           <ConnectionIndicator status={connection} onRetry={chat.retryNow} />
-          <button type="button" className="button button--ghost" data-testid="new-chat-button" onClick={newChat}>
-            <span aria-hidden="true">＋</span> New chat
+          <button
+            type="button"
+            className="button button--ghost"
+            data-testid="new-chat-button"
+            onClick={newChat}
+            aria-label="New chat"
+            title="Start a new conversation"
+          >
+            <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
+              <path d="M8 3v10M3 8h10" stroke="currentColor" strokeWidth="2" strokeLinecap="round" />
+            </svg>
+            <span className="button__label">New chat</span>
           </button>
         </div>
       </header>

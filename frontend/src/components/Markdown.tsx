@@ -28,6 +28,11 @@ function rehypeCursor() {
       if (last && last.type === 'element' && !VOID_ELEMENTS.has(last.tagName)) parent = last;
       else break;
     }
+    // Code blocks end with a newline; keep the cursor on the line being written.
+    const tail = parent.children[parent.children.length - 1];
+    if (parent.type === 'element' && parent.tagName === 'code' && tail?.type === 'text') {
+      tail.value = tail.value.replace(/\n$/, '');
+    }
     parent.children.push({
       type: 'element',
       tagName: 'span',

@@ -212,3 +212,12 @@ describe('ConnectionIndicator', () => {
     expect(onRetry).toHaveBeenCalled();
   });
 });
+
+describe('Markdown cursor in code', () => {
+  it('stays on the line being written inside an unfinished code block', () => {
+    render(<Markdown content={'Steps:\n\n```text\n1. one\n2. tw'} streaming />);
+    const cursor = screen.getByTestId('streaming-cursor');
+    expect(cursor.parentElement?.tagName).toBe('CODE');
+    expect(cursor.parentElement?.textContent).toBe('1. one\n2. tw');
+  });
+});

@@ -1,0 +1,199 @@
+// Shared pieces of the browser tests: Debian's Chromium through playwright-core, a page on the
+// stack under test, and the server's view of a conversation to compare the page against.
+//
+// Environment (set by scripts/e2e-browser):
+//   E2E_BASE_URL        the stack's NGINX, e.g. http://127.0.0.1:23456 (must be 127.0.0.1)
+//   E2E_STACK_DIR       the stack's STACK_DIR (pids/gateway-N are read to kill a gateway)
+//   E2E_SCREENSHOT_DIR  where streaming.png and reconnecting.png go (default: docs/img)
+//   E2E_ARTIFACT_DIR    where failure screenshots go (default: $E2E_STACK_DIR/artifacts)
+//   CHROMIUM            the browser binary (default /usr/bin/chromium)
+
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+export const BASE_URL = process.env.E2E_BASE_URL ?? 'http://127.0.0.1:8080';
+export const STACK_DIR = process.env.E2E_STACK_DIR ?? path.resolve(HERE, '../../.stack');
+export const SCREENSHOT_DIR = process.env.E2E_SCREENSHOT_DIR ?? path.resolve(HERE, '../../docs/img');
+export const ARTIFACT_DIR = process.env.E2E_ARTIFACT_DIR ?? path.join(STACK_DIR, 'artifacts');
+
+if (new URL(BASE_URL).hostname !== '127.0.0.1') {
+  throw new Error(`E2E_BASE_URL must point at 127.0.0.1, got ${BASE_URL}`);
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    // playwright-core gives every launch a fresh temporary --user-data-dir of its own.
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+/**
+ * A new browser context (own localStorage, so its own conversation) with the chat open and
+ * connected. Requests to anything but 127.0.0.1 are refused.
+ */
+export async function openChat(browser, { viewport = { width: 1280, height: 800 }, beforeGoto } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme: 'light' });
+  await context.route('**/*', (route) => {
+    const { hostname } = new URL(route.request().url());
+    return hostname === '127.0.0.1' ? route.continue() : route.abort();
+  });
+  const page = await context.newPage();
+  const log = [];
+  page.on('console', (m) => log.push(`[console.${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
+  page.consoleLog = log;
+  await beforeGoto?.(page);
+  await page.goto(BASE_URL);
+  await waitConnected(page);
+  return { context, page };
+}
+
+/** Waits until the indicator says connected and the conversation is loaded. */
+export async function waitConnected(page, { timeout = 20_000, notNode } = {}) {
+  await page.waitForFunction(
+    (notNode) => {
+      const el = document.querySelector('[data-testid="connection-indicator"]');
+      return (
+        el?.getAttribute('data-state') === 'connected' &&
+        el.getAttribute('data-node-id') &&
+        el.getAttribute('data-node-id') !== notNode &&
+        !document.querySelector('.empty--loading')
+      );
+    },
+    notNode ?? null,
+    { timeout },
+  );
+}
+
+export async function indicator(page) {
+  return page.getByTestId('connection-indicator').evaluate((el) => ({
+    state: el.getAttribute('data-state'),
+    nodeId: el.getAttribute('data-node-id'),
+  }));
+}
+
+export async function sessionIdOf(page) {
+  return page.evaluate(() => localStorage.getItem('chat.sessionId'));
+}
+
+/** Types `text`, presses Enter, and returns the id of the answer that starts streaming. */
+export async function ask(page, text) {
+  const before = await page.locator('[data-testid="message"][data-role="assistant"]').count();
+  await page.getByTestId('chat-input').fill(text);
+  await page.getByTestId('chat-input').press('Enter');
+  const answer = page.locator('[data-testid="message"][data-role="assistant"]').nth(before);
+  await answer.waitFor({ timeout: 15_000 });
+  return answer.getAttribute('data-message-id');
+}
+
+/** What the page shows for message `id`: its data attributes and visible text. */
+export async function shown(page, id) {
+  return page.evaluate((id) => {
+    const el = document.querySelector(`[data-testid="message"][data-message-id="${id}"]`);
+    if (!el) return null;
+    const body = el.querySelector('.markdown, .message__text');
+    return {
+      status: el.getAttribute('data-status'),
+      length: Number(el.getAttribute('data-content-length')),
+      hash: el.getAttribute('data-content-hash'),
+      text: body ? body.innerText : '',
+      copies: document.querySelectorAll(`[data-message-id="${id}"]`).length,
+      cursor: !!el.querySelector('[data-testid="streaming-cursor"]'),
+      cancelledBadge: !!el.querySelector('[data-testid="badge-cancelled"]'),
+    };
+  }, id);
+}
+
+/** Waits until message `id` reaches a final status; returns it as shown. */
+export async function waitFinal(page, id, { timeout = 60_000 } = {}) {
+  await page.waitForFunction(
+    (id) => {
+      const el = document.querySelector(`[data-testid="message"][data-message-id="${id}"]`);
+      return el && el.getAttribute('data-status') !== 'streaming';
+    },
+    id,
+    { timeout, polling: 100 },
+  );
+  return shown(page, id);
+}
+
+/** Waits until message `id` holds at least `chars` characters. */
+export async function waitLength(page, id, chars, { timeout = 20_000 } = {}) {
+  await page.waitForFunction(
+    ([id, chars]) => {
+      const el = document.querySelector(`[data-testid="message"][data-message-id="${id}"]`);
+      return el && Number(el.getAttribute('data-content-length')) >= chars;
+    },
+    [id, chars],
+    { timeout, polling: 50 },
+  );
+}
+
+/** GET /api/history/{session}: the server's stored conversation. */
+export async function serverHistory(sessionId) {
+  const response = await fetch(`${BASE_URL}/api/history/${encodeURIComponent(sessionId)}`);
+  if (!response.ok) throw new Error(`history: HTTP ${response.status}`);
+  return response.json();
+}
+
+/** The same FNV-1a hash as src/lib/hash.ts. */
+export function contentHash(text) {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i += 1) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, '0');
+}
+
+/**
+ * The visible text a Markdown answer should show for `content`, loosely: emphasis and code
+ * marks removed, whitespace collapsed. Compared against the rendered text, also collapsed.
+ */
+export function visibleText(content) {
+  return collapse(content.replace(/\*\*|`/g, ''));
+}
+
+export function collapse(text) {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  const file = path.join(SCREENSHOT_DIR, name);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+/** Runs `body` with a fresh chat page; on failure saves a screenshot and the console log. */
+export async function withChat(browser, name, body, options) {
+  const { context, page } = await openChat(browser, options);
+  try {
+    await body(page, context);
+  } catch (error) {
+    mkdirSync(ARTIFACT_DIR, { recursive: true });
+    const file = path.join(ARTIFACT_DIR, `${name.replace(/\W+/g, '-')}.png`);
+    await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+    console.error(`# failure screenshot: ${file}`);
+    for (const line of page.consoleLog.slice(-30)) console.error(`# ${line}`);
+    throw error;
+  } finally {
+    await context.close();
+  }
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
