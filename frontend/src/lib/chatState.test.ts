@@ -290,6 +290,16 @@ describe('gaps and recovery', () => {
     expect(state.resuming[A1]).toBe(1);
   });
 
+  it('rebuilds an in-flight answer that history did not name from chunk 0, without doubling it', () => {
+    const { state, effects } = run([
+      history([U1, inFlight(A1, 'abc')], null), // no `streaming`: which chunks are in 'abc'?
+      chunk(A1, 3, 'd'),
+      recovery('RECOVERED', A1, [chunkOf(A1, 0, 'a'), chunkOf(A1, 1, 'b'), chunkOf(A1, 2, 'c')]),
+    ]);
+    expect(effects).toEqual([{ type: 'send', frame: { type: 'resume', messageId: A1, fromIndex: 0 } }]);
+    expect(text(state, A1)).toBe('abcd');
+  });
+
   it('a socket closing forgets held chunks; the next history is the truth', () => {
     const { state } = run([streamingHistory, chunk(A1, 3, 'd'), { type: 'disconnected' }]);
     expect(state.synced).toBe(false);

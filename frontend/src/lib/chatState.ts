@@ -194,8 +194,11 @@ function applyChunk(
     if (askOnGap) askForGap(step, id);
     return;
   }
-  // index === last + 1: append it, then whatever held chunks now follow on.
-  let content = (existing?.content ?? '') + delta;
+  // index === last + 1: append it, then whatever held chunks now follow on. Without a known
+  // lastIndex (an in-flight answer that `history` did not name in `streaming`), the shown text
+  // cannot be matched to chunk indices, so the chunks from 0 rebuild it.
+  const base = state.lastIndex[id] === undefined ? '' : (existing?.content ?? '');
+  let content = base + delta;
   let newLast = index;
   const held = { ...state.held[id] };
   while (held[newLast + 1] !== undefined) {
