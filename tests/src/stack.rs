@@ -81,50 +81,7 @@ impl Stack {
     pub async fn start(options: StackOptions) -> Stack {
         let redis = RedisServer::start();
         let data_dir = tempfile::tempdir().expect("data dir");
-        let database_url = format!("sqlite://{}/chat.db", data_dir.path().display());
-        let mut ai = Vec::new();
-        for i in 0..options.ai_nodes {
-            let node_id = format!("ai-test-{i}");
-            let vars = vars(&[
-                ("REDIS_URL", &redis.url()),
-                ("NODE_ID", &node_id),
-                ("STREAM_DELAY_MS", &options.stream_delay_ms.to_string()),
-                ("SHUTDOWN_GRACE_SECONDS", "5"),
-                ("DATABASE_URL", &database_url),
-            ]);
-            let config = ai_service::Config::from_vars(&vars).expect("AI config");
-            ai.push(
-                serve(node_id, |listener, shutdown| {
-                    tokio::spawn(ai_service::run(config, listener, shutdown))
-                })
-                .await,
-            );
-        }
-        let mut urls = options.extra_ai_urls.clone();
-        urls.extend(ai.iter().map(Node::url));
-        let mut gateways = Vec::new();
-        for i in 0..options.gateways {
-            let node_id = format!("ws-test-{i}");
-            let static_dir = options.static_dir.as_deref().unwrap_or("/nonexistent");
-            let vars = vars(&[
-                ("REDIS_URL", &redis.url()),
-                ("NODE_ID", &node_id),
-                ("AI_SERVICE_URLS", &urls.join(",")),
-                (
-                    "STREAM_MAX_PENDING_CHUNKS",
-                    &options.max_pending_frames.to_string(),
-                ),
-                ("STATIC_DIR", static_dir),
-                ("DATABASE_URL", &database_url),
-            ]);
-            let config = ws_gateway::Config::from_vars(&vars).expect("gateway config");
-            gateways.push(
-                serve(node_id, |listener, shutdown| {
-                    tokio::spawn(ws_gateway::run(config, listener, shutdown))
-                })
-                .await,
-            );
-        }
+        let (ai, gateways) = start_nodes(&redis, &data_dir, &options).await;
         let stack = Stack {
             redis,
             data_dir,
@@ -134,6 +91,25 @@ impl Stack {
         };
         stack.wait_healthy().await;
         stack
+    }
+
+    /// `sqlite://...` of the file every node shares.
+    pub fn database_url(&self) -> String {
+        database_url(&self.data_dir)
+    }
+
+    /// Stops every node (as SIGTERM does) and Redis, then starts an empty Redis (it keeps
+    /// nothing: only SQL remembers) and fresh nodes on the same SQLite file.
+    pub async fn restart_all(&mut self) {
+        for node in self.ai.iter_mut().chain(self.gateways.iter_mut()) {
+            node.stop().await;
+        }
+        self.redis.kill();
+        self.redis = RedisServer::start();
+        let (ai, gateways) = start_nodes(&self.redis, &self.data_dir, &self.options).await;
+        self.ai = ai;
+        self.gateways = gateways;
+        self.wait_healthy().await;
     }
 
     /// Base URL of gateway `i`.
@@ -180,6 +156,61 @@ pub fn http() -> reqwest::Client {
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .expect("http client")
+}
+
+fn database_url(data_dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}/chat.db", data_dir.path().display())
+}
+
+/// Starts the AI nodes, then the gateways pointing at them.
+async fn start_nodes(
+    redis: &RedisServer,
+    data_dir: &tempfile::TempDir,
+    options: &StackOptions,
+) -> (Vec<Node>, Vec<Node>) {
+    let database_url = database_url(data_dir);
+    let mut ai = Vec::new();
+    for i in 0..options.ai_nodes {
+        let node_id = format!("ai-test-{i}");
+        let vars = vars(&[
+            ("REDIS_URL", &redis.url()),
+            ("NODE_ID", &node_id),
+            ("STREAM_DELAY_MS", &options.stream_delay_ms.to_string()),
+            ("SHUTDOWN_GRACE_SECONDS", "5"),
+            ("DATABASE_URL", &database_url),
+        ]);
+        let config = ai_service::Config::from_vars(&vars).expect("AI config");
+        ai.push(
+            serve(node_id, |listener, shutdown| {
+                tokio::spawn(ai_service::run(config, listener, shutdown))
+            })
+            .await,
+        );
+    }
+    let mut urls = options.extra_ai_urls.clone();
+    urls.extend(ai.iter().map(Node::url));
+    let mut gateways = Vec::new();
+    for i in 0..options.gateways {
+        let node_id = format!("ws-test-{i}");
+        let static_dir = options.static_dir.as_deref().unwrap_or("/nonexistent");
+        let pending = options.max_pending_frames.to_string();
+        let vars = vars(&[
+            ("REDIS_URL", &redis.url()),
+            ("NODE_ID", &node_id),
+            ("AI_SERVICE_URLS", &urls.join(",")),
+            ("STREAM_MAX_PENDING_CHUNKS", &pending),
+            ("STATIC_DIR", static_dir),
+            ("DATABASE_URL", &database_url),
+        ]);
+        let config = ws_gateway::Config::from_vars(&vars).expect("gateway config");
+        gateways.push(
+            serve(node_id, |listener, shutdown| {
+                tokio::spawn(ws_gateway::run(config, listener, shutdown))
+            })
+            .await,
+        );
+    }
+    (ai, gateways)
 }
 
 async fn serve(

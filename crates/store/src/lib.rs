@@ -187,9 +187,11 @@ impl Store {
     pub async fn history(&self, session_id: &str) -> Result<Vec<ChatMessage>> {
         let rows = sqlx::query(
             "SELECT id, conversation_id, user_id, role, content, status, created_at \
-             FROM message WHERE conversation_id = $1 \
+             FROM message WHERE conversation_id = $1 AND created_at > COALESCE( \
+               (SELECT NULLIF(cleared_at, 0) FROM chat_session WHERE session_id = $2), -1) \
              ORDER BY created_at, CASE role WHEN 'user' THEN 0 ELSE 1 END, id",
         )
+        .bind(session_id)
         .bind(session_id)
         .fetch_all(&self.pool)
         .await?;
@@ -219,7 +221,8 @@ impl Store {
     }
 
     /// Deletes a session's messages and their chunks (the session row and the audit trail
-    /// stay); returns how many messages were deleted.
+    /// stay), and marks the session cleared at `at`, so that messages created until then stay
+    /// hidden even if a write queued earlier lands later. Returns how many messages were deleted.
     pub async fn delete_history(&self, session_id: &str, at: i64) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -234,6 +237,11 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        sqlx::query("UPDATE chat_session SET cleared_at = $1 WHERE session_id = $2")
+            .bind(at)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
         audit(&mut *tx, session_id, "HISTORY_DELETED", "", at).await?;
         tx.commit().await?;
         Ok(deleted)

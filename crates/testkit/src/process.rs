@@ -62,10 +62,10 @@ impl Service {
         let deadline = Instant::now() + limit;
         let expected = format!("\"node_id\":\"{}\"", self.name);
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return false;
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                return false;
             }
             if http_get(self.port, "/health").is_some_and(|body| body.contains(&expected)) {
                 return true;
