@@ -40,3 +40,12 @@ wait_until() {
     sleep 0.2
   done
 }
+
+# Like ensure_packages, for a package whose program is not on the PATH: installs PKG unless a
+# file matching GLOB exists (e.g. postgresql and /usr/lib/postgresql/*/bin/postgres).
+ensure_package_file() {
+  local pkg=$1 glob=$2
+  # shellcheck disable=SC2086 # the glob must expand
+  ls $glob >/dev/null 2>&1 && return 0
+  ensure_packages "$pkg:__${pkg}_is_missing__"
+}

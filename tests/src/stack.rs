@@ -21,6 +21,8 @@ pub struct StackOptions {
     pub extra_ai_urls: Vec<String>,
     /// `STATIC_DIR` of the gateways (default: none served).
     pub static_dir: Option<String>,
+    /// `DATABASE_URL` of every node (default: a SQLite file in the stack's temp dir).
+    pub database_url: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -32,6 +34,7 @@ impl Default for StackOptions {
             max_pending_frames: 1000,
             extra_ai_urls: Vec::new(),
             static_dir: None,
+            database_url: None,
         }
     }
 }
@@ -93,9 +96,9 @@ impl Stack {
         stack
     }
 
-    /// `sqlite://...` of the file every node shares.
+    /// The `DATABASE_URL` every node shares.
     pub fn database_url(&self) -> String {
-        database_url(&self.data_dir)
+        database_url(&self.data_dir, &self.options)
     }
 
     /// Stops every node (as SIGTERM does) and Redis, then starts an empty Redis (it keeps
@@ -158,8 +161,11 @@ pub fn http() -> reqwest::Client {
         .expect("http client")
 }
 
-fn database_url(data_dir: &tempfile::TempDir) -> String {
-    format!("sqlite://{}/chat.db", data_dir.path().display())
+fn database_url(data_dir: &tempfile::TempDir, options: &StackOptions) -> String {
+    options
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/chat.db", data_dir.path().display()))
 }
 
 /// Starts the AI nodes, then the gateways pointing at them.
@@ -168,7 +174,7 @@ async fn start_nodes(
     data_dir: &tempfile::TempDir,
     options: &StackOptions,
 ) -> (Vec<Node>, Vec<Node>) {
-    let database_url = database_url(data_dir);
+    let database_url = database_url(data_dir, options);
     let mut ai = Vec::new();
     for i in 0..options.ai_nodes {
         let node_id = format!("ai-test-{i}");

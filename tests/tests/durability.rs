@@ -85,7 +85,22 @@ async fn metric(stack: &Stack, name: &str) -> u64 {
 /// complete and in order, and Redis is re-warmed from SQL.
 #[tokio::test]
 async fn history_survives_flushall() {
-    let stack = Stack::start(StackOptions::default()).await;
+    history_survives_flushall_on(StackOptions::default()).await;
+}
+
+/// The same with PostgreSQL as the durable store.
+#[tokio::test]
+async fn history_survives_flushall_on_postgres() {
+    let postgres = testkit::PostgresServer::start();
+    history_survives_flushall_on(StackOptions {
+        database_url: Some(postgres.url()),
+        ..StackOptions::default()
+    })
+    .await;
+}
+
+async fn history_survives_flushall_on(options: StackOptions) {
+    let stack = Stack::start(options).await;
     let before = converse(&stack, "dur-flush").await;
     assert_eq!(before["count"], 4);
     wait_stored(&stack, "dur-flush", 4).await;

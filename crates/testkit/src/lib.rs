@@ -5,6 +5,7 @@
 //!   data dir, killed when dropped.
 //! - [`Service`] (`process.rs`): one of the workspace's binaries run as a real process.
 //! - [`Nginx`] (`nginx.rs`): a real `nginx` with a config rendered from `nginx-lb.conf`.
+//! - [`PostgresServer`] (`postgres.rs`): a real PostgreSQL in a temp dir.
 //! - [`free_port`]: a loopback port nothing listens on right now.
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -12,10 +13,12 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 mod nginx;
+mod postgres;
 mod process;
 mod redis;
 
 pub use nginx::Nginx;
+pub use postgres::PostgresServer;
 pub use process::{Service, workspace_binary};
 pub use redis::RedisServer;
 

@@ -1,4 +1,4 @@
-//! The store against real SQLite files.
+//! The store's shared test suite, run against real SQLite files and a real PostgreSQL.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
@@ -27,17 +27,14 @@ fn message(
     }
 }
 
-async fn open(dir: &tempfile::TempDir) -> Store {
-    let url = format!("sqlite://{}/nested/chat.db", dir.path().display());
-    Store::connect(&url).await.unwrap()
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}/nested/chat.db", dir.path().display())
 }
 
 /// A conversation is stored in order, answers move from streaming to final, writes are
 /// idempotent, and sessions list most recent first with their first message as title.
-#[tokio::test]
-async fn conversation_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn conversation_round_trip(url: &str) {
+    let store = Store::connect(url).await.unwrap();
     let u1 = message(
         "u1",
         "s1",
@@ -124,14 +121,19 @@ async fn conversation_round_trip() {
     assert_eq!(store.delete_history("s1", 300).await.unwrap(), 3);
     assert!(store.history("s1").await.unwrap().is_empty());
     assert_eq!(store.chunk_count("a1").await.unwrap(), 0);
+    // A write queued before the deletion that lands after it stays hidden.
+    store.record_user_message(&u2).await.unwrap();
+    assert!(store.history("s1").await.unwrap().is_empty());
 }
 
-/// Several pools on one file (as several processes have) write at once without "database is
-/// locked", and data written by one is read by another after reopening.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writers_share_one_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let stores = [open(&dir).await, open(&dir).await, open(&dir).await];
+/// Several pools on one database (as several processes have) write at once without "database
+/// is locked", and data written by one is read by another.
+async fn concurrent_writers_share_one_database(url: &str) {
+    let stores = [
+        Store::connect(url).await.unwrap(),
+        Store::connect(url).await.unwrap(),
+        Store::connect(url).await.unwrap(),
+    ];
     let mut tasks = Vec::new();
     for (n, store) in stores.iter().enumerate() {
         let store = store.clone();
@@ -151,10 +153,38 @@ async fn concurrent_writers_share_one_file() {
     for task in tasks {
         task.await.unwrap();
     }
-    let reopened = open(&dir).await;
+    let reopened = Store::connect(url).await.unwrap();
     let mut total = 0;
     for s in 0..7 {
         total += reopened.history(&format!("s{s}")).await.unwrap().len();
     }
     assert_eq!(total, 120);
+}
+
+/// The round trip on SQLite.
+#[tokio::test]
+async fn sqlite_conversation_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    conversation_round_trip(&sqlite_url(&dir)).await;
+}
+
+/// Concurrent writers on one SQLite file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_writers_share_one_database() {
+    let dir = tempfile::tempdir().unwrap();
+    concurrent_writers_share_one_database(&sqlite_url(&dir)).await;
+}
+
+/// The round trip on PostgreSQL.
+#[tokio::test]
+async fn postgres_conversation_round_trip() {
+    let server = testkit::PostgresServer::start();
+    conversation_round_trip(&server.url()).await;
+}
+
+/// Concurrent writers on one PostgreSQL database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_writers_share_one_database() {
+    let server = testkit::PostgresServer::start();
+    concurrent_writers_share_one_database(&server.url()).await;
 }

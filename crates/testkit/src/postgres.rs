@@ -1,0 +1,156 @@
+//! A real PostgreSQL server in a temp dir on a free loopback port, for tests of the SQL store.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{free_port, wait_for_port};
+
+/// A `postgres` process owned by a test, stopped when dropped.
+pub struct PostgresServer {
+    child: Option<Child>,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// Debian's server binaries: `/usr/lib/postgresql/{version}/bin`, newest version first.
+fn bin_dir() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.retain(|p| p.join("postgres").exists());
+    versions.sort();
+    versions
+        .pop()
+        .expect("PostgreSQL server is missing; install it with `apt-get install -y postgresql`")
+}
+
+/// Runs `program` as the `postgres` user when we are root (PostgreSQL refuses to run as root).
+fn as_postgres(program: &Path) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if root {
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ])
+            .arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+impl PostgresServer {
+    /// initdb into a temp dir (trust auth, no fsync: test data), start on a free port, wait.
+    pub fn start() -> PostgresServer {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().expect("temp dir for postgres");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        // The postgres user must own the data dir and reach it.
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status();
+        let status = as_postgres(&bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("running initdb");
+        assert!(status.success(), "initdb failed");
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = as_postgres(&bin.join("postgres"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+                .arg("-c")
+                .arg(format!("unix_socket_directories={}", dir.path().display()))
+                .args(["-c", "fsync=off", "-c", "max_connections=200"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting postgres");
+            if wait_for_port(port, Duration::from_secs(20)) && alive_after(&mut child) {
+                return PostgresServer {
+                    child: Some(child),
+                    port,
+                    _dir: dir,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("postgres did not start");
+    }
+
+    /// `postgres://postgres@127.0.0.1:{port}/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A fresh database for one test, so tests can share a server.
+    pub fn create_database(&self, name: &str) -> String {
+        let status = Command::new(bin_dir().join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                name,
+            ])
+            .status()
+            .expect("running createdb");
+        assert!(status.success(), "createdb {name} failed");
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+/// Whether the process is still running a moment after its port opened (it exits at once when
+/// the port was taken by someone else).
+fn alive_after(child: &mut Child) -> bool {
+    let deadline = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGINT: fast shutdown; the postmaster takes its backends down with it.
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
