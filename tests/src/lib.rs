@@ -6,8 +6,10 @@
 //!   loopback port, stopped when dropped.
 //! - [`Cluster`] (`cluster.rs`): the multi-node stack as real processes behind a real nginx,
 //!   for the tests that kill nodes.
+//! - [`api`]: the REST calls tests make.
 //! - [`WsClient`] (`client.rs`): a WebSocket client with helpers to read frames and answers.
 
+pub mod api;
 mod client;
 mod cluster;
 mod stack;

@@ -4,28 +4,11 @@
 
 use std::time::Duration;
 
-use e2e::{Cluster, ClusterOptions, Json, Stack, StackOptions, WsClient, http};
-use serde_json::json;
-
-async fn chat(base: &str, session: &str, message: &str, user: &str) -> Json {
-    let response = http()
-        .post(format!("{base}/api/chat"))
-        .json(&json!({"session_id": session, "message": message, "user_id": user}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
-    response.json().await.unwrap()
-}
+use e2e::api::chat_as as chat;
+use e2e::{Cluster, ClusterOptions, Json, Stack, StackOptions, WsClient, api, http};
 
 async fn get_json(url: String) -> Json {
-    let response = http().get(&url).send().await.unwrap();
-    assert!(
-        response.status().is_success(),
-        "{url}: {}",
-        response.status()
-    );
-    response.json().await.unwrap()
+    api::get_json(&url).await
 }
 
 /// Has a two-exchange conversation in `session` and returns the stored history.
@@ -66,19 +49,7 @@ fn ids(history: &Json) -> Vec<String> {
 }
 
 async fn metric(stack: &Stack, name: &str) -> u64 {
-    let text = http()
-        .get(format!("{}/metrics", stack.gateway(0)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
+    api::metric(&stack.gateway(0), name).await
 }
 
 /// After FLUSHALL on Redis, history over REST and in the WebSocket `history` frame is still

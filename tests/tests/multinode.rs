@@ -6,24 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use e2e::api::{chat, post_json as post};
 use e2e::{Cluster, ClusterOptions, Event, Json, WsClient, http};
 use serde_json::json;
-
-async fn post(url: &str, body: Json) -> (u16, Json) {
-    let response = http().post(url).json(&body).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Json::Null))
-}
-
-async fn chat(base: &str, session: &str, message: &str) -> Json {
-    let (status, body) = post(
-        &format!("{base}/api/chat"),
-        json!({"session_id": session, "message": message}),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    body
-}
 
 /// Connects through `url`, retrying while the stack reroutes, until `welcome` and `history`.
 async fn connect_retrying(url: &str) -> (WsClient, Json, Json) {

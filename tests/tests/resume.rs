@@ -5,19 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Event, Json, Stack, StackOptions, WsClient, http};
+use e2e::{Event, Json, Stack, StackOptions, WsClient, api, http};
 use rand::Rng;
 use serde_json::json;
 
 async fn post_chat(gateway: &str, session: &str, message: &str) -> String {
-    let response = http()
-        .post(format!("{gateway}/api/chat"))
-        .json(&json!({"session_id": session, "message": message}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
-    let body: Json = response.json().await.unwrap();
+    let body = api::chat(gateway, session, message).await;
     body["message_id"].as_str().unwrap().to_owned()
 }
 

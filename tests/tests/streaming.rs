@@ -5,30 +5,16 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Json, Stack, StackOptions, WsClient, http};
+use e2e::{Json, Stack, StackOptions, WsClient, api, http};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn post_chat(stack: &Stack, session: &str, message: &str) -> (u16, Json) {
-    let response = http()
-        .post(format!("{}/api/chat", stack.gateway(0)))
-        .json(&json!({"session_id": session, "message": message, "user_id": "tester"}))
-        .send()
-        .await
-        .expect("POST /api/chat");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("JSON body"))
+    api::try_chat_as(&stack.gateway(0), session, message, "tester").await
 }
 
 async fn history(stack: &Stack, session: &str) -> Json {
-    http()
-        .get(format!("{}/api/history/{session}", stack.gateway(0)))
-        .send()
-        .await
-        .expect("GET history")
-        .json()
-        .await
-        .expect("history JSON")
+    api::get_json(&format!("{}/api/history/{session}", stack.gateway(0))).await
 }
 
 async fn dbsize(stack: &Stack) -> i64 {

@@ -1,0 +1,71 @@
+//! The REST calls tests make, with the status checks they all repeat.
+
+use serde_json::json;
+
+use crate::Json;
+use crate::stack::http;
+
+/// POSTs `body` to `url`: (status, JSON body or null).
+pub async fn post_json(url: &str, body: Json) -> (u16, Json) {
+    let response = http()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Json::Null))
+}
+
+/// `POST {base}/api/chat` as `user`: (status, body).
+pub async fn try_chat_as(base: &str, session: &str, message: &str, user: &str) -> (u16, Json) {
+    post_json(
+        &format!("{base}/api/chat"),
+        json!({"session_id": session, "message": message, "user_id": user}),
+    )
+    .await
+}
+
+/// `POST {base}/api/chat`; panics unless it is accepted (202). Returns the `ChatAccepted` body.
+pub async fn chat(base: &str, session: &str, message: &str) -> Json {
+    chat_as(base, session, message, "tester").await
+}
+
+/// [`chat`] as `user`.
+pub async fn chat_as(base: &str, session: &str, message: &str, user: &str) -> Json {
+    let (status, body) = try_chat_as(base, session, message, user).await;
+    assert_eq!(status, 202, "chat in {session} not accepted: {body}");
+    body
+}
+
+/// GETs `url`; panics unless it answers 2xx with JSON.
+pub async fn get_json(url: &str) -> Json {
+    let response = http()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert!(
+        response.status().is_success(),
+        "GET {url}: {}",
+        response.status()
+    );
+    response.json().await.expect("JSON body")
+}
+
+/// The value of the metric line starting with `series` on `base`'s `/metrics`.
+pub async fn metric(base: &str, series: &str) -> u64 {
+    let text = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+}
