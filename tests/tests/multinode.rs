@@ -343,3 +343,50 @@ async fn fifty_chats_in_a_row_succeed_past_a_dead_ai_url() {
         "{metrics}"
     );
 }
+
+/// SIGTERM stops nodes cleanly: a gateway closes its sockets with 1001 and exits 0; an AI node
+/// lets its running answer finish, then exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_nodes_cleanly() {
+    let mut cluster = Cluster::start(ClusterOptions {
+        ai_nodes: 1,
+        gateways: 2,
+        stream_delay_ms: 20,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let session = "mn-sigterm";
+    let (mut watcher, _, _) = WsClient::open(&cluster.ws_url(1, session)).await;
+    let (mut doomed, _, _) = WsClient::open(&cluster.ws_url(0, session)).await;
+    let accepted = chat(&cluster.gateway(1), session, "hello").await;
+    let id = accepted["message_id"].as_str().unwrap().to_owned();
+    let frame = doomed.frame_of("message").await;
+    assert_eq!(frame["data"]["sessionId"], session);
+
+    // The AI node is stopped mid-answer, the gateway right after.
+    let ai = tokio::task::spawn_blocking({
+        let mut node = std::mem::take(&mut cluster.ai);
+        move || node[0].stop()
+    });
+    let gateway_status = tokio::task::block_in_place(|| cluster.gateways[0].stop());
+    assert!(
+        gateway_status.is_some_and(|s| s.success()),
+        "{gateway_status:?}"
+    );
+    let close = loop {
+        match doomed.event().await {
+            Event::Frame(_) => continue,
+            Event::Closed(frame) => break frame,
+        }
+    };
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1001));
+
+    let answer = watcher.answer(session, &id).await;
+    assert_eq!(
+        answer.last["status"], "completed",
+        "the answer was not allowed to finish"
+    );
+    assert_eq!(answer.text(), answer.last["content"].as_str().unwrap());
+    let ai_status = ai.await.unwrap();
+    assert!(ai_status.is_some_and(|s| s.success()), "{ai_status:?}");
+}

@@ -122,11 +122,21 @@ impl Service {
         }
     }
 
-    /// SIGTERM, as an operator's stop; waits for the exit.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child);
+    /// SIGTERM, as an operator's stop; waits (up to 30 s) for the exit and returns its status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        terminate(&mut child);
+        None
     }
 }
 
