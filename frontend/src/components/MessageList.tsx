@@ -56,7 +56,7 @@ export function MessageList(props: MessageListProps) {
           />
         ))}
         {awaitingReply && (
-          <div className="message message--assistant" data-testid="awaiting-reply" aria-label="Waiting for the answer">
+          <div className="message message--assistant" data-testid="awaiting-reply" role="status" aria-label="Waiting for the answer">
             <div className="message__avatar" aria-hidden="true">AI</div>
             <div className="message__body">
               <span className="typing" aria-hidden="true">
