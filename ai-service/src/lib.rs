@@ -46,6 +46,7 @@ pub async fn run(
     );
     let streamer = Streamer::new(
         state.clone(),
+        history.clone(),
         writer.clone(),
         config.node_id.clone(),
         config.stream_delay,

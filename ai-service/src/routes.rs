@@ -110,5 +110,6 @@ async fn chat(
         Ok(accepted) => Ok((StatusCode::ACCEPTED, Json(accepted))),
         Err(e @ StartError::Busy { .. }) => Err(AppError::Busy(e.to_string())),
         Err(StartError::Redis(e)) => Err(e.into()),
+        Err(StartError::History(e)) => Err(e.into()),
     }
 }

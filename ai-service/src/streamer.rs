@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use history::HistoryReader;
 use protocol::rest::ChatAccepted;
 use protocol::{ChatMessage, MessageId, MessageStatus, Role, SessionId, UserId};
 use redis_state::{ChatState, ChunkOutcome, StartOutcome, StreamHandle};
@@ -15,6 +16,8 @@ use crate::simulator;
 
 /// Text appended to an answer that was cancelled.
 pub const CANCELLED_SUFFIX: &str = "\n\n[Cancelled]";
+/// How long shutdown waits for queued SQL writes (the database may be down).
+const SQL_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 /// How long a Redis write of the stream is retried before the answer is failed.
 const REDIS_RETRY_FOR: Duration = Duration::from_secs(5);
 
@@ -28,12 +31,16 @@ pub enum StartError {
     },
     #[error(transparent)]
     Redis(#[from] redis_state::Error),
+    #[error(transparent)]
+    History(history::Error),
 }
 
 /// Starts answers and keeps track of the tasks producing them.
 #[derive(Clone)]
 pub struct Streamer {
     state: ChatState,
+    /// Puts a lost Redis history back from SQL before a new message is appended to it.
+    history: HistoryReader,
     /// The writes of record to SQL, applied in the background.
     writer: StoreWriter,
     node_id: String,
@@ -48,6 +55,7 @@ pub struct Streamer {
 impl Streamer {
     pub fn new(
         state: ChatState,
+        history: HistoryReader,
         writer: StoreWriter,
         node_id: String,
         delay: Duration,
@@ -55,6 +63,7 @@ impl Streamer {
     ) -> Self {
         Self {
             state,
+            history,
             writer,
             node_id,
             delay,
@@ -93,17 +102,35 @@ impl Streamer {
             status: MessageStatus::Streaming,
             ..user_message.clone()
         };
-        let stream = match self
-            .state
-            .start_stream(&session, &user_message, answer, self.lease_secs)
-            .await?
-        {
-            StartOutcome::Started(stream) => stream,
-            StartOutcome::Busy { active_message_id } => {
-                return Err(StartError::Busy {
-                    session: session.into_string(),
-                    active_message_id,
-                });
+        // First try insists that Redis still has the session's history: when it expired or was
+        // flushed, it is put back from SQL before the new message is appended to it.
+        let mut require_history = true;
+        let stream = loop {
+            let outcome = self
+                .state
+                .start_stream(
+                    &session,
+                    &user_message,
+                    answer.clone(),
+                    self.lease_secs,
+                    require_history,
+                )
+                .await?;
+            match outcome {
+                StartOutcome::Started(stream) => break stream,
+                StartOutcome::Busy { active_message_id } => {
+                    return Err(StartError::Busy {
+                        session: session.into_string(),
+                        active_message_id,
+                    });
+                }
+                StartOutcome::HistoryMissing => {
+                    self.history
+                        .rewarm(&session)
+                        .await
+                        .map_err(StartError::History)?;
+                    require_history = false;
+                }
             }
         };
         info!(session_id = %session, message_id = %stream.message, "answer started");
@@ -138,7 +165,12 @@ impl Streamer {
             self.abort.cancel();
             self.tasks.wait().await;
         }
-        self.writer.flush().await;
+        if tokio::time::timeout(SQL_FLUSH_LIMIT, self.writer.flush())
+            .await
+            .is_err()
+        {
+            warn!("SQL writes still queued at shutdown; they are lost");
+        }
     }
 
     /// Streams `reply` as the answer of `stream`.

@@ -82,11 +82,12 @@ async fn history_survives_flushall_on(options: StackOptions) {
         .await
         .unwrap();
 
+    // A page reconnecting first (no REST read before it) gets the whole history.
+    let (_ws, _, frame) = WsClient::open(&stack.ws_url(0, "dur-flush")).await;
+    assert_eq!(frame["messages"], before["messages"]);
     let after = get_json(format!("{}/api/history/dur-flush", stack.gateway(0))).await;
     assert_eq!(ids(&after), ids(&before));
     assert_eq!(after["messages"], before["messages"]);
-    let (_ws, _, frame) = WsClient::open(&stack.ws_url(0, "dur-flush")).await;
-    assert_eq!(frame["messages"], before["messages"]);
     let warmed: i64 = redis::cmd("LLEN")
         .arg("chat:history:dur-flush")
         .query_async(&mut redis)
@@ -101,6 +102,25 @@ async fn history_survives_flushall_on(options: StackOptions) {
         .await
             >= 1
     );
+
+    // Flushed again, and the next thing is a new chat: the old history is put back before the
+    // new message is appended, so nothing is hidden behind it.
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let accepted = chat(&stack.gateway(0), "dur-flush", "one more", "dana").await;
+    let history = loop {
+        let h = get_json(format!("{}/api/history/dur-flush", stack.gateway(0))).await;
+        if h["streaming"].is_null() {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let all = ids(&history);
+    assert_eq!(all.len(), 6, "{history}");
+    assert_eq!(all[..4], ids(&before)[..]);
+    assert_eq!(all[5], accepted["message_id"].as_str().unwrap());
 }
 
 /// Stop every process (Redis too, which keeps nothing here) and start them again: the history

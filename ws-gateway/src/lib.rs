@@ -158,7 +158,12 @@ pub async fn run(
             "sockets still open after the drain period"
         );
     }
-    flush.flush().await;
+    if tokio::time::timeout(SOCKET_DRAIN, flush.flush())
+        .await
+        .is_err()
+    {
+        info!("SQL writes still queued at shutdown; they are lost");
+    }
     info!("gateway stopped");
     Ok(())
 }

@@ -154,20 +154,23 @@ impl HistoryReader {
         })
     }
 
-    /// Deletes the session's history in Redis and SQL; returns how many messages it held.
+    /// Deletes the session's history in SQL and Redis; returns how many messages it held. SQL
+    /// goes first: a read between the two steps must not re-warm Redis from rows that are
+    /// about to go.
     pub async fn delete(&self, session: &SessionId) -> Result<usize> {
-        let in_redis = self.state.delete_history(session).await?;
         let in_sql = self
             .store
             .delete_history(session.as_str(), protocol::now_ms())
             .await?;
+        let in_redis = self.state.delete_history(session).await?;
         self.l1.invalidate(session.as_str());
         Ok(in_redis.max(usize::try_from(in_sql).unwrap_or(usize::MAX)))
     }
 
     /// Redis has no history for `session`: refill it from SQL (completed messages only; an
-    /// in-flight answer lives in its chunk log). Returns whether SQL had any.
-    async fn rewarm(&self, session: &SessionId) -> Result<bool> {
+    /// in-flight answer lives in its chunk log). Returns whether SQL had any. Writers call it
+    /// too, before appending to a history that Redis has lost.
+    pub async fn rewarm(&self, session: &SessionId) -> Result<bool> {
         let stored: Vec<ChatMessage> = self
             .store
             .history(session.as_str())

@@ -14,6 +14,9 @@ pub enum StartOutcome {
     Started(StreamHandle),
     /// Another answer holds the session's lease.
     Busy { active_message_id: String },
+    /// Redis has no history for the session (it expired or was flushed) and the caller asked
+    /// to be told: nothing was written.
+    HistoryMissing,
 }
 
 /// Result of appending one chunk.
@@ -39,12 +42,16 @@ pub struct StreamHandle {
 
 impl ChatState {
     /// Takes `session`'s stream lease for `answer` and stores and publishes `user`, in one step.
+    /// With `require_history`, a session whose Redis history is missing is refused with
+    /// [`StartOutcome::HistoryMissing`] (a brand-new session is refused too; start it again
+    /// without the flag once any stored history has been put back).
     pub async fn start_stream(
         &self,
         session: &SessionId,
         user: &ChatMessage,
         answer: ChatMessage,
         lease_secs: u64,
+        require_history: bool,
     ) -> Result<StartOutcome> {
         let message = MessageId::parse(answer.message_id.clone())
             .map_err(|e| Error::Reply(format!("answer id: {e}")))?;
@@ -67,9 +74,12 @@ impl ChatState {
             .arg(keys::HISTORY_TTL_SECS)
             .arg(keys::LIVE_STREAM_TTL_SECS)
             .arg(keys::deadline_member(session, &message))
+            .arg(if require_history { "1" } else { "0" })
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(if started == 1 {
+        Ok(if started == 2 {
+            StartOutcome::HistoryMissing
+        } else if started == 1 {
             StartOutcome::Started(StreamHandle {
                 session: session.clone(),
                 message,

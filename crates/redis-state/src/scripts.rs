@@ -20,9 +20,12 @@ end
 ///
 /// KEYS: active, history, answer record, channel, deadlines.
 /// ARGV: answer id, lease secs, user message JSON, answer record JSON, user frame, history TTL,
-/// live TTL, deadline member.
-/// Returns `{1, ""}` when started, `{0, active_message_id}` when the session is busy.
+/// live TTL, deadline member, "1" to refuse a session whose history Redis does not have.
+/// Returns `{1, ""}` when started, `{0, active_message_id}` when the session is busy, `{2, ""}`
+/// when the history is missing (expired or flushed: refill it from SQL first, or the new
+/// message would start a history that hides the old one).
 const START: &str = r#"
+if ARGV[9] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return {2, ''} end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   return {0, redis.call('GET', KEYS[1]) or ''}
 end

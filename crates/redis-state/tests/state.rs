@@ -33,7 +33,7 @@ async fn start_with_lease(state: &ChatState, session: &SessionId, lease: u64) ->
     let user = message(session, Role::User, "hello");
     let answer = message(session, Role::Assistant, "");
     match state
-        .start_stream(session, &user, answer, lease)
+        .start_stream(session, &user, answer, lease, false)
         .await
         .unwrap()
     {
@@ -51,7 +51,7 @@ async fn second_stream_in_a_session_is_busy() {
     let first = start(&state, &sid).await;
     let user = message(&sid, Role::User, "again");
     let outcome = state
-        .start_stream(&sid, &user, message(&sid, Role::Assistant, ""), 10)
+        .start_stream(&sid, &user, message(&sid, Role::Assistant, ""), 10, false)
         .await
         .unwrap();
     assert_eq!(

@@ -62,7 +62,7 @@ pub async fn serve(socket: WebSocket, app: AppState, session: SessionId, user: U
     let handshake = async {
         subscribed.await.map_err(|e| e.to_string())?;
         send(&mut sink, &welcome(&app, &session)).await?;
-        let (history, filter) = writer::history_frame(&app.state, &session)
+        let (history, filter) = writer::history_frame(&app.history, &session)
             .await
             .map_err(|e| e.to_string())?;
         sink.send(Message::Text(history))
@@ -103,7 +103,7 @@ pub async fn serve(socket: WebSocket, app: AppState, session: SessionId, user: U
         filter,
         slow: slow.clone(),
         shutdown: app.shutdown.clone(),
-        state: app.state.clone(),
+        history: app.history.clone(),
         session: session.clone(),
         stats: app.stats.clone(),
     };

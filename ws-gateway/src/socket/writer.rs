@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::SinkExt;
+use history::HistoryReader;
 use protocol::{ServerFrame, SessionId};
-use redis_state::ChatState;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -17,10 +17,11 @@ use crate::stats::Stats;
 /// Reads a snapshot of `session` and makes it a `history` frame, with the filter that matches
 /// what the frame contains.
 pub(super) async fn history_frame(
-    state: &ChatState,
+    history: &HistoryReader,
     session: &SessionId,
-) -> Result<(Utf8Bytes, DeliveryFilter), redis_state::Error> {
-    let (messages, streaming) = state.snapshot(session).await?.into_messages();
+) -> Result<(Utf8Bytes, DeliveryFilter), history::Error> {
+    let conversation = history.conversation(session).await?;
+    let (messages, streaming) = (conversation.messages, conversation.streaming);
     let filter = DeliveryFilter::from_snapshot(&messages, streaming.as_ref());
     let frame = ServerFrame::History {
         session_id: session.to_string(),
@@ -38,7 +39,8 @@ pub(super) struct Writer {
     /// Cancelled by whoever finds the queue full.
     pub slow: CancellationToken,
     pub shutdown: CancellationToken,
-    pub state: ChatState,
+    /// Snapshots for resyncs (L1 → Redis → SQL).
+    pub history: HistoryReader,
     pub session: SessionId,
     pub stats: Arc<Stats>,
 }
@@ -65,7 +67,22 @@ impl Writer {
     }
 
     async fn write_all(&mut self) -> End {
+        // Frames are fed to the socket as they come and flushed once the queue runs dry, so a
+        // burst goes out in few writes; nothing fed ever waits for a later frame to be flushed.
+        let mut unflushed = false;
         loop {
+            if unflushed && self.queue.is_empty() {
+                tokio::select! {
+                    biased;
+                    () = self.slow.cancelled() => return End::Slow,
+                    result = self.sink.flush() => {
+                        if result.is_err() {
+                            return End::Gone;
+                        }
+                    }
+                }
+                unflushed = false;
+            }
             let item = tokio::select! {
                 biased;
                 () = self.slow.cancelled() => return End::Slow,
@@ -78,21 +95,14 @@ impl Writer {
             let Some(message) = self.prepare(item).await else {
                 continue;
             };
-            // Batch writes: flush only once the queue is drained.
-            let write = async {
-                self.sink.feed(message).await?;
-                if self.queue.is_empty() {
-                    self.sink.flush().await?;
-                }
-                Ok::<(), axum::Error>(())
-            };
             tokio::select! {
                 biased;
                 () = self.slow.cancelled() => return End::Slow,
-                result = write => {
+                result = self.sink.feed(message) => {
                     if result.is_err() {
                         return End::Gone;
                     }
+                    unflushed = true;
                     Stats::inc(&self.stats.frames_sent);
                 }
             }
@@ -128,7 +138,7 @@ impl Writer {
     /// After the bus lost frames: a fresh snapshot replaces what the client has, and the filter
     /// starts again from it.
     async fn resync(&mut self) -> Option<Message> {
-        match history_frame(&self.state, &self.session).await {
+        match history_frame(&self.history, &self.session).await {
             Ok((text, filter)) => {
                 self.filter = filter;
                 Some(Message::Text(text))
