@@ -117,10 +117,12 @@ impl Reader {
         };
         match self.app.state.cancel(&self.session, &message).await {
             Ok(CancelOutcome::Cancelling | CancelOutcome::AlreadyFinished) => {}
-            Ok(CancelOutcome::NotFound) => self.error(
-                ErrorCode::NotFound,
-                format!("no answer {message} in this session"),
-            ),
+            Ok(CancelOutcome::NotFound) => self.local(&ServerFrame::Error {
+                error: format!("no answer {message} in this session"),
+                code: ErrorCode::NotFound,
+                timestamp: protocol::now_ms(),
+                message_id: Some(message.into_string()),
+            }),
             Err(e) => {
                 debug!(session_id = %self.session, cause = %e, "cancel failed");
                 self.error(ErrorCode::Unavailable, "storage is unavailable; try again");
