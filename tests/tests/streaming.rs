@@ -345,8 +345,13 @@ async fn malformed_frames_get_errors_and_the_socket_keeps_working() {
         assert_eq!(error["type"], "error", "{error}");
         assert_eq!(error["code"], code, "{error}");
     }
-    ws.send_json(json!({"type": "cancel", "messageId": "gone-1"})).await;
-    assert_eq!(ws.frame().await["messageId"], "gone-1", "a failed cancel names its answer");
+    ws.send_json(json!({"type": "cancel", "messageId": "gone-1"}))
+        .await;
+    assert_eq!(
+        ws.frame().await["messageId"],
+        "gone-1",
+        "a failed cancel names its answer"
+    );
     ws.send_json(json!({"type": "ping"})).await;
     assert_eq!(ws.frame().await["type"], "pong");
     // And chatting over the socket still works.
