@@ -140,14 +140,7 @@ impl HistoryReader {
                 }),
             );
         }
-        let streaming = snapshot.streaming.map(|f| {
-            let state = StreamingState {
-                message_id: f.message.message_id.clone(),
-                last_index: f.last_index,
-            };
-            history.push(f.message);
-            state
-        });
+        let streaming = snapshot.streaming.map(|f| f.append_to(&mut history));
         Ok(Conversation {
             messages: history,
             streaming,

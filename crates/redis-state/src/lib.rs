@@ -30,7 +30,7 @@ mod scripts;
 
 pub use control::CancelOutcome;
 pub use producer::{ChunkOutcome, StartOutcome, StreamHandle};
-pub use reader::{Recovery, Snapshot};
+pub use reader::{InFlight, Recovery, Snapshot};
 pub use reaper::{STREAM_FAILED_TEXT, run_reaper};
 
 /// How often every node looks for answers whose producer vanished.

@@ -33,15 +33,21 @@ impl Snapshot {
     /// The `history` frame's fields: every message (the in-flight one last) and the stream state.
     pub fn into_messages(self) -> (Vec<ChatMessage>, Option<StreamingState>) {
         let mut messages = self.history;
-        let streaming = self.streaming.map(|f| {
-            let state = StreamingState {
-                message_id: f.message.message_id.clone(),
-                last_index: f.last_index,
-            };
-            messages.push(f.message);
-            state
-        });
+        let streaming = self.streaming.map(|f| f.append_to(&mut messages));
         (messages, streaming)
+    }
+}
+
+impl InFlight {
+    /// Appends the in-flight answer to `messages` (it is always last) and returns the
+    /// `streaming` state that names it.
+    pub fn append_to(self, messages: &mut Vec<ChatMessage>) -> StreamingState {
+        let state = StreamingState {
+            message_id: self.message.message_id.clone(),
+            last_index: self.last_index,
+        };
+        messages.push(self.message);
+        state
     }
 }
 
