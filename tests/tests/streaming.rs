@@ -354,11 +354,17 @@ async fn malformed_frames_get_errors_and_the_socket_keeps_working() {
     );
     ws.send_json(json!({"type": "ping"})).await;
     assert_eq!(ws.frame().await["type"], "pong");
-    // And chatting over the socket still works.
+    // And chatting over the socket still works: the socket is told the new ids, and the
+    // messages arrive like everyone else's.
     ws.send_json(json!({"type": "chat", "message": "hello"}))
         .await;
-    let user = ws.frame_of("message").await;
-    assert_eq!(user["data"]["role"], "user");
+    let accepted = ws.frame_of("accepted").await;
+    assert_eq!(accepted["sessionId"], "s-bad");
+    assert_eq!(accepted["nodeId"], "ai-test-0");
+    let answer = ws
+        .answer("s-bad", accepted["messageId"].as_str().unwrap())
+        .await;
+    assert_eq!(answer.last["status"], "completed");
     assert!(dbsize(&stack).await > 0);
 }
 

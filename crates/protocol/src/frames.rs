@@ -59,6 +59,14 @@ pub enum ServerFrame {
     Message {
         data: ChatMessage,
     },
+    /// Answer to a `chat` frame, to that socket only: the chat was taken by an AI node, with
+    /// the ids its messages will carry (the same fields `POST /api/chat` answers).
+    Accepted {
+        session_id: String,
+        user_message_id: String,
+        message_id: String,
+        node_id: String,
+    },
     /// Answer to `resume`.
     Recovery {
         status: RecoveryStatus,

@@ -92,8 +92,13 @@ impl Reader {
         let queue = self.queue.clone();
         let slow = self.slow.clone();
         tokio::spawn(async move {
-            let error = match app.forward_chat(&session, &user, text).await {
-                Ok(_) => return,
+            let frame = match app.forward_chat(&session, &user, text).await {
+                Ok(accepted) => ServerFrame::Accepted {
+                    session_id: accepted.session_id,
+                    user_message_id: accepted.user_message_id,
+                    message_id: accepted.message_id,
+                    node_id: accepted.node_id,
+                },
                 Err(ForwardError::Rejected { body, .. }) => {
                     ServerFrame::error(body.code, body.error)
                 }
@@ -105,7 +110,7 @@ impl Reader {
                 &queue,
                 &slow,
                 &app.stats,
-                Outbound::Local(Utf8Bytes::from(error.to_json())),
+                Outbound::Local(Utf8Bytes::from(frame.to_json())),
             );
         });
     }
