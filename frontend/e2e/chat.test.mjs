@@ -122,34 +122,83 @@ test('reloading mid-answer shows the partial answer at once and completes it', {
   });
 });
 
-test('Stop ends the answer with [Cancelled] and a cancelled badge', { timeout: 120_000 }, async () => {
-  await withChat(browser, 'stop', async (page) => {
-    const id = await ask(page, 'How is Redis used?');
-    await waitLength(page, id, 60);
-    await page.getByTestId('stop-button').click();
-    const final = await waitFinal(page, id, { timeout: 10_000 });
-    assert.equal(final.status, 'cancelled');
-    assert.ok(final.cancelledBadge, 'the cancelled badge is shown');
-    assert.match(final.text, /\[Cancelled\]$/);
-    const { stored } = await assertMatchesHistory(page, id);
-    assert.match(stored.content, /\n\n\[Cancelled\]$/);
-    // The composer is back to Send.
-    await page.getByTestId('send-button').waitFor();
-    assert.equal(await page.getByTestId('stop-button').count(), 0);
+test('Stop, pressed before the first chunk, ends the answer with [Cancelled] and a cancelled badge', { timeout: 120_000 }, async () => {
+  // The page's socket goes through playwright, which holds the answer's frames back until Stop
+  // was pressed: the page has only the `accepted` frame to offer Stop by. (Stop mid-answer is
+  // pressed in the error frames test.)
+  let acceptedFrame;
+  const cancels = [];
+  const gate = { open: false, held: [] };
+  const beforeGoto = (page) =>
+    page.routeWebSocket(/\/ws\/chat/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((text) => {
+        const frame = parseFrame(text);
+        if (frame?.type === 'cancel') cancels.push(frame.messageId);
+        server.send(text);
+      });
+      server.onMessage((text) => {
+        const frame = parseFrame(text);
+        if (frame?.type === 'accepted') acceptedFrame = frame;
+        if (!gate.open && frame?.type === 'message' && frame.data?.role === 'assistant') {
+          gate.held.push(() => ws.send(text));
+        } else {
+          ws.send(text);
+        }
+      });
+    });
+  await withChat(
+    browser,
+    'stop',
+    async (page) => {
+      await page.getByTestId('chat-input').fill('How is Redis used?');
+      await page.getByTestId('chat-input').press('Enter');
+      await page.getByTestId('stop-button').waitFor({ timeout: 15_000 });
+      assert.ok(acceptedFrame, 'Stop is offered once the chat is accepted');
+      assert.equal(
+        await page.locator('[data-testid="message"][data-role="assistant"]').count(),
+        0,
+        'no answer chunk has reached the page yet',
+      );
+      await page.getByTestId('stop-button').click();
+      for (let i = 0; i < 100 && cancels.length === 0; i += 1) await sleep(50);
+      const id = acceptedFrame.messageId;
+      assert.deepEqual(cancels, [id], 'the cancel names the accepted answer');
+      gate.open = true;
+      for (const send of gate.held.splice(0)) send();
+      const final = await waitFinal(page, id, { timeout: 10_000 });
+      assert.equal(final.status, 'cancelled');
+      assert.ok(final.cancelledBadge, 'the cancelled badge is shown');
+      assert.match(final.text, /\[Cancelled\]$/);
+      const { stored } = await assertMatchesHistory(page, id);
+      assert.match(stored.content, /\n\n\[Cancelled\]$/);
+      // The composer is back to Send.
+      await page.getByTestId('send-button').waitFor();
+      assert.equal(await page.getByTestId('stop-button').count(), 0);
 
-    // New chat: a new session id, an empty conversation, a fresh connection.
-    const oldSession = await sessionIdOf(page);
-    await page.getByTestId('new-chat-button').click();
-    await page.waitForFunction((old) => localStorage.getItem('chat.sessionId') !== old, oldSession);
-    const newSession = await sessionIdOf(page);
-    assert.match(newSession, /^[A-Za-z0-9_-]{1,64}$/);
-    await waitConnected(page);
-    assert.equal(await page.locator('[data-testid="message"]').count(), 0);
-    await page.reload();
-    await waitConnected(page);
-    assert.equal(await sessionIdOf(page), newSession, 'the new session survives a reload');
-  });
+      // New chat: a new session id, an empty conversation, a fresh connection.
+      const oldSession = await sessionIdOf(page);
+      await page.getByTestId('new-chat-button').click();
+      await page.waitForFunction((old) => localStorage.getItem('chat.sessionId') !== old, oldSession);
+      const newSession = await sessionIdOf(page);
+      assert.match(newSession, /^[A-Za-z0-9_-]{1,64}$/);
+      await waitConnected(page);
+      assert.equal(await page.locator('[data-testid="message"]').count(), 0);
+      await page.reload();
+      await waitConnected(page);
+      assert.equal(await sessionIdOf(page), newSession, 'the new session survives a reload');
+    },
+    { beforeGoto },
+  );
 });
+
+function parseFrame(text) {
+  try {
+    return JSON.parse(typeof text === 'string' ? text : text.toString());
+  } catch {
+    return null;
+  }
+}
 
 test('error frames from the server are shown to the user', { timeout: 120_000 }, async () => {
   // The page never sends a chat while an answer streams, nor a blank one. To get the real

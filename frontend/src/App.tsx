@@ -11,7 +11,7 @@ import { useChat } from './hooks/useChat';
 export default function App() {
   const chat = useChat();
   const input = useRef<ChatInputHandle>(null);
-  const { state, connection, streaming } = chat;
+  const { state, connection, stopTarget } = chat;
 
   const newChat = useCallback(() => {
     chat.newChat();
@@ -21,7 +21,7 @@ export default function App() {
   let placeholder = 'Ask anything…';
   if (!state.synced) {
     placeholder = connection.state === 'connecting' ? 'Connecting…' : 'Waiting for the connection…';
-  } else if (streaming) {
+  } else if (stopTarget) {
     placeholder = 'Type your next message…';
   }
 
@@ -72,8 +72,8 @@ export default function App() {
             onSend={chat.sendChat}
             onStop={chat.stop}
             canSend={chat.canSend}
-            streaming={!!streaming}
-            stopping={!!streaming && state.cancelling.includes(streaming.messageId)}
+            streaming={!!stopTarget}
+            stopping={!!stopTarget && state.cancelling.includes(stopTarget)}
             placeholder={placeholder}
           />
         </footer>

@@ -1,5 +1,6 @@
-// The composer: Enter sends, Shift+Enter starts a new line; while an answer streams the Send
-// button becomes Stop. The text stays in the box when it could not be sent.
+// The composer: Enter sends, Shift+Enter starts a new line; from the moment a chat is accepted
+// until its answer ends (or while any answer streams) the Send button becomes Stop. The text
+// stays in the box when it could not be sent.
 
 import { forwardRef, useImperativeHandle, useLayoutEffect, useRef, useState, type KeyboardEvent } from 'react';
 import { MAX_CHAT_CHARS } from '../lib/protocol';
@@ -9,7 +10,7 @@ export interface ChatInputProps {
   onSend: (text: string) => boolean;
   onStop: () => void;
   canSend: boolean;
-  /** An answer is streaming: show Stop instead of Send. */
+  /** An answer can be stopped (accepted for our chat, or streaming): show Stop instead of Send. */
   streaming: boolean;
   stopping: boolean;
   /** Why sending is not possible now, shown as the placeholder. */

@@ -6,6 +6,7 @@ import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import {
   initialChatState,
   reduce,
+  stopTarget,
   streamingAnswer,
   type ChatEvent,
   type ChatState,
@@ -32,6 +33,8 @@ export interface ChatApi {
   userId: string;
   /** The answer streaming now, if any. */
   streaming: UiMessage | undefined;
+  /** The answer Stop would cancel (accepted or streaming), if any: Stop is offered. */
+  stopTarget: string | undefined;
   /** Whether a chat can be sent now (synced, and no answer streaming or about to). */
   canSend: boolean;
   /** Sends a chat; returns false (and says why) when it was not sent. */
@@ -78,6 +81,15 @@ export function useChat(): ChatApi {
           }, ms);
           timers.current.add(handle);
         },
+        cancelOffline: (messageId) => {
+          void cancelOverRest(stateRef.current.sessionId, messageId).catch((e: unknown) =>
+            dispatchRef.current({
+              type: 'localError',
+              code: 'CANCEL_FAILED',
+              text: `Stop failed: ${String(e)}`,
+            }),
+          );
+        },
       });
     },
     [ws.send, ws.reconnectNow],
@@ -90,7 +102,8 @@ export function useChat(): ChatApi {
   }, []);
 
   const streaming = streamingAnswer(state);
-  const canSend = state.synced && !streaming && !state.awaitingReply;
+  const stoppable = stopTarget(state);
+  const canSend = state.synced && !stoppable && !state.awaitingReply;
 
   const sendChat = useCallback(
     (text: string) => {
@@ -118,16 +131,7 @@ export function useChat(): ChatApi {
     [dispatch, ws.send],
   );
 
-  const stop = useCallback(() => {
-    const answer = streamingAnswer(stateRef.current);
-    if (!answer) return;
-    const messageId = answer.messageId;
-    dispatch({ type: 'cancelRequested', messageId });
-    if (ws.send({ type: 'cancel', messageId })) return;
-    void cancelOverRest(stateRef.current.sessionId, messageId).catch((e: unknown) =>
-      dispatch({ type: 'localError', code: 'CANCEL_FAILED', text: `Stop failed: ${String(e)}` }),
-    );
-  }, [dispatch, ws.send]);
+  const stop = useCallback(() => dispatch({ type: 'stop' }), [dispatch]);
 
   const newChat = useCallback(() => {
     const id = storeId(store, SESSION_KEY, randomId('s'));
@@ -146,6 +150,7 @@ export function useChat(): ChatApi {
     sessionId,
     userId,
     streaming,
+    stopTarget: stoppable,
     canSend,
     sendChat,
     stop,

@@ -2,7 +2,7 @@
 // socket: what the server sends, what the client answers on the wire, and what it shows.
 import { describe, expect, it } from 'vitest';
 import { FakeTimers, socketFactory } from '../test/fakes';
-import { chunk, chunkOf, finalOf, history, inFlight, message, recovery, SESSION, userMessage, welcome } from '../test/frames';
+import { accepted, chunk, chunkOf, finalOf, history, inFlight, message, recovery, SESSION, userMessage, welcome } from '../test/frames';
 import { initialChatState, reduce, RESUME_RETRY_MS, type ChatEvent, type ChatState } from './chatState';
 import { Connection } from './connection';
 import { runEffects } from './effects';
@@ -11,6 +11,7 @@ function client() {
   const timers = new FakeTimers();
   const factory = socketFactory();
   let state: ChatState = initialChatState(SESSION);
+  const cancelledOffline: string[] = [];
   const dispatch = (event: ChatEvent) => {
     const step = reduce(state, event);
     state = step.state;
@@ -18,6 +19,7 @@ function client() {
       send: (f) => conn.send(f),
       resync: () => conn.reconnectNow(),
       schedule: (fn, ms) => timers.setTimeout(fn, ms),
+      cancelOffline: (id) => cancelledOffline.push(id),
     });
   };
   const conn: Connection = new Connection({
@@ -33,6 +35,8 @@ function client() {
     conn,
     timers,
     factory,
+    dispatch,
+    cancelledOffline,
     get state() {
       return state;
     },
@@ -104,5 +108,34 @@ describe('chat over a fake socket', () => {
     expect(c.state.messages.map((m) => m.messageId)).toEqual(['u1', A]);
     expect(c.text(A)).toBe('one two three four');
     expect(c.factory.last.sent).toEqual([]);
+  });
+
+  it('Stop right after accepted, before any chunk, sends a cancel naming the accepted answer', () => {
+    const c = client();
+    c.connect();
+    c.conn.send({ type: 'chat', message: 'hi' });
+    c.dispatch({ type: 'chatSent' });
+    c.factory.last.receive(accepted(A));
+    c.dispatch({ type: 'stop' });
+    expect(c.factory.last.sent).toEqual([
+      { type: 'chat', message: 'hi' },
+      { type: 'cancel', messageId: A },
+    ]);
+    c.factory.last.receive(message(userMessage('u1', 'hi')));
+    c.factory.last.receive(message(finalOf(A, '\n\n[Cancelled]', 'cancelled')));
+    expect(c.state.messages.map((m) => [m.messageId, m.status])).toEqual([
+      ['u1', 'completed'],
+      [A, 'cancelled'],
+    ]);
+    expect(c.state.acceptedAnswerId).toBeNull();
+  });
+
+  it('Stop while the socket is down cancels the accepted answer over REST', () => {
+    const c = client();
+    c.connect();
+    c.factory.last.receive(accepted(A));
+    c.factory.last.serverClose(1006);
+    c.dispatch({ type: 'stop' });
+    expect(c.cancelledOffline).toEqual([A]);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  accepted,
   chunk,
   chunkOf,
   errorFrame,
@@ -16,6 +17,7 @@ import {
   initialChatState,
   reduce,
   RESUME_RETRY_MS,
+  stopTarget,
   streamingAnswer,
   type ChatEvent,
   type ChatState,
@@ -37,7 +39,7 @@ function run(frames: Array<ServerFrame | ChatEvent>, start: ChatState = initialC
 }
 
 function isServerFrame(f: ServerFrame | ChatEvent): boolean {
-  return ['welcome', 'history', 'message', 'recovery', 'pong', 'error'].includes(f.type);
+  return ['welcome', 'history', 'message', 'accepted', 'recovery', 'pong', 'error'].includes(f.type);
 }
 
 const text = (s: ChatState, id: string) => s.messages.find((m) => m.messageId === id)?.content;
@@ -377,5 +379,149 @@ describe('reconnect', () => {
     expect(state.nodeId).toBe('ws-node-2');
     expect(ids(state)).toEqual(['u1', A1]);
     expect(text(state, A1)).toBe('one two three four');
+  });
+});
+
+describe('accepted', () => {
+  const sent: Array<ServerFrame | ChatEvent> = [history([]), { type: 'chatSent' }];
+  const stop: ChatEvent = { type: 'stop' };
+
+  it('offers Stop right after accepted, before any chunk, and adds no message', () => {
+    const { state } = run([...sent, accepted(A1)]);
+    expect(state.acceptedAnswerId).toBe(A1);
+    expect(stopTarget(state)).toBe(A1);
+    expect(state.messages).toEqual([]);
+    expect(state.awaitingReply).toBe(true); // the "thinking" placeholder stays
+  });
+
+  it('Stop before the first chunk cancels the accepted answer, once', () => {
+    const { state, effects } = run([...sent, accepted(A1), message(U1), stop, stop]);
+    expect(effects).toEqual([{ type: 'cancel', messageId: A1 }]);
+    expect(state.cancelling).toEqual([A1]);
+    expect(state.messages.map((m) => m.messageId)).toEqual(['u1']);
+  });
+
+  it('the cancelled final ends it: no Stop, no stopping mark', () => {
+    const { state } = run([
+      ...sent,
+      accepted(A1),
+      stop,
+      message(U1),
+      message(finalOf(A1, '\n\n[Cancelled]', 'cancelled')),
+    ]);
+    expect(state.acceptedAnswerId).toBeNull();
+    expect(stopTarget(state)).toBeUndefined();
+    expect(state.cancelling).toEqual([]);
+    expect(state.awaitingReply).toBe(false);
+    expect(state.messages[1]).toMatchObject({ messageId: A1, status: 'cancelled' });
+  });
+
+  it('Stop without accepted or a streaming answer does nothing', () => {
+    const { state, effects } = run([...sent, stop]);
+    expect(effects).toEqual([]);
+    expect(state.cancelling).toEqual([]);
+  });
+
+  it('arriving before the user message or after the first chunk is harmless', () => {
+    const before = run([...sent, accepted(A1), message(U1), chunk(A1, 0, 'Hi'), chunk(A1, 1, '!')]).state;
+    const after = run([...sent, message(U1), chunk(A1, 0, 'Hi'), accepted(A1), chunk(A1, 1, '!')]).state;
+    for (const state of [before, after]) {
+      expect(ids(state)).toEqual(['u1', A1]);
+      expect(text(state, A1)).toBe('Hi!');
+      expect(stopTarget(state)).toBe(A1);
+    }
+    const { effects } = run([stop], after);
+    expect(effects).toEqual([{ type: 'cancel', messageId: A1 }]);
+  });
+
+  it('arriving after the final is ignored', () => {
+    const { state, effects } = run([...sent, message(U1), chunk(A1, 0, 'Hi'), message(finalOf(A1, 'Hi')), accepted(A1)]);
+    expect(state.acceptedAnswerId).toBeNull();
+    expect(stopTarget(state)).toBeUndefined();
+    expect(ids(state)).toEqual(['u1', A1]);
+    expect(effects).toEqual([]);
+  });
+
+  it('a duplicate changes nothing', () => {
+    const once = run([...sent, accepted(A1)]).state;
+    expect(reduce(once, { type: 'frame', frame: accepted(A1) }).state).toBe(once);
+  });
+
+  it('is ignored for another session', () => {
+    expect(run([...sent, accepted(A1, 'u1', 'other')]).state.acceptedAnswerId).toBeNull();
+  });
+
+  it('a failed answer ends it', () => {
+    const { state } = run([
+      ...sent,
+      accepted(A1),
+      errorFrame('STREAM_FAILED', 'the node producing this answer stopped', A1),
+      message(finalOf(A1, '', 'failed')),
+    ]);
+    expect(state.acceptedAnswerId).toBeNull();
+    expect(stopTarget(state)).toBeUndefined();
+  });
+
+  it('a NOT_FOUND answer to its cancel ends it', () => {
+    const { state } = run([...sent, accepted(A1), stop, errorFrame('NOT_FOUND', 'no answer a1', A1)]);
+    expect(state.acceptedAnswerId).toBeNull();
+    expect(state.cancelling).toEqual([]);
+  });
+
+  it('after a reconnect, a history with the answer in flight keeps it stoppable', () => {
+    const { state, effects } = run([
+      ...sent,
+      accepted(A1),
+      { type: 'disconnected' },
+      welcome('ws-node-2'),
+      history([U1, inFlight(A1, '')], { messageId: A1, lastIndex: -1 }),
+      chunk(A1, 0, 'Hi'),
+      stop,
+    ]);
+    expect(ids(state)).toEqual(['u1', A1]);
+    expect(text(state, A1)).toBe('Hi');
+    expect(state.acceptedAnswerId).toBe(A1);
+    expect(effects).toEqual([{ type: 'cancel', messageId: A1 }]);
+  });
+
+  it('Stop pressed while disconnected survives the history that shows the answer in flight', () => {
+    const { state } = run([
+      ...sent,
+      accepted(A1),
+      { type: 'disconnected' },
+      stop,
+      history([U1, inFlight(A1, 'Hi')], { messageId: A1, lastIndex: 0 }),
+    ]);
+    expect(state.cancelling).toEqual([A1]);
+    expect(stopTarget(state)).toBe(A1);
+  });
+
+  it('a history that shows the answer complete ends it', () => {
+    const { state } = run([
+      ...sent,
+      accepted(A1),
+      stop,
+      { type: 'disconnected' },
+      history([U1, finalOf(A1, '\n\n[Cancelled]', 'cancelled')]),
+    ]);
+    expect(state.acceptedAnswerId).toBeNull();
+    expect(stopTarget(state)).toBeUndefined();
+    expect(state.cancelling).toEqual([]);
+    expect(state.awaitingReply).toBe(false);
+    expect(state.messages[1]).toMatchObject({ status: 'cancelled' });
+  });
+
+  it('a history on a new socket without the answer forgets it', () => {
+    const { state } = run([...sent, accepted(A1), { type: 'disconnected' }, history([U1])]);
+    expect(state.acceptedAnswerId).toBeNull();
+    expect(stopTarget(state)).toBeUndefined();
+  });
+
+  it('a history on the same socket read before the answer started keeps it', () => {
+    const { state } = run([...sent, accepted(A1), history([])]);
+    expect(state.acceptedAnswerId).toBe(A1);
+    const { state: later } = run([message(U1), chunk(A1, 0, 'Hi'), message(finalOf(A1, 'Hi'))], state);
+    expect(later.acceptedAnswerId).toBeNull();
+    expect(ids(later)).toEqual(['u1', A1]);
   });
 });

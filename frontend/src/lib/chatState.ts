@@ -8,6 +8,9 @@
 //    `recovery` answer fills the gap (or ends the answer, or makes the client reload);
 // 6. a missing `content` is the empty string.
 //
+// An `accepted` frame (the answer to this client's own `chat`) only records the answer's id, so
+// that Stop can cancel it before its first chunk; it never adds a message.
+//
 // The reducer does no I/O: what must be sent (a `resume`) or done (reconnect to reload) comes
 // back as effects for the caller to run.
 
@@ -55,6 +58,11 @@ export interface ChatState {
   cancelling: string[];
   /** A chat was sent and no answer to it has started yet. */
   awaitingReply: boolean;
+  /**
+   * The answer an AI node took for the chat this client sent (`accepted`), until it ends: Stop
+   * cancels it, before its first chunk too. Never a message by itself.
+   */
+  acceptedAnswerId: string | null;
   /** Why an answer failed (the STREAM_FAILED text), by answer id. */
   failures: Record<string, string>;
   /** Errors to show the user, oldest first. */
@@ -68,6 +76,8 @@ export type ChatEvent =
   | { type: 'disconnected' }
   | { type: 'chatSent' }
   | { type: 'cancelRequested'; messageId: string }
+  /** The user pressed Stop: cancel the answer `stopTarget` names, if any. */
+  | { type: 'stop' }
   /** An error found by the client itself (e.g. a failed REST call). */
   | { type: 'localError'; code: string; text: string }
   | { type: 'dismissNotice'; id: number };
@@ -76,6 +86,8 @@ export type Effect =
   | { type: 'send'; frame: ClientFrame }
   /** Send `frame` after `delayMs` (a `resume` retried after a recovery ERROR). */
   | { type: 'sendLater'; frame: ClientFrame; delayMs: number }
+  /** Cancel answer `messageId`: on the socket, or over REST while it is down. */
+  | { type: 'cancel'; messageId: string }
   /** Reload the conversation: reconnect, so that a fresh `history` replaces the state. */
   | { type: 'resync'; reason: string };
 
@@ -100,6 +112,7 @@ export function initialChatState(sessionId: string): ChatState {
     resuming: {},
     cancelling: [],
     awaitingReply: false,
+    acceptedAnswerId: null,
     failures: {},
     notices: [],
     nextNoticeId: 1,
@@ -119,6 +132,14 @@ export function reduce(state: ChatState, event: ChatEvent): Step {
       return state.cancelling.includes(event.messageId)
         ? done(state)
         : done({ ...state, cancelling: [...state.cancelling, event.messageId] });
+    case 'stop': {
+      const messageId = stopTarget(state);
+      if (!messageId || state.cancelling.includes(messageId)) return done(state);
+      return {
+        state: { ...state, cancelling: [...state.cancelling, messageId] },
+        effects: [{ type: 'cancel', messageId }],
+      };
+    }
     case 'localError':
       return done(addNotice(state, { code: event.code, text: event.text }));
     case 'dismissNotice':
@@ -133,6 +154,13 @@ function applyFrame(state: ChatState, frame: ServerFrame): Step {
       return done({ ...state, nodeId: frame.nodeId });
     case 'history':
       return applyHistory(state, frame);
+    case 'accepted': {
+      if (frame.sessionId && frame.sessionId !== state.sessionId) return done(state);
+      if (state.acceptedAnswerId === frame.messageId) return done(state); // a duplicate
+      // Arriving after the answer's final message: that answer is over already.
+      if (state.messages.some((m) => m.messageId === frame.messageId && m.isComplete)) return done(state);
+      return done({ ...state, acceptedAnswerId: frame.messageId });
+    }
     case 'message': {
       if (frame.data.sessionId && frame.data.sessionId !== state.sessionId) return done(state);
       const step = { state, effects: [] as Effect[] };
@@ -156,6 +184,14 @@ function applyHistory(state: ChatState, frame: Extract<ServerFrame, { type: 'his
   const lastIndex: Record<string, number> = {};
   if (frame.streaming) lastIndex[frame.streaming.messageId] = frame.streaming.lastIndex;
   const streamingIds = new Set(messages.filter((m) => !m.isComplete).map((m) => m.messageId));
+  // The accepted answer is registered before `accepted` is sent, so a history read later (on
+  // a new socket) has it: complete (it is over) or in flight (keep it). Only a history on the
+  // same socket, read before the chat was taken, may lack it.
+  let acceptedAnswerId = state.acceptedAnswerId;
+  if (acceptedAnswerId !== null) {
+    const entry = messages.find((m) => m.messageId === acceptedAnswerId);
+    if (entry ? entry.isComplete : !state.synced) acceptedAnswerId = null;
+  }
   return done({
     ...state,
     synced: true,
@@ -167,6 +203,7 @@ function applyHistory(state: ChatState, frame: Extract<ServerFrame, { type: 'his
     // A chat sent on a socket that then closed either made it (its answer is in this history)
     // or was lost with that socket; a second history on the same socket changes nothing.
     awaitingReply: state.synced && state.awaitingReply && frame.streaming === null,
+    acceptedAnswerId,
   });
 }
 
@@ -249,6 +286,7 @@ function applyComplete(step: Step, wire: WireMessage): void {
     resuming: without(state.resuming, id),
     cancelling: state.cancelling.filter((c) => c !== id),
     awaitingReply: message.role === 'assistant' ? false : state.awaitingReply,
+    acceptedAnswerId: state.acceptedAnswerId === id ? null : state.acceptedAnswerId,
   };
 }
 
@@ -307,7 +345,14 @@ function applyError(state: ChatState, frame: Extract<ServerFrame, { type: 'error
     next.failures = { ...state.failures, [frame.messageId]: frame.error };
     return done(next);
   }
-  if (frame.code === 'NOT_FOUND') next.cancelling = []; // a cancel of an answer that is gone
+  if (frame.code === 'NOT_FOUND') {
+    // A cancel of an answer that is gone: no final message will end it here.
+    next.cancelling = [];
+    const accepted = state.acceptedAnswerId;
+    if (accepted && state.cancelling.includes(accepted) && (frame.messageId ?? accepted) === accepted) {
+      next.acceptedAnswerId = null;
+    }
+  }
   next = addNotice(next, {
     code: frame.code,
     text: frame.error,
@@ -340,6 +385,14 @@ export function streamingAnswer(state: ChatState): UiMessage | undefined {
     if (m.role === 'assistant' && !m.isComplete) return m;
   }
   return undefined;
+}
+
+/**
+ * The answer Stop cancels: the one accepted for this client's chat (from before its first
+ * chunk), else the one streaming.
+ */
+export function stopTarget(state: ChatState): string | undefined {
+  return state.acceptedAnswerId ?? streamingAnswer(state)?.messageId;
 }
 
 function done(state: ChatState): Step {

@@ -11,6 +11,8 @@ export interface EffectRunner {
   resync(reason: string): void;
   /** Runs `fn` after `ms`. */
   schedule(fn: () => void, ms: number): void;
+  /** Cancels an answer while the socket is down (POST /api/cancel). */
+  cancelOffline(messageId: string): void;
 }
 
 export function runEffects(effects: readonly Effect[], io: EffectRunner): void {
@@ -21,6 +23,9 @@ export function runEffects(effects: readonly Effect[], io: EffectRunner): void {
         break;
       case 'sendLater':
         io.schedule(() => io.send(effect.frame), effect.delayMs);
+        break;
+      case 'cancel':
+        if (!io.send({ type: 'cancel', messageId: effect.messageId })) io.cancelOffline(effect.messageId);
         break;
       case 'resync':
         io.resync(effect.reason);

@@ -9,6 +9,11 @@ describe('parseServerFrame', () => {
     expect(history).toMatchObject({ type: 'history', streaming: { messageId: 'm', lastIndex: -1 } });
     expect(parseServerFrame('{"type":"history","sessionId":"s","messages":[]}')).toMatchObject({ streaming: null });
     expect(parseServerFrame('{"type":"recovery","status":"NOT_FOUND","messageId":"m"}')).toMatchObject({ chunks: [] });
+    expect(
+      parseServerFrame(
+        '{"type":"accepted","sessionId":"demo-1","userMessageId":"u","messageId":"m","nodeId":"ai-node-2"}',
+      ),
+    ).toEqual({ type: 'accepted', sessionId: 'demo-1', userMessageId: 'u', messageId: 'm', nodeId: 'ai-node-2' });
     expect(parseServerFrame('{"type":"pong","timestamp":5}')).toEqual({ type: 'pong', timestamp: 5 });
     expect(parseServerFrame('{"type":"error","error":"x","code":"STREAM_ACTIVE","timestamp":1}')).toMatchObject({
       code: 'STREAM_ACTIVE',
@@ -25,6 +30,9 @@ describe('parseServerFrame', () => {
       '{"type":"dance"}',
       '{"type":"welcome"}',
       '{"type":"message"}',
+      '{"type":"accepted","sessionId":"s","userMessageId":"u"}',
+      '{"type":"accepted","sessionId":"s","userMessageId":"u","messageId":7}',
+      '{"type":"accepted","sessionId":"s","messageId":"m"}',
       '{"type":"message","data":{"messageId":"m","role":"assistant","isComplete":"no"}}',
       '{"type":"message","data":{"messageId":"m","role":"assistant","isComplete":false,"index":-1,"chunk":"x"}}',
       '{"type":"history","sessionId":"s","messages":[{}]}',

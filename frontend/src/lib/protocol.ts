@@ -37,6 +37,8 @@ export type ServerFrame =
       streaming: StreamingState | null;
     }
   | { type: 'message'; data: WireMessage }
+  /** To the socket that sent a `chat`, once an AI node took it: the ids its messages will carry. */
+  | { type: 'accepted'; sessionId: string; userMessageId: string; messageId: string; nodeId: string }
   | {
       type: 'recovery';
       status: RecoveryStatus;
@@ -59,7 +61,7 @@ export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** Longest chat text the server accepts, in characters, after trimming. */
 export const MAX_CHAT_CHARS = 5000;
 
-const SERVER_TYPES = new Set(['welcome', 'history', 'message', 'recovery', 'pong', 'error']);
+const SERVER_TYPES = new Set(['welcome', 'history', 'message', 'accepted', 'recovery', 'pong', 'error']);
 
 /**
  * Parses one text frame. Returns null for anything that is not a JSON object with a known
@@ -88,6 +90,16 @@ export function parseServerFrame(text: string): ServerFrame | null {
         return null;
       if (frame.message != null && !isWireMessage(frame.message)) return null;
       return { ...(frame as object), chunks: frame.chunks ?? [] } as ServerFrame;
+    case 'accepted':
+      if (typeof frame.messageId !== 'string' || frame.messageId === '') return null;
+      if (typeof frame.userMessageId !== 'string') return null;
+      return {
+        type: 'accepted',
+        sessionId: typeof frame.sessionId === 'string' ? frame.sessionId : '',
+        userMessageId: frame.userMessageId,
+        messageId: frame.messageId,
+        nodeId: typeof frame.nodeId === 'string' ? frame.nodeId : '',
+      };
     case 'welcome':
       return typeof frame.nodeId === 'string' ? (frame as unknown as ServerFrame) : null;
     case 'error':

@@ -75,6 +75,14 @@ export const history = (
 
 export const message = (data: WireMessage): ServerFrame => ({ type: 'message', data });
 
+export const accepted = (messageId: string, userMessageId = 'u1', sessionId = SESSION): ServerFrame => ({
+  type: 'accepted',
+  sessionId,
+  userMessageId,
+  messageId,
+  nodeId: 'ai-node-2',
+});
+
 export const chunk = (id: string, index: number, delta: string): ServerFrame =>
   message(chunkOf(id, index, delta));
 
