@@ -390,3 +390,101 @@ async fn sigterm_stops_nodes_cleanly() {
     let ai_status = ai.await.unwrap();
     assert!(ai_status.is_some_and(|s| s.success()), "{ai_status:?}");
 }
+
+/// Redis unreachable past the AI node's retry window mid-answer: the answer is not left
+/// `streaming`. Once Redis is back, it is ended as `failed` (lease + a few seconds), the
+/// session takes a new chat, and the open socket sees the new answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_off_from_redis_ends_failed_not_streaming() {
+    let lease = Duration::from_secs(4);
+    let mut cluster = Cluster::start(ClusterOptions {
+        ai_nodes: 1,
+        gateways: 1,
+        stream_delay_ms: 50,
+        lease_secs: lease.as_secs(),
+        ..ClusterOptions::default()
+    })
+    .await;
+    let session = "mn-redis-gone";
+    let (mut ws, _, _) = WsClient::open(&cluster.ws_url(0, session)).await;
+    let accepted = chat(
+        &cluster.gateway(0),
+        session,
+        "give me a technical deep dive",
+    )
+    .await;
+    let id = accepted["message_id"].as_str().unwrap().to_owned();
+    let mut seen = 0;
+    while seen < 3 {
+        let frame = ws.frame_of("message").await;
+        if frame["data"]["messageId"] == id.as_str() {
+            seen += 1;
+        }
+    }
+    // Longer than the AI node's 5 s of append retries plus 5 s of finish retries.
+    tokio::task::block_in_place(|| cluster.redis.stop());
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    tokio::task::block_in_place(|| cluster.redis.restart());
+    let back = Instant::now();
+
+    // The answer must reach history with a final status (it may first vanish from snapshots
+    // for a moment, between its lease running out and a reaper failing it).
+    let answer = loop {
+        let response = http()
+            .get(format!("{}/api/history/{session}", cluster.gateway(0)))
+            .send()
+            .await;
+        if let Ok(response) = response
+            && response.status().is_success()
+        {
+            let history: Json = response.json().await.unwrap();
+            let stored = history["messages"]
+                .as_array()
+                .and_then(|m| m.iter().find(|m| m["messageId"] == id.as_str()).cloned());
+            if let Some(answer) = stored.filter(|a| a["isComplete"] == true) {
+                break answer;
+            }
+        }
+        assert!(
+            back.elapsed() < lease + Duration::from_secs(6),
+            "the answer had not ended {:?} after Redis came back",
+            back.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(answer["status"], "failed", "{answer}");
+    assert_eq!(answer["isComplete"], true);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let next = loop {
+        let (status, body) = post(
+            &format!("{}/api/chat", cluster.gateway(0)),
+            json!({"session_id": session, "message": "hello again"}),
+        )
+        .await;
+        if status == 202 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no chat after Redis came back: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The socket may still get the failed answer's error frame (or a fresh history) first.
+    let next_id = next["message_id"].as_str().unwrap();
+    loop {
+        let frame = ws.frame().await;
+        if frame["type"] == "error" {
+            assert_eq!(frame["messageId"], id.as_str(), "{frame}");
+            continue;
+        }
+        if frame["type"] == "message"
+            && frame["data"]["messageId"] == next_id
+            && frame["data"]["isComplete"] == true
+        {
+            assert_eq!(frame["data"]["status"], "completed");
+            break;
+        }
+    }
+}

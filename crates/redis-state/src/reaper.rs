@@ -1,10 +1,12 @@
 //! Ending answers whose producer vanished (an AI node killed mid-stream, or cut off from Redis).
 //!
-//! Every streaming answer sits in `streaming:deadlines`, scored by when its lease runs out; each
-//! chunk pushes the deadline forward. Every node runs [`run_reaper`]: once a deadline has passed
-//! and nobody holds the lease, the answer is ended as `failed` with the text it had, an `error`
-//! frame and a final frame are published, and the session is free for a new chat. Several
-//! reapers may race; the `FAIL` script makes the outcome the same.
+//! Every streaming answer sits in `streaming:deadlines`, scored by when its lease runs out;
+//! each chunk pushes the deadline forward. Every node runs [`run_reaper`]: once a deadline has
+//! passed, the answer is ended as `failed` with the text it had, an `error` frame and a final
+//! frame are published, and the session's lease is released, so the session takes a new chat
+//! only after the dead answer has its place in history. Several reapers may race, and a
+//! producer that was only slow may come back; the `FAIL` script re-checks the deadline, so
+//! either the producer's next chunk or the failure wins, never both.
 
 use std::time::Duration;
 
@@ -48,9 +50,7 @@ impl ChatState {
         message: &MessageId,
         member: &str,
     ) -> Result<Option<ChatMessage>> {
-        let (lease, record, chunks): (Option<String>, Option<String>, Vec<String>) = redis::pipe()
-            .cmd("GET")
-            .arg(keys::active_stream(session))
+        let (record, chunks): (Option<String>, Vec<String>) = redis::pipe()
             .cmd("GET")
             .arg(keys::message(message))
             .cmd("LRANGE")
@@ -59,10 +59,6 @@ impl ChatState {
             .arg(-1)
             .query_async(&mut self.conn())
             .await?;
-        if lease.as_deref() == Some(message.as_str()) {
-            // Alive after all: its next chunk moves the deadline.
-            return Ok(None);
-        }
         let Some(answer) = record.and_then(|json| parse_message(&json, session)) else {
             self.forget_deadline(member).await?;
             return Ok(None);

@@ -18,6 +18,12 @@ end
 /// Takes the session's stream lease and records the user message, in one step; enters the
 /// answer in the deadline set the reaper watches.
 ///
+/// The lease key (`streaming:active:{sid}`) is held until FINISH or FAIL releases it, not until
+/// a TTL runs out: liveness is the answer's deadline (now + lease secs, pushed forward by each
+/// chunk), and a dead producer's answer is failed by a reaper before the session is free
+/// again, so a new chat can never overtake an unfinished one in history. The key's own TTL
+/// (live TTL, renewed every 100 chunks) is only a safety net should the deadline set be lost.
+///
 /// KEYS: active, history, answer record, channel, deadlines.
 /// ARGV: answer id, lease secs, user message JSON, answer record JSON, user frame, history TTL,
 /// live TTL, deadline member, "1" to refuse a session whose history Redis does not have.
@@ -26,7 +32,7 @@ end
 /// message would start a history that hides the old one).
 const START: &str = r#"
 if ARGV[9] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return {2, ''} end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[7]) then
   return {0, redis.call('GET', KEYS[1]) or ''}
 end
 redis.call('RPUSH', KEYS[2], ARGV[3])
@@ -37,12 +43,13 @@ redis.call('PUBLISH', KEYS[4], ARGV[5])
 return {1, ''}
 "#;
 
-/// Appends chunk `index` to the log and publishes its frame, in one step; refreshes the lease.
+/// Appends chunk `index` to the log and publishes its frame, in one step; pushes the answer's
+/// deadline forward.
 ///
 /// KEYS: active, cancel flag, chunk log, channel, answer record, deadlines.
 /// ARGV: answer id, index, delta, frame, lease secs, live TTL, deadline member.
-/// Every 100th chunk (and the first) renews the live TTL of the log and the record, so a long
-/// answer keeps them while a vanished producer's expire on their own.
+/// Every 100th chunk (and the first) renews the live TTL of the log, the record and the lease
+/// key, so a long answer keeps them while a vanished producer's expire on their own.
 /// Returns the index appended (or already there: a retry is harmless), -1 when cancelled,
 /// -2 when the lease is no longer this answer's, -3 when `index` would leave a gap.
 const APPEND: &str = r#"
@@ -56,8 +63,8 @@ redis.call('RPUSH', KEYS[3], ARGV[3])
 if index % 100 == 0 then
   redis.call('EXPIRE', KEYS[3], ARGV[6])
   redis.call('EXPIRE', KEYS[5], ARGV[6])
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
 end
-redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('ZADD', KEYS[6], now_ms() + 1000 * tonumber(ARGV[5]), ARGV[7])
 redis.call('PUBLISH', KEYS[4], ARGV[4])
 return index
@@ -90,8 +97,9 @@ redis.call('PUBLISH', KEYS[6], ARGV[3])
 return 1
 "#;
 
-/// Ends an answer whose producer is gone (its lease expired) as `failed`: like [`FINISH`], but
-/// only while no producer holds the lease, and publishing an `error` frame before the final one.
+/// Ends an answer whose producer is gone (its deadline passed without a chunk) as `failed`:
+/// like [`FINISH`], but only once the deadline has passed, and publishing an `error` frame
+/// before the final one.
 ///
 /// KEYS: active, history, answer record, chunk log, cancel flag, channel, deadlines.
 /// ARGV: answer id, final message JSON, final frame, history TTL, ended TTL, deadline member,
@@ -99,7 +107,8 @@ return 1
 /// Returns 1 when it failed the answer, 0 when it had already ended, -1 when its producer is
 /// alive after all.
 const FAIL: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return -1 end
+local deadline = redis.call('ZSCORE', KEYS[7], ARGV[6])
+if deadline and tonumber(deadline) > now_ms() then return -1 end
 local record = redis.call('GET', KEYS[3])
 if record then
   local ok, msg = pcall(cjson.decode, record)
@@ -110,6 +119,7 @@ if record then
 end
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 redis.call('DEL', KEYS[5])
@@ -240,7 +250,7 @@ impl Scripts {
             warm: Script::new(WARM),
             cancel: Script::new(&format!("{ANSWER_IN_HISTORY}{CANCEL}")),
             recover: Script::new(&format!("{ANSWER_IN_HISTORY}{RECOVER}")),
-            fail: Script::new(FAIL),
+            fail: Script::new(&format!("{NOW_MS}{FAIL}")),
             due: Script::new(&format!("{NOW_MS}{DUE}")),
             claim_owner: Script::new(crate::owner::CLAIM),
             release_owner: Script::new(crate::owner::RELEASE),
