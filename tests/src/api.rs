@@ -53,16 +53,36 @@ pub async fn get_json(url: &str) -> Json {
     response.json().await.expect("JSON body")
 }
 
-/// The value of the metric line starting with `series` on `base`'s `/metrics`.
-pub async fn metric(base: &str, series: &str) -> u64 {
-    let text = http()
-        .get(format!("{base}/metrics"))
+/// DELETEs `url`; panics unless it answers 2xx with JSON.
+pub async fn delete_json(url: &str) -> Json {
+    let response = http()
+        .delete(url)
         .send()
         .await
-        .expect("GET /metrics")
+        .unwrap_or_else(|e| panic!("DELETE {url}: {e}"));
+    assert!(
+        response.status().is_success(),
+        "DELETE {url}: {}",
+        response.status()
+    );
+    response.json().await.expect("JSON body")
+}
+
+/// GETs `url` as text (a metrics page, say), whatever the status.
+pub async fn get_text(url: &str) -> String {
+    http()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
         .text()
         .await
-        .expect("metrics text");
+        .expect("text body")
+}
+
+/// The value of the metric line starting with `series` on `base`'s `/metrics`.
+pub async fn metric(base: &str, series: &str) -> u64 {
+    let text = get_text(&format!("{base}/metrics")).await;
     text.lines()
         .find(|l| l.starts_with(series))
         .and_then(|l| l.rsplit(' ').next())

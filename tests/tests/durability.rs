@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use e2e::api::chat_as as chat;
+use api::chat_as as chat;
 use e2e::{Cluster, ClusterOptions, Json, Stack, StackOptions, WsClient, api, http};
 
 async fn get_json(url: String) -> Json {
@@ -170,14 +170,7 @@ async fn delete_removes_history_everywhere() {
     let stack = Stack::start(StackOptions::default()).await;
     converse(&stack, "dur-delete").await;
     wait_stored(&stack, "dur-delete", 4).await;
-    let deleted: Json = http()
-        .delete(format!("{}/api/history/dur-delete", stack.gateway(0)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let deleted = api::delete_json(&format!("{}/api/history/dur-delete", stack.gateway(0))).await;
     assert_eq!(deleted["deleted"], 4);
     let mut redis = stack.redis().await;
     let () = redis::cmd("FLUSHALL")

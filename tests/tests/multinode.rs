@@ -277,14 +277,8 @@ async fn a_redis_restart_keeps_history_and_open_sockets_keep_streaming() {
     cluster.redis.restart();
     cluster.wait_healthy(Duration::from_secs(20)).await;
 
-    let history: Json = http()
-        .get(format!("{}/api/history/{session}", cluster.gateway(1)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history =
+        e2e::api::get_json(&format!("{}/api/history/{session}", cluster.gateway(1))).await;
     assert_eq!(history["count"], 2);
     assert_eq!(
         history["messages"][1]["content"],
@@ -330,14 +324,7 @@ async fn fifty_chats_in_a_row_succeed_past_a_dead_ai_url() {
         let base = cluster.gateway(i % 3);
         chat(&base, &format!("mn-dead-url-{i}"), "hello").await;
     }
-    let metrics = http()
-        .get(format!("{}/metrics", cluster.gateway(0)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = e2e::api::get_text(&format!("{}/metrics", cluster.gateway(0))).await;
     assert!(
         !metrics.contains("gateway_ai_failovers_total{node_id=\"ws-node-1\"} 0"),
         "{metrics}"

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Event, Json, Stack, StackOptions, WsClient, api, http};
+use e2e::{Event, Json, Stack, StackOptions, WsClient, api};
 use rand::Rng;
 use serde_json::json;
 
@@ -234,14 +234,7 @@ async fn fifty_tabs_reconnecting_at_random_all_end_with_the_exact_text() {
         reconnects += task.await.unwrap();
     }
     assert!(reconnects >= 50, "only {reconnects} reconnects happened");
-    let stored: Json = http()
-        .get(format!("{}/api/history/{session}", stack.gateway(0)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored = api::get_json(&format!("{}/api/history/{session}", stack.gateway(0))).await;
     assert_eq!(stored["count"], 2);
 }
 
@@ -447,14 +440,7 @@ async fn a_socket_that_never_reads_is_closed_without_delaying_the_others() {
     let stalled = tokio::spawn(async move {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let metrics = http()
-                .get(&metrics_url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics = api::get_text(&metrics_url).await;
             if metrics.contains("gateway_slow_consumers_total{node_id=\"ws-test-0\"} 1") {
                 break;
             }

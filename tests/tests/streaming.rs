@@ -263,14 +263,7 @@ async fn history_is_chronological_and_delete_empties_it() {
     let (_ws2, _, replay) = WsClient::open(&stack.ws_url(0, "s-hist")).await;
     assert_eq!(replay["messages"], stored["messages"]);
 
-    let deleted: Json = http()
-        .delete(format!("{}/api/history/s-hist", stack.gateway(0)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let deleted = api::delete_json(&format!("{}/api/history/s-hist", stack.gateway(0))).await;
     assert_eq!(deleted["deleted"], 4);
     assert_eq!(history(&stack, "s-hist").await["count"], 0);
 }
@@ -441,43 +434,15 @@ async fn chats_fail_over_past_a_dead_ai_node() {
 #[tokio::test]
 async fn health_and_metrics_report_the_node() {
     let stack = Stack::start(StackOptions::default()).await;
-    let gateway: Json = http()
-        .get(format!("{}/health", stack.gateway(0)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let gateway = api::get_json(&format!("{}/health", stack.gateway(0))).await;
     assert_eq!(gateway["status"], "ok");
     assert_eq!(gateway["node_id"], "ws-test-0");
     assert_eq!(gateway["components"]["redis"], "up");
-    let ai: Json = http()
-        .get(format!("{}/health", stack.ai[0].url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ai = api::get_json(&format!("{}/health", stack.ai[0].url())).await;
     assert_eq!(ai["components"]["redis"], "up");
-    let info: Json = http()
-        .get(stack.ai[0].url())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = api::get_json(&stack.ai[0].url()).await;
     assert_eq!(info["service"], "ai-service");
-    let metrics = http()
-        .get(format!("{}/metrics", stack.gateway(0)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api::get_text(&format!("{}/metrics", stack.gateway(0))).await;
     assert!(
         metrics.contains("gateway_slow_consumers_total{node_id=\"ws-test-0\"} 0"),
         "{metrics}"

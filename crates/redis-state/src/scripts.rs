@@ -70,63 +70,57 @@ redis.call('PUBLISH', KEYS[4], ARGV[4])
 return index
 "#;
 
-/// Ends an answer: appends the final message to history, releases the lease, keeps the record
-/// and chunk log for a while, clears the cancel flag and publishes the final frame, in one
-/// step. Does nothing when the answer has already ended (a retry, or another node failed it).
+/// Lua: the steps every way of ending an answer shares (FINISH and FAIL take the same KEYS and
+/// first six ARGV). Returns 0 and changes nothing but the deadline set when the answer has
+/// already ended; otherwise appends the final message to history, releases the lease, keeps the
+/// record and chunk log for a while, clears the cancel flag, publishes `before` (when given)
+/// and then the final frame, and returns 1.
 ///
 /// KEYS: active, history, answer record, chunk log, cancel flag, channel, deadlines.
 /// ARGV: answer id, final message JSON, final frame, history TTL, ended TTL, deadline member.
+const END_ANSWER: &str = r#"
+local function end_answer(before)
+  local record = redis.call('GET', KEYS[3])
+  if record then
+    local ok, msg = pcall(cjson.decode, record)
+    if ok and msg.isComplete then
+      redis.call('ZREM', KEYS[7], ARGV[6])
+      return 0
+    end
+  end
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+  redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+  redis.call('DEL', KEYS[5])
+  redis.call('ZREM', KEYS[7], ARGV[6])
+  if before then redis.call('PUBLISH', KEYS[6], before) end
+  redis.call('PUBLISH', KEYS[6], ARGV[3])
+  return 1
+end
+"#;
+
+/// Ends an answer (completed, cancelled, or failed by its own producer), in one step. Does
+/// nothing when the answer has already ended (a retry, or another node failed it).
+///
+/// KEYS and ARGV: those of [`END_ANSWER`].
 /// Returns 1 when it ended the answer, 0 when it had already ended.
 const FINISH: &str = r#"
-local record = redis.call('GET', KEYS[3])
-if record then
-  local ok, msg = pcall(cjson.decode, record)
-  if ok and msg.isComplete then
-    redis.call('ZREM', KEYS[7], ARGV[6])
-    return 0
-  end
-end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
-redis.call('EXPIRE', KEYS[4], ARGV[5])
-redis.call('DEL', KEYS[5])
-redis.call('ZREM', KEYS[7], ARGV[6])
-redis.call('PUBLISH', KEYS[6], ARGV[3])
-return 1
+return end_answer(nil)
 "#;
 
 /// Ends an answer whose producer is gone (its deadline passed without a chunk) as `failed`:
 /// like [`FINISH`], but only once the deadline has passed, and publishing an `error` frame
 /// before the final one.
 ///
-/// KEYS: active, history, answer record, chunk log, cancel flag, channel, deadlines.
-/// ARGV: answer id, final message JSON, final frame, history TTL, ended TTL, deadline member,
-/// error frame.
+/// KEYS and ARGV: those of [`END_ANSWER`], then ARGV[7] = the error frame.
 /// Returns 1 when it failed the answer, 0 when it had already ended, -1 when its producer is
 /// alive after all.
 const FAIL: &str = r#"
 local deadline = redis.call('ZSCORE', KEYS[7], ARGV[6])
 if deadline and tonumber(deadline) > now_ms() then return -1 end
-local record = redis.call('GET', KEYS[3])
-if record then
-  local ok, msg = pcall(cjson.decode, record)
-  if ok and msg.isComplete then
-    redis.call('ZREM', KEYS[7], ARGV[6])
-    return 0
-  end
-end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
-redis.call('EXPIRE', KEYS[4], ARGV[5])
-redis.call('DEL', KEYS[5])
-redis.call('ZREM', KEYS[7], ARGV[6])
-redis.call('PUBLISH', KEYS[6], ARGV[7])
-redis.call('PUBLISH', KEYS[6], ARGV[3])
-return 1
+return end_answer(ARGV[7])
 "#;
 
 /// Answers whose lease deadline has passed: up to 100 deadline members.
@@ -245,12 +239,12 @@ impl Scripts {
         Self {
             start: Script::new(&format!("{NOW_MS}{START}")),
             append: Script::new(&format!("{NOW_MS}{APPEND}")),
-            finish: Script::new(FINISH),
+            finish: Script::new(&format!("{END_ANSWER}{FINISH}")),
             snapshot: Script::new(SNAPSHOT),
             warm: Script::new(WARM),
             cancel: Script::new(&format!("{ANSWER_IN_HISTORY}{CANCEL}")),
             recover: Script::new(&format!("{ANSWER_IN_HISTORY}{RECOVER}")),
-            fail: Script::new(&format!("{NOW_MS}{FAIL}")),
+            fail: Script::new(&format!("{NOW_MS}{END_ANSWER}{FAIL}")),
             due: Script::new(&format!("{NOW_MS}{DUE}")),
             claim_owner: Script::new(crate::owner::CLAIM),
             release_owner: Script::new(crate::owner::RELEASE),
