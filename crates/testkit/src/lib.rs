@@ -55,8 +55,13 @@ pub fn free_port() -> u16 {
 
 /// Sends SIGTERM and waits up to 10 s for the process to exit, then SIGKILL.
 pub(crate) fn terminate(child: &mut Child) {
+    stop_with(child, "-TERM");
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) and waits up to 10 s for the process to exit, then SIGKILL.
+pub(crate) fn stop_with(child: &mut Child, signal: &str) {
     let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {

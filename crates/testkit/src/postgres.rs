@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, wait_for_port};
+use crate::{free_port, stop_with, wait_for_port};
 
 /// A `postgres` process owned by a test, stopped when dropped.
 pub struct PostgresServer {
@@ -139,18 +139,7 @@ impl Drop for PostgresServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGINT: fast shutdown; the postmaster takes its backends down with it.
-            let _ = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_with(&mut child, "-INT");
         }
     }
 }
