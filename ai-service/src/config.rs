@@ -3,19 +3,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use runtime::env::{BadVar, Persistence, parse_or, redis_url, string_or};
+use node::{NodeConfig, NodeDefaults};
+use runtime::env::{BadVar, parse_or};
 
 /// Everything the AI node can be told. Each field names its variable and default.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `HOST`, default `0.0.0.0`.
-    pub host: String,
-    /// `PORT`, default 8000.
-    pub port: u16,
-    /// `REDIS_URL` (or `REDIS_HOST`/`REDIS_PORT`), default `redis://127.0.0.1:6379/`.
-    pub redis_url: String,
-    /// `NODE_ID`, default `ai-node-{PORT}`.
-    pub node_id: String,
+    /// What every node reads: `HOST`, `PORT` (default 8000), `NODE_ID` (default
+    /// `ai-node-{PORT}`), `REDIS_URL`, `DATABASE_URL`, the L1 cache, `LOG_LEVEL`.
+    pub node: NodeConfig,
     /// `STREAM_DELAY_MS`, default 50: pause before each word.
     pub stream_delay: Duration,
     /// `STREAM_LEASE_SECONDS`, default 10: a stream's lease lives this long past its last chunk.
@@ -23,16 +19,24 @@ pub struct Config {
     /// `SHUTDOWN_GRACE_SECONDS`, default 20: on SIGTERM, streams get this long to finish before
     /// they are ended as `failed`.
     pub shutdown_grace: Duration,
-    /// `DATABASE_URL`, `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL_SECONDS`.
-    pub persistence: Persistence,
-    /// `LOG_LEVEL`, default `info` (an `EnvFilter` directive).
-    pub log_level: String,
+}
+
+impl AsRef<NodeConfig> for Config {
+    fn as_ref(&self) -> &NodeConfig {
+        &self.node
+    }
 }
 
 impl Config {
     /// Reads the configuration from `vars` (the process environment in `main`).
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
-        let port = parse_or(vars, "PORT", 8000u16)?;
+        let node = NodeConfig::from_vars(
+            vars,
+            NodeDefaults {
+                port: 8000,
+                node_prefix: "ai-node",
+            },
+        )?;
         let delay_ms = parse_or(vars, "STREAM_DELAY_MS", 50u64)?;
         if delay_ms > 60_000 {
             return Err(BadVar {
@@ -53,15 +57,10 @@ impl Config {
             });
         }
         Ok(Self {
-            host: string_or(vars, "HOST", "0.0.0.0"),
-            port,
-            redis_url: redis_url(vars)?,
-            node_id: string_or(vars, "NODE_ID", &format!("ai-node-{port}")),
+            node,
             stream_delay: Duration::from_millis(delay_ms),
             lease_secs,
             shutdown_grace: Duration::from_secs(parse_or(vars, "SHUTDOWN_GRACE_SECONDS", 20u64)?),
-            persistence: Persistence::from_vars(vars)?,
-            log_level: string_or(vars, "LOG_LEVEL", "info"),
         })
     }
 }
@@ -81,11 +80,11 @@ mod tests {
     #[test]
     fn defaults_work() {
         let c = Config::from_vars(&vars(&[])).unwrap();
-        assert_eq!(c.port, 8000);
-        assert_eq!(c.node_id, "ai-node-8000");
+        assert_eq!(c.node.port, 8000);
+        assert_eq!(c.node.node_id, "ai-node-8000");
         assert_eq!(c.stream_delay, Duration::from_millis(50));
         assert_eq!(c.lease_secs, 10);
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379/");
+        assert_eq!(c.node.redis_url, "redis://127.0.0.1:6379/");
     }
 
     /// A lease shorter than the chunk interval would expire mid-stream: refused at start-up.

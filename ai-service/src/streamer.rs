@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use history::HistoryReader;
-use protocol::rest::ChatAccepted;
-use protocol::{ChatMessage, MessageId, MessageStatus, Role, SessionId, UserId};
-use redis_state::{ChatState, ChunkOutcome, StartOutcome, StreamHandle};
-use store::StoreWriter;
+use node::Core;
+use protocol::rest::{ChatAccepted, ChatRequest};
+use protocol::{ChatMessage, EventType, MessageId, MessageStatus, Role, SessionId};
+use redis_state::{ChunkOutcome, StartOutcome, StreamHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -26,8 +25,8 @@ const REDIS_RETRY_FOR: Duration = Duration::from_secs(5);
 pub enum StartError {
     #[error("session {session} already has an answer streaming ({active_message_id})")]
     Busy {
-        session: String,
-        active_message_id: String,
+        session: SessionId,
+        active_message_id: MessageId,
     },
     #[error(transparent)]
     Redis(#[from] redis_state::Error),
@@ -38,12 +37,9 @@ pub enum StartError {
 /// Starts answers and keeps track of the tasks producing them.
 #[derive(Clone)]
 pub struct Streamer {
-    state: ChatState,
-    /// Puts a lost Redis history back from SQL before a new message is appended to it.
-    history: HistoryReader,
-    /// The writes of record to SQL, applied in the background.
-    writer: StoreWriter,
-    node_id: String,
+    /// Redis (the stream), history (to put a lost Redis history back from SQL before a new
+    /// message is appended to it), and the writes of record to SQL.
+    core: Core,
     delay: Duration,
     lease_secs: u64,
     /// Every answer task; closed and awaited at shutdown.
@@ -53,19 +49,9 @@ pub struct Streamer {
 }
 
 impl Streamer {
-    pub fn new(
-        state: ChatState,
-        history: HistoryReader,
-        writer: StoreWriter,
-        node_id: String,
-        delay: Duration,
-        lease_secs: u64,
-    ) -> Self {
+    pub fn new(core: Core, delay: Duration, lease_secs: u64) -> Self {
         Self {
-            state,
-            history,
-            writer,
-            node_id,
+            core,
             delay,
             lease_secs,
             tasks: TaskTracker::new(),
@@ -75,19 +61,19 @@ impl Streamer {
 
     /// Stores the user message, takes the lease and spawns the answer's task. Returns once the
     /// answer is registered, so a cancel sent right after the 202 finds it.
-    pub async fn start(
-        &self,
-        session: SessionId,
-        user: UserId,
-        text: &str,
-    ) -> Result<ChatAccepted, StartError> {
+    pub async fn start(&self, request: ChatRequest) -> Result<ChatAccepted, StartError> {
+        let ChatRequest {
+            session_id: session,
+            message: text,
+            user_id: user,
+        } = request;
         let now = protocol::now_ms();
         let user_message = ChatMessage {
-            message_id: MessageId::random().into_string(),
-            session_id: session.to_string(),
-            user_id: user.to_string(),
+            message_id: MessageId::random(),
+            session_id: session.clone(),
+            user_id: user,
             role: Role::User,
-            content: text.to_owned(),
+            content: text,
             timestamp: now,
             is_complete: true,
             status: MessageStatus::Completed,
@@ -95,7 +81,7 @@ impl Streamer {
             chunk: None,
         };
         let answer = ChatMessage {
-            message_id: MessageId::random().into_string(),
+            message_id: MessageId::random(),
             role: Role::Assistant,
             content: String::new(),
             is_complete: false,
@@ -107,6 +93,7 @@ impl Streamer {
         let mut require_history = true;
         let stream = loop {
             let outcome = self
+                .core
                 .state
                 .start_stream(
                     &session,
@@ -120,12 +107,13 @@ impl Streamer {
                 StartOutcome::Started(stream) => break stream,
                 StartOutcome::Busy { active_message_id } => {
                     return Err(StartError::Busy {
-                        session: session.into_string(),
+                        session,
                         active_message_id,
                     });
                 }
                 StartOutcome::HistoryMissing => {
-                    self.history
+                    self.core
+                        .history
                         .rewarm(&session)
                         .await
                         .map_err(StartError::History)?;
@@ -134,16 +122,18 @@ impl Streamer {
             }
         };
         info!(session_id = %session, message_id = %stream.message, "answer started");
-        self.writer.user_message(&user_message);
-        self.writer.answer(&stream.answer, "STREAM_STARTED");
+        self.core.writer.user_message(&user_message);
+        self.core
+            .writer
+            .answer(&stream.answer, EventType::StreamStarted);
+        let reply = simulator::reply_for(&user_message.content);
         let accepted = ChatAccepted {
             status: "accepted".into(),
-            session_id: session.into_string(),
+            session_id: session,
             user_message_id: user_message.message_id,
-            message_id: stream.message.to_string(),
-            node_id: self.node_id.clone(),
+            message_id: stream.message.clone(),
+            node_id: self.core.node_id.to_string(),
         };
-        let reply = simulator::reply_for(text);
         let this = self.clone();
         self.tasks
             .spawn(async move { this.produce(stream, reply).await });
@@ -165,12 +155,7 @@ impl Streamer {
             self.abort.cancel();
             self.tasks.wait().await;
         }
-        if tokio::time::timeout(SQL_FLUSH_LIMIT, self.writer.flush())
-            .await
-            .is_err()
-        {
-            warn!("SQL writes still queued at shutdown; they are lost");
-        }
+        self.core.finish_writes(SQL_FLUSH_LIMIT).await;
     }
 
     /// Streams `reply` as the answer of `stream`.
@@ -187,7 +172,7 @@ impl Streamer {
             match self.append(&stream, index, delta).await {
                 Some(ChunkOutcome::Appended) => {
                     content.push_str(delta);
-                    self.writer.chunk(stream.message.as_str(), index, delta);
+                    self.core.writer.chunk(&stream.message, index, delta);
                 }
                 Some(ChunkOutcome::Cancelled) => {
                     content.push_str(CANCELLED_SUFFIX);
@@ -200,7 +185,7 @@ impl Streamer {
                         "stream lease lost; another node has ended this answer");
                     // Whoever ended it failed it with the same text; make sure SQL says so too.
                     let failed = stream.answer.finished(content, MessageStatus::Failed);
-                    self.writer.answer(&failed, "STREAM_ERROR");
+                    self.core.writer.answer_ended(&failed);
                     return;
                 }
                 None => {
@@ -220,6 +205,7 @@ impl Streamer {
         let mut pause = Duration::from_millis(50);
         loop {
             match self
+                .core
                 .state
                 .append_chunk(stream, index, delta, self.lease_secs)
                 .await
@@ -242,16 +228,13 @@ impl Streamer {
 
     /// Ends the answer, retrying Redis errors for a while.
     async fn finish(&self, stream: &StreamHandle, content: String, status: MessageStatus) {
-        let event = match status {
-            MessageStatus::Completed => "STREAM_COMPLETED",
-            MessageStatus::Cancelled => "STREAM_CANCELLED",
-            _ => "STREAM_ERROR",
-        };
-        self.writer
-            .answer(&stream.answer.finished(content.clone(), status), event);
+        self.core
+            .writer
+            .answer_ended(&stream.answer.finished(content.clone(), status));
         let deadline = tokio::time::Instant::now() + REDIS_RETRY_FOR;
         loop {
             match self
+                .core
                 .state
                 .finish_stream(stream, content.clone(), status)
                 .await

@@ -7,6 +7,10 @@ use std::time::Duration;
 use api::chat_as as chat;
 use e2e::{Cluster, ClusterOptions, Json, Stack, StackOptions, WsClient, api, http};
 
+fn sid(session: &str) -> protocol::SessionId {
+    protocol::SessionId::parse(session).unwrap()
+}
+
 async fn get_json(url: String) -> Json {
     api::get_json(&url).await
 }
@@ -27,7 +31,7 @@ async fn wait_stored(stack: &Stack, session: &str, count: usize) {
     let store = store::Store::connect(&stack.database_url()).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let history = store.history(session).await.unwrap();
+        let history = store.history(&sid(session)).await.unwrap();
         if history.len() == count && history.iter().all(|m| m.is_complete) {
             return;
         }
@@ -180,7 +184,7 @@ async fn delete_removes_history_everywhere() {
     let after = get_json(format!("{}/api/history/dur-delete", stack.gateway(0))).await;
     assert_eq!(after["count"], 0);
     let store = store::Store::connect(&stack.database_url()).await.unwrap();
-    assert!(store.history("dur-delete").await.unwrap().is_empty());
+    assert!(store.history(&sid("dur-delete")).await.unwrap().is_empty());
 }
 
 /// `GET /api/sessions?user_id=` lists the user's sessions, most recent first, titled by their
@@ -254,7 +258,7 @@ async fn three_ai_nodes_share_one_sqlite_file() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for (session, user_id, answer_id) in &expected {
         let history = loop {
-            let history = store.history(session).await.unwrap();
+            let history = store.history(&sid(session)).await.unwrap();
             let settled = history.len() == 2 && history.iter().all(|m| m.is_complete);
             if settled || std::time::Instant::now() > deadline {
                 break history;
@@ -265,6 +269,7 @@ async fn three_ai_nodes_share_one_sqlite_file() {
         assert_eq!(got, [user_id.as_str(), answer_id.as_str()], "{session}");
         assert_eq!(history[1].status, protocol::MessageStatus::Completed);
         assert!(!history[1].content.is_empty());
-        assert!(store.chunk_count(answer_id).await.unwrap() > 50);
+        let answer_id = protocol::MessageId::parse(answer_id.as_str()).unwrap();
+        assert!(store.chunk_count(&answer_id).await.unwrap() > 50);
     }
 }

@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use http_api::AppError;
+use node::{Probe, ProbeStatus};
 use protocol::ErrorCode;
 use protocol::rest::{ChatAccepted, ChatRequest, ErrorBody};
 use tracing::warn;
@@ -23,6 +27,15 @@ pub enum ForwardError {
     Rejected { status: StatusCode, body: ErrorBody },
     /// No AI node took it.
     Unavailable(String),
+}
+
+impl From<ForwardError> for AppError {
+    fn from(e: ForwardError) -> Self {
+        match e {
+            ForwardError::Rejected { status, body } => AppError::Refused { status, body },
+            ForwardError::Unavailable(why) => AppError::AiUnavailable(why),
+        }
+    }
 }
 
 /// Round-robin client of the AI nodes.
@@ -57,6 +70,12 @@ impl AiClient {
     /// Sends `request` to the next AI node, moving on to the following ones on connection
     /// errors and 5xx.
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatAccepted, ForwardError> {
+        let accepted = self.forward(request).await?;
+        Stats::inc(&self.stats.chats_forwarded);
+        Ok(accepted)
+    }
+
+    async fn forward(&self, request: &ChatRequest) -> Result<ChatAccepted, ForwardError> {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut failures = Vec::new();
         for k in 0..self.urls.len() {
@@ -121,5 +140,25 @@ impl AiClient {
             .into_iter()
             .filter(|up| *up)
             .count()
+    }
+}
+
+/// The gateway's `ai` health component: up while at least one AI node answers.
+pub struct AiProbe(pub Arc<AiClient>);
+
+impl Probe for AiProbe {
+    fn name(&self) -> &'static str {
+        "ai"
+    }
+
+    fn check(&self) -> BoxFuture<'_, ProbeStatus> {
+        async move {
+            let up = self.0.healthy_nodes().await;
+            ProbeStatus {
+                up: up > 0,
+                detail: Some(format!("{up}/{} nodes", self.0.urls.len())),
+            }
+        }
+        .boxed()
     }
 }

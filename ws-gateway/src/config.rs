@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use runtime::env::{BadVar, Persistence, parse_or, redis_url, string_or};
+use node::{NodeConfig, NodeDefaults};
+use runtime::env::{BadVar, parse_or, string_or};
 
 /// Frames above this are refused by the WebSocket layer itself, which drops the connection;
 /// frames between `WS_MAX_MESSAGE_BYTES` and this get an `error` frame and the socket stays open.
@@ -12,14 +13,9 @@ pub const WS_HARD_LIMIT: usize = 1024 * 1024;
 /// Everything the gateway can be told. Each field names its variable and default.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `HOST`, default `0.0.0.0`.
-    pub host: String,
-    /// `PORT`, default 8080.
-    pub port: u16,
-    /// `REDIS_URL` (or `REDIS_HOST`/`REDIS_PORT`), default `redis://127.0.0.1:6379/`.
-    pub redis_url: String,
-    /// `NODE_ID`, default `ws-node-{PORT}`.
-    pub node_id: String,
+    /// What every node reads: `HOST`, `PORT` (default 8080), `NODE_ID` (default
+    /// `ws-node-{PORT}`), `REDIS_URL`, `DATABASE_URL`, the L1 cache, `LOG_LEVEL`.
+    pub node: NodeConfig,
     /// `AI_SERVICE_URLS`, comma-separated, default `http://127.0.0.1:8000`: the AI nodes chats
     /// are forwarded to, round robin.
     pub ai_service_urls: Vec<String>,
@@ -33,16 +29,24 @@ pub struct Config {
     /// `STATIC_DIR`, default `frontend/dist`: the built browser app, served at `/` (so a lone
     /// gateway gives a working page). Nothing is served there when the directory is missing.
     pub static_dir: String,
-    /// `DATABASE_URL`, `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL_SECONDS`.
-    pub persistence: Persistence,
-    /// `LOG_LEVEL`, default `info` (an `EnvFilter` directive).
-    pub log_level: String,
+}
+
+impl AsRef<NodeConfig> for Config {
+    fn as_ref(&self) -> &NodeConfig {
+        &self.node
+    }
 }
 
 impl Config {
     /// Reads the configuration from `vars` (the process environment in `main`).
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
-        let port = parse_or(vars, "PORT", 8080u16)?;
+        let node = NodeConfig::from_vars(
+            vars,
+            NodeDefaults {
+                port: 8080,
+                node_prefix: "ws-node",
+            },
+        )?;
         let raw_urls = string_or(vars, "AI_SERVICE_URLS", "http://127.0.0.1:8000");
         let ai_service_urls: Vec<String> = raw_urls
             .split(',')
@@ -77,10 +81,7 @@ impl Config {
             });
         }
         Ok(Self {
-            host: string_or(vars, "HOST", "0.0.0.0"),
-            port,
-            redis_url: redis_url(vars)?,
-            node_id: string_or(vars, "NODE_ID", &format!("ws-node-{port}")),
+            node,
             ai_service_urls,
             ai_request_timeout: Duration::from_millis(parse_or(
                 vars,
@@ -90,8 +91,6 @@ impl Config {
             max_pending_frames,
             ws_max_message_bytes,
             static_dir: string_or(vars, "STATIC_DIR", "frontend/dist"),
-            persistence: Persistence::from_vars(vars)?,
-            log_level: string_or(vars, "LOG_LEVEL", "info"),
         })
     }
 }
@@ -111,8 +110,8 @@ mod tests {
     #[test]
     fn defaults_work() {
         let c = Config::from_vars(&vars(&[])).unwrap();
-        assert_eq!(c.port, 8080);
-        assert_eq!(c.node_id, "ws-node-8080");
+        assert_eq!(c.node.port, 8080);
+        assert_eq!(c.node.node_id, "ws-node-8080");
         assert_eq!(c.ai_service_urls, vec!["http://127.0.0.1:8000"]);
         assert_eq!(c.max_pending_frames, 1000);
     }

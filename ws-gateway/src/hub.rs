@@ -1,9 +1,9 @@
 //! The node's registry of local sockets per session, and the fan-out of bus frames to them.
 //!
 //! The bus hands every frame to [`Hub::deliver`], on the bus's reader task. The hub reads the
-//! few fields deduplication needs once per frame, then offers the shared frame to the bounded
-//! queue of each local socket of the session with `try_send`: it never awaits a socket. A
-//! socket whose queue is full is told to close (1013) and counted.
+//! few fields deduplication needs once per frame, then offers the shared frame to the queue of
+//! each local socket of the session ([`SocketQueue::offer`], which never waits): a socket that
+//! cannot keep up is closed as a slow consumer, and the others are not delayed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,62 +13,24 @@ use axum::extract::ws::Utf8Bytes;
 use bus::{Bus, Deliver};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use protocol::SessionId;
 use protocol::frames::peek_live_frame;
-use protocol::{LiveFrame, SessionId};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::socket::{Outbound, SharedFrame, SocketQueue};
 use crate::stats::Stats;
-
-/// A frame from the bus, shared by every socket it goes to.
-#[derive(Debug)]
-pub struct SharedFrame {
-    /// The exact published text, forwarded as is.
-    pub text: Utf8Bytes,
-    /// What deduplication needs to know about it.
-    pub meta: LiveFrame,
-}
-
-/// What a socket's writer task receives.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A frame from the bus; passes the socket's delivery filter first.
-    Live(Arc<SharedFrame>),
-    /// A frame made for this socket alone (pong, error).
-    Local(Utf8Bytes),
-    /// A `recovery` frame; the filter learns what it delivered of `message_id`.
-    Recovered {
-        text: Utf8Bytes,
-        message_id: String,
-        delivered: Option<Recovered>,
-    },
-    /// The bus reconnected: frames may have been lost; resend a fresh snapshot.
-    Resync,
-}
-
-/// What a `recovery` frame delivered of an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recovered {
-    /// Every chunk up to this index.
-    UpTo(u32),
-    /// The final message.
-    Final,
-}
 
 /// One local socket as the hub sees it.
 struct LocalSocket {
     id: u64,
-    queue: mpsc::Sender<Outbound>,
-    /// Cancelled to make the socket close as a slow consumer.
-    slow: CancellationToken,
+    queue: SocketQueue,
 }
 
 /// Local sockets per session. One per node, shared by every socket task and the bus.
 #[derive(Default)]
 pub struct Hub {
-    /// Session id → its local sockets. Written by [`Membership`] (join/leave); read per frame.
-    sessions: Mutex<HashMap<String, Vec<LocalSocket>>>,
+    /// Session → its local sockets. Written by [`Membership`] (join/leave); read per frame.
+    sessions: Mutex<HashMap<SessionId, Vec<LocalSocket>>>,
     /// Source of socket ids.
     next_id: AtomicU64,
     pub stats: Arc<Stats>,
@@ -89,15 +51,15 @@ impl Hub {
     }
 
     /// Whether this node has a socket of `session`.
-    pub fn serves(&self, session: &str) -> bool {
+    pub fn serves(&self, session: &SessionId) -> bool {
         self.lock().contains_key(session)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<LocalSocket>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Vec<LocalSocket>>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn remove(&self, session: &str, id: u64) {
+    fn remove(&self, session: &SessionId, id: u64) {
         let mut sessions = self.lock();
         if let Some(sockets) = sessions.get_mut(session) {
             sockets.retain(|s| s.id != id);
@@ -107,28 +69,12 @@ impl Hub {
         }
     }
 
-    /// Offers `item` to every socket of `session` (made once per socket by `make`).
+    /// Offers an item to every socket of `session` (made once per socket by `make`).
     fn offer(&self, session: &str, mut make: impl FnMut() -> Outbound) {
         let sessions = self.lock();
-        let Some(sockets) = sessions.get(session) else {
-            return;
-        };
-        for socket in sockets {
-            match socket.queue.try_send(make()) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    if !socket.slow.is_cancelled() {
-                        socket.slow.cancel();
-                        Stats::inc(&self.stats.slow_consumers);
-                        warn!(
-                            session_id = session,
-                            socket = socket.id,
-                            "socket queue full; closing it as a slow consumer"
-                        );
-                    }
-                }
-                // The socket is ending; its membership removes it.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+        if let Some(sockets) = sessions.get(session) {
+            for socket in sockets {
+                socket.queue.offer(make());
             }
         }
     }
@@ -140,7 +86,7 @@ impl Deliver for Hub {
         let Some(meta) = peek_live_frame(&payload) else {
             warn!(
                 session_id = session,
-                "dropping a published frame that is not JSON"
+                "dropping a published frame that is not a JSON frame"
             );
             return;
         };
@@ -155,9 +101,9 @@ impl Deliver for Hub {
         self.offer(session, || Outbound::Live(frame.clone()));
     }
 
-    fn resubscribed(&self, sessions: Vec<String>) {
+    fn resubscribed(&self, sessions: Vec<SessionId>) {
         for session in sessions {
-            self.offer(&session, || Outbound::Resync);
+            self.offer(session.as_str(), || Outbound::Resync);
         }
     }
 }
@@ -179,14 +125,13 @@ impl Membership {
         hub: &Arc<Hub>,
         bus: &Arc<dyn Bus>,
         session: &SessionId,
-        queue: mpsc::Sender<Outbound>,
-        slow: CancellationToken,
+        queue: SocketQueue,
     ) -> (Membership, BoxFuture<'static, bus::Result<()>>) {
         let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
         hub.lock()
-            .entry(session.as_str().to_owned())
+            .entry(session.clone())
             .or_default()
-            .push(LocalSocket { id, queue, slow });
+            .push(LocalSocket { id, queue });
         let subscribed = bus.subscribe(session);
         let membership = Membership {
             hub: hub.clone(),
@@ -200,7 +145,7 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.hub.remove(self.session.as_str(), self.id);
+        self.hub.remove(&self.session, self.id);
         self.bus.unsubscribe(&self.session);
     }
 }
@@ -209,13 +154,17 @@ impl Drop for Membership {
 mod tests {
     use super::*;
     use bus::MemoryBus;
-    use protocol::{ChatMessage, MessageStatus, Role, ServerFrame};
+    use protocol::{ChatMessage, MessageId, MessageStatus, Role, ServerFrame, UserId};
+
+    fn sid() -> SessionId {
+        SessionId::parse("s").unwrap()
+    }
 
     fn chunk_frame(index: u32) -> Bytes {
         let m = ChatMessage {
-            message_id: "m".into(),
-            session_id: "s".into(),
-            user_id: "u".into(),
+            message_id: MessageId::parse("m").unwrap(),
+            session_id: sid(),
+            user_id: UserId::parse("u").unwrap(),
             role: Role::Assistant,
             content: String::new(),
             timestamp: 0,
@@ -232,30 +181,28 @@ mod tests {
         )
     }
 
-    fn setup() -> (Arc<Hub>, Arc<dyn Bus>) {
+    fn setup() -> (Arc<Hub>, Arc<MemoryBus>) {
         let hub = Arc::new(Hub::new(Arc::default()));
-        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(hub.clone()));
+        let bus = Arc::new(MemoryBus::new(hub.clone()));
         (hub, bus)
     }
 
     /// A full queue marks only that socket slow; the others of the session keep receiving.
     #[tokio::test]
     async fn a_full_queue_closes_only_that_socket() {
-        let (hub, bus) = setup();
-        let s = SessionId::parse("s").unwrap();
-        let (slow_tx, _slow_rx) = mpsc::channel(2);
-        let (fast_tx, mut fast_rx) = mpsc::channel(100);
-        let slow_flag = CancellationToken::new();
-        let fast_flag = CancellationToken::new();
-        let (_a, sub_a) = Membership::join(&hub, &bus, &s, slow_tx, slow_flag.clone());
-        let (_b, sub_b) = Membership::join(&hub, &bus, &s, fast_tx, fast_flag.clone());
+        let (hub, memory) = setup();
+        let bus: Arc<dyn Bus> = memory.clone();
+        let (slow, _slow_rx) = SocketQueue::new(2, sid(), hub.stats.clone());
+        let (fast, mut fast_rx) = SocketQueue::new(100, sid(), hub.stats.clone());
+        let (_a, sub_a) = Membership::join(&hub, &bus, &sid(), slow.clone());
+        let (_b, sub_b) = Membership::join(&hub, &bus, &sid(), fast.clone());
         sub_a.await.unwrap();
         sub_b.await.unwrap();
         for i in 0..10 {
-            hub.deliver("s", chunk_frame(i));
+            memory.publish(&sid(), chunk_frame(i));
         }
-        assert!(slow_flag.is_cancelled());
-        assert!(!fast_flag.is_cancelled());
+        assert!(slow.slow().is_cancelled());
+        assert!(!fast.slow().is_cancelled());
         assert_eq!(hub.stats.slow_consumers.load(Ordering::Relaxed), 1);
         let mut got = 0;
         while fast_rx.try_recv().is_ok() {
@@ -267,18 +214,27 @@ mod tests {
     /// Leaving removes the socket and drops its subscription reference.
     #[tokio::test]
     async fn dropping_the_membership_leaves_hub_and_bus() {
-        let hub = Arc::new(Hub::new(Arc::default()));
-        let memory = Arc::new(MemoryBus::new(hub.clone()));
+        let (hub, memory) = setup();
         let bus: Arc<dyn Bus> = memory.clone();
-        let s = SessionId::parse("s").unwrap();
-        let (tx, _rx) = mpsc::channel(4);
-        let (m1, _) = Membership::join(&hub, &bus, &s, tx.clone(), CancellationToken::new());
-        let (m2, _) = Membership::join(&hub, &bus, &s, tx, CancellationToken::new());
+        let (queue, _rx) = SocketQueue::new(4, sid(), hub.stats.clone());
+        let (m1, _) = Membership::join(&hub, &bus, &sid(), queue.clone());
+        let (m2, _) = Membership::join(&hub, &bus, &sid(), queue);
         assert_eq!(hub.session_count(), 1);
         drop(m1);
-        assert_eq!(memory.subscribed(), vec!["s".to_owned()]);
+        assert_eq!(memory.subscribed(), vec![sid()]);
         drop(m2);
         assert_eq!(hub.session_count(), 0);
         assert!(memory.subscribed().is_empty());
+    }
+
+    /// A reconnected bus makes every socket of the resubscribed sessions resync.
+    #[tokio::test]
+    async fn a_resubscription_asks_each_socket_to_resync() {
+        let (hub, memory) = setup();
+        let bus: Arc<dyn Bus> = memory.clone();
+        let (queue, mut rx) = SocketQueue::new(4, sid(), hub.stats.clone());
+        let (_m, _) = Membership::join(&hub, &bus, &sid(), queue);
+        memory.resubscribe(vec![sid()]);
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Resync)));
     }
 }

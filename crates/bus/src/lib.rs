@@ -1,4 +1,9 @@
-//! Moving frames between nodes: the [`Bus`] trait and its implementations.
+//! The receiving side of the cross-node stream: the [`Bus`] trait and its implementations.
+//!
+//! Frames are **published** by `redis-state`'s scripts, never here: a chunk must be appended to
+//! its log and published in one atomic step (the exactly-once guarantee rests on it), so the
+//! PUBLISH lives inside the same Lua script as the write. The bus is the other half: it
+//! **delivers** to this node every frame published on the sessions it subscribes.
 //!
 //! The bus knows nothing about sockets. A node hands it one [`Deliver`] sink (the gateway's hub)
 //! and asks it to subscribe or unsubscribe sessions; the bus calls the sink for every frame
@@ -7,7 +12,8 @@
 //! # Layout
 //! - [`RedisBus`] (`redis_bus.rs`): one shared Redis pub/sub connection per node, with
 //!   reference-counted SUBSCRIBE/UNSUBSCRIBE per session channel, reconnecting by itself.
-//! - [`MemoryBus`] (`memory_bus.rs`): the same contract inside one process, for unit tests.
+//! - [`MemoryBus`] (`memory_bus.rs`): the same contract inside one process, for unit tests;
+//!   its [`MemoryBus::publish`] stands in for the scripts' PUBLISH.
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -32,21 +38,22 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Where the bus hands the frames it receives.
 pub trait Deliver: Send + Sync + 'static {
-    /// One frame published on `session`'s channel. Called from the bus's reader task, in
-    /// publish order per session; it must not block or await.
+    /// One frame published on the channel of `session` (the id of a session this node
+    /// subscribed). Called from the bus's reader task, in publish order per session; it must
+    /// not block or await.
     fn deliver(&self, session: &str, payload: Bytes);
 
     /// The bus lost its connection and has subscribed `sessions` again. Frames published while
     /// it was away are lost; the receiver must fill the gap from the stored state.
-    fn resubscribed(&self, sessions: Vec<String>);
+    fn resubscribed(&self, sessions: Vec<SessionId>);
 }
 
-/// Publish/subscribe of session frames between nodes.
+/// Delivery to this node of the frames published on the sessions it subscribes.
 ///
-/// Guarantees: **at most once**, in publish order per session, to every node whose subscription
-/// was confirmed before the frame was published. Nothing is stored: a frame published while a
-/// node is not subscribed is gone for that node, which is why every frame that matters is also
-/// written to Redis (the chunk log, history) in the same atomic step as its publish, and why a
+/// Guarantees: **at most once**, in publish order per session, for every frame published after
+/// the subscription was confirmed. Nothing is stored: a frame published while a node is not
+/// subscribed is gone for that node, which is why every frame that matters is written to Redis
+/// (the chunk log, history) in the same atomic step as its publish (`redis-state`), and why a
 /// new subscriber reads that stored state only *after* its subscription is confirmed.
 pub trait Bus: Send + Sync + 'static {
     /// Takes one reference on `session`'s channel. The reference is taken when this call
@@ -57,7 +64,4 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Drops one reference; the node unsubscribes when the last one goes. Never blocks.
     fn unsubscribe(&self, session: &SessionId);
-
-    /// Publishes `payload` on `session`'s channel.
-    fn publish(&self, session: &SessionId, payload: Bytes) -> BoxFuture<'static, Result<()>>;
 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use protocol::{SessionId, keys};
-use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -32,31 +32,29 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
 enum Command {
     Subscribe {
-        channel: String,
+        session: SessionId,
         ready: oneshot::Sender<()>,
     },
     Unsubscribe {
-        channel: String,
+        session: SessionId,
     },
 }
 
 /// The Redis implementation of [`Bus`]. Cheap to share behind an `Arc`.
 pub struct RedisBus {
     commands: mpsc::UnboundedSender<Command>,
-    publisher: ConnectionManager,
 }
 
 impl RedisBus {
-    /// Connects the pub/sub connection and a publishing connection, and starts the subscriber
-    /// task, which runs until `shutdown` is cancelled. Fails if Redis cannot be reached now;
-    /// later outages are ridden out by reconnecting.
+    /// Connects the pub/sub connection and starts the subscriber task, which runs until
+    /// `shutdown` is cancelled. Fails if Redis cannot be reached now; later outages are ridden
+    /// out by reconnecting.
     pub async fn start(
         client: redis::Client,
         sink: Arc<dyn Deliver>,
         shutdown: CancellationToken,
     ) -> Result<Self> {
         let first = client.get_async_pubsub().await?.split();
-        let publisher = client.get_connection_manager().await?;
         let (commands, rx) = mpsc::unbounded_channel();
         let subscriber = Subscriber {
             client,
@@ -64,10 +62,7 @@ impl RedisBus {
             channels: HashMap::new(),
         };
         tokio::spawn(subscriber.run(first, rx, shutdown));
-        Ok(Self {
-            commands,
-            publisher,
-        })
+        Ok(Self { commands })
     }
 }
 
@@ -75,7 +70,7 @@ impl Bus for RedisBus {
     fn subscribe(&self, session: &SessionId) -> BoxFuture<'static, Result<()>> {
         let (ready, confirmed) = oneshot::channel();
         let sent = self.commands.send(Command::Subscribe {
-            channel: keys::stream_channel(session),
+            session: session.clone(),
             ready,
         });
         async move {
@@ -88,22 +83,8 @@ impl Bus for RedisBus {
     fn unsubscribe(&self, session: &SessionId) {
         // A closed subscriber has no subscriptions left to drop.
         let _ = self.commands.send(Command::Unsubscribe {
-            channel: keys::stream_channel(session),
+            session: session.clone(),
         });
-    }
-
-    fn publish(&self, session: &SessionId, payload: Bytes) -> BoxFuture<'static, Result<()>> {
-        let mut conn = self.publisher.clone();
-        let channel = keys::stream_channel(session);
-        async move {
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(payload.as_ref())
-                .query_async::<i64>(&mut conn)
-                .await?;
-            Ok(())
-        }
-        .boxed()
     }
 }
 
@@ -122,7 +103,8 @@ struct Channel {
 struct Subscriber {
     client: redis::Client,
     sink: Arc<dyn Deliver>,
-    channels: HashMap<String, Channel>,
+    /// Every session with references or a subscription on the server.
+    channels: HashMap<SessionId, Channel>,
 }
 
 impl Subscriber {
@@ -152,11 +134,11 @@ impl Subscriber {
                 continue;
             }
             if is_reconnect {
-                let sessions: Vec<String> = self
+                let sessions: Vec<SessionId> = self
                     .channels
                     .iter()
                     .filter(|(_, c)| c.refs > 0)
-                    .filter_map(|(name, _)| keys::session_of_channel(name).map(str::to_owned))
+                    .map(|(session, _)| session.clone())
                     .collect();
                 info!(
                     sessions = sessions.len(),
@@ -201,8 +183,8 @@ impl Subscriber {
     /// Records one command in the table; Redis is told in [`Subscriber::sync`].
     fn apply(&mut self, command: Command) {
         match command {
-            Command::Subscribe { channel, ready } => {
-                let entry = self.channels.entry(channel).or_default();
+            Command::Subscribe { session, ready } => {
+                let entry = self.channels.entry(session).or_default();
                 entry.refs += 1;
                 if entry.on_server {
                     let _ = ready.send(());
@@ -210,8 +192,8 @@ impl Subscriber {
                     entry.waiters.push(ready);
                 }
             }
-            Command::Unsubscribe { channel } => {
-                if let Some(entry) = self.channels.get_mut(&channel) {
+            Command::Unsubscribe { session } => {
+                if let Some(entry) = self.channels.get_mut(&session) {
                     entry.refs = entry.refs.saturating_sub(1);
                 }
             }
@@ -221,32 +203,32 @@ impl Subscriber {
     /// Brings Redis in line with the table: unsubscribe channels nobody wants, subscribe
     /// channels somebody wants, and wake the waiters of each confirmed channel.
     async fn sync(&mut self, psink: &mut PubSubSink) -> redis::RedisResult<()> {
-        let unwanted: Vec<String> = self
+        let unwanted: Vec<SessionId> = self
             .channels
             .iter()
             .filter(|(_, c)| c.on_server && c.refs == 0)
-            .map(|(name, _)| name.clone())
+            .map(|(session, _)| session.clone())
             .collect();
         for batch in unwanted.chunks(CHANNELS_PER_COMMAND) {
-            psink.unsubscribe(batch).await?;
-            for name in batch {
-                if let Some(c) = self.channels.get_mut(name) {
+            psink.unsubscribe(channel_names(batch)).await?;
+            for session in batch {
+                if let Some(c) = self.channels.get_mut(session) {
                     c.on_server = false;
                 }
             }
         }
         self.channels.retain(|_, c| c.refs > 0 || c.on_server);
 
-        let wanted: Vec<String> = self
+        let wanted: Vec<SessionId> = self
             .channels
             .iter()
             .filter(|(_, c)| !c.on_server && c.refs > 0)
-            .map(|(name, _)| name.clone())
+            .map(|(session, _)| session.clone())
             .collect();
         for batch in wanted.chunks(CHANNELS_PER_COMMAND) {
-            psink.subscribe(batch).await?;
-            for name in batch {
-                if let Some(c) = self.channels.get_mut(name) {
+            psink.subscribe(channel_names(batch)).await?;
+            for session in batch {
+                if let Some(c) = self.channels.get_mut(session) {
                     c.on_server = true;
                     for waiter in c.waiters.drain(..) {
                         let _ = waiter.send(());
@@ -274,6 +256,10 @@ impl Subscriber {
             }
         }
     }
+}
+
+fn channel_names(sessions: &[SessionId]) -> Vec<String> {
+    sessions.iter().map(keys::stream_channel).collect()
 }
 
 /// Forwards every published message to the sink until the connection closes.

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use protocol::{ChatMessage, SessionId, StreamingState};
+use protocol::{ChatMessage, MessageId, SessionId, StreamingState, UserId};
 use redis_state::ChatState;
 use store::Store;
 use tracing::info;
 
-/// Errors of the read path.
+/// Errors of the read path, by the store that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -66,7 +66,7 @@ struct Cached {
     /// Length of the stored Redis history these messages were read from.
     len: usize,
     /// Id of the last of them: the stored list must still hold it at position `len - 1`.
-    last_id: String,
+    last_id: MessageId,
     messages: Arc<Vec<ChatMessage>>,
 }
 
@@ -83,7 +83,7 @@ pub struct Conversation {
 pub struct HistoryReader {
     state: ChatState,
     store: Store,
-    l1: moka::sync::Cache<String, Arc<Cached>>,
+    l1: moka::sync::Cache<SessionId, Arc<Cached>>,
     pub stats: Arc<CacheStats>,
 }
 
@@ -106,8 +106,8 @@ impl HistoryReader {
 
     /// The session's history and in-flight answer, as one consistent snapshot.
     pub async fn conversation(&self, session: &SessionId) -> Result<Conversation> {
-        let cached = self.l1.get(session.as_str());
-        let known = cached.as_ref().map(|c| (c.len, c.last_id.as_str()));
+        let cached = self.l1.get(session);
+        let known = cached.as_ref().map(|c| (c.len, &c.last_id));
         let mut snapshot = self.state.snapshot_since(session, known).await?;
         let mut history = match cached {
             Some(c) if known.is_some_and(|(len, _)| len > 0 && snapshot.history_from == len) => {
@@ -132,7 +132,7 @@ impl HistoryReader {
         };
         if let Some(last) = history.last() {
             self.l1.insert(
-                session.as_str().to_owned(),
+                session.clone(),
                 Arc::new(Cached {
                     len: snapshot.history_len,
                     last_id: last.message_id.clone(),
@@ -153,10 +153,10 @@ impl HistoryReader {
     pub async fn delete(&self, session: &SessionId) -> Result<usize> {
         let in_sql = self
             .store
-            .delete_history(session.as_str(), protocol::now_ms())
+            .delete_history(session, protocol::now_ms())
             .await?;
         let in_redis = self.state.delete_history(session).await?;
-        self.l1.invalidate(session.as_str());
+        self.l1.invalidate(session);
         Ok(in_redis.max(usize::try_from(in_sql).unwrap_or(usize::MAX)))
     }
 
@@ -166,7 +166,7 @@ impl HistoryReader {
     pub async fn rewarm(&self, session: &SessionId) -> Result<bool> {
         let stored: Vec<ChatMessage> = self
             .store
-            .history(session.as_str())
+            .history(session)
             .await?
             .into_iter()
             .filter(|m| m.is_complete)
@@ -180,6 +180,12 @@ impl HistoryReader {
         info!(session_id = %session, messages = stored.len(), warmed,
             "history rebuilt from SQL");
         Ok(true)
+    }
+
+    /// `user`'s sessions, most recent first, at most `limit` (from SQL: the session list is
+    /// not cached).
+    pub async fn sessions(&self, user: &UserId, limit: u32) -> Result<Vec<store::SessionSummary>> {
+        Ok(self.store.sessions(user, limit).await?)
     }
 
     pub fn store(&self) -> &Store {

@@ -1,33 +1,29 @@
 //! The conversation endpoints both binaries serve: read and delete history, list a user's
 //! sessions, cancel an answer.
 
-use std::collections::HashMap;
-
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use history::HistoryReader;
+use node::Core;
 use protocol::rest::{
-    CancelOutcome, CancelRequest, CancelResponse, DEFAULT_USER_ID, DeletedResponse,
-    HistoryResponse, SessionsResponse,
+    CancelOutcome, CancelRequest, CancelResponse, DeletedResponse, HistoryResponse,
+    SessionsResponse,
 };
-use protocol::{MessageId, SessionId, UserId};
-use redis_state::ChatState;
+use protocol::{SessionId, UserId};
+use serde::Deserialize;
 
-use crate::AppError;
+use crate::{AppError, Valid};
 
 /// Most sessions `GET /sessions` lists.
 const SESSIONS_LIMIT: u32 = 100;
 
 /// `GET`/`DELETE /history/{session_id}`, `GET /sessions?user_id=..` and `POST /cancel`, for
-/// any router state that holds a [`ChatState`] and a [`HistoryReader`].
+/// any router state that holds the node's [`Core`].
 pub fn conversation_routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
-    ChatState: FromRef<S>,
-    HistoryReader: FromRef<S>,
+    Core: FromRef<S>,
 {
     Router::new()
         .route("/history/{session_id}", get(history).delete(delete_history))
@@ -36,14 +32,14 @@ where
 }
 
 async fn history(
-    State(reader): State<HistoryReader>,
+    State(core): State<Core>,
     Path(session_id): Path<String>,
 ) -> Result<Json<HistoryResponse>, AppError> {
     let session = SessionId::parse(session_id)?;
-    let conversation = reader.conversation(&session).await?;
+    let conversation = core.history.conversation(&session).await?;
     let (messages, streaming) = (conversation.messages, conversation.streaming);
     Ok(Json(HistoryResponse {
-        session_id: session.into_string(),
+        session_id: session,
         count: messages.len(),
         messages,
         streaming,
@@ -51,47 +47,49 @@ async fn history(
 }
 
 async fn delete_history(
-    State(reader): State<HistoryReader>,
+    State(core): State<Core>,
     Path(session_id): Path<String>,
 ) -> Result<Json<DeletedResponse>, AppError> {
     let session = SessionId::parse(session_id)?;
-    let deleted = reader.delete(&session).await?;
+    let deleted = core.history.delete(&session).await?;
     Ok(Json(DeletedResponse {
         status: "deleted".into(),
-        session_id: session.into_string(),
+        session_id: session,
         deleted,
     }))
 }
 
+/// `?user_id=`, as it arrives.
+#[derive(Deserialize)]
+struct SessionsQuery {
+    user_id: Option<String>,
+}
+
 /// A user's sessions, most recent first, for a sidebar.
 async fn sessions(
-    State(reader): State<HistoryReader>,
-    Query(params): Query<HashMap<String, String>>,
+    State(core): State<Core>,
+    query: Result<Query<SessionsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SessionsResponse>, AppError> {
-    let user = UserId::parse(
-        params
-            .get("user_id")
-            .map_or(DEFAULT_USER_ID, String::as_str),
-    )?;
-    let sessions = reader
-        .store()
-        .sessions(user.as_str(), SESSIONS_LIMIT)
-        .await
-        .map_err(history::Error::from)?;
+    let Query(query) = query?;
+    let user = match query.user_id {
+        Some(raw) => UserId::parse(raw)?,
+        None => UserId::default(),
+    };
+    let sessions = core.history.sessions(&user, SESSIONS_LIMIT).await?;
     Ok(Json(SessionsResponse {
-        user_id: user.into_string(),
+        user_id: user,
         sessions,
     }))
 }
 
 async fn cancel(
-    State(state): State<ChatState>,
-    body: Result<Json<CancelRequest>, JsonRejection>,
+    State(core): State<Core>,
+    Valid(request): Valid<CancelRequest>,
 ) -> Result<(StatusCode, Json<CancelResponse>), AppError> {
-    let Json(request) = body?;
-    let session = SessionId::parse(request.session_id)?;
-    let message = MessageId::parse(request.message_id)?;
-    let outcome = state.cancel(&session, &message).await?;
+    let outcome = core
+        .state
+        .cancel(&request.session_id, &request.message_id)
+        .await?;
     let status = match outcome {
         CancelOutcome::NotFound => StatusCode::NOT_FOUND,
         CancelOutcome::Cancelling | CancelOutcome::AlreadyFinished => StatusCode::OK,
@@ -100,8 +98,8 @@ async fn cancel(
         status,
         Json(CancelResponse {
             status: outcome,
-            session_id: session.into_string(),
-            message_id: message.into_string(),
+            session_id: request.session_id,
+            message_id: request.message_id,
         }),
     ))
 }

@@ -1,8 +1,8 @@
-//! HTTP errors: a JSON body with a clear message for 4xx; 5xx are logged with their cause and
-//! answered without internals.
+//! HTTP errors: a JSON body with a clear message for 4xx; 5xx are logged with what failed and
+//! its cause, and answered without internals.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use protocol::rest::ErrorBody;
@@ -11,24 +11,25 @@ use protocol::{ErrorCode, InvalidInput};
 /// Everything a handler can fail with.
 #[derive(Debug)]
 pub enum AppError {
-    /// 400 (or 413 for a body too large).
+    /// 400 (or 413 for a body too large): the request is wrong; `message` says how.
     BadRequest { code: ErrorCode, message: String },
     /// 409: the session already streams an answer.
     Busy(String),
-    /// 503: Redis cannot be reached.
-    Unavailable(String),
-    /// 503: no AI node took the request; the text says why.
+    /// 503: a store the request needs cannot be reached. `what` names it in the log
+    /// (`Redis`, `the database`); the client is only told to try again.
+    Unavailable { what: &'static str, cause: String },
+    /// 500: something that should not happen (a bug, corrupt data). Logged, never shown.
+    Internal(String),
+    /// 503: no AI node took the chat; the text says why.
     AiUnavailable(String),
+    /// An AI node refused the chat (4xx): its status and body, passed on as they are.
+    Refused { status: StatusCode, body: ErrorBody },
 }
 
 impl From<InvalidInput> for AppError {
     fn from(e: InvalidInput) -> Self {
-        let code = match e {
-            InvalidInput::Id { .. } => ErrorCode::InvalidId,
-            _ => ErrorCode::InvalidMessage,
-        };
         AppError::BadRequest {
-            code,
+            code: e.code(),
             message: e.to_string(),
         }
     }
@@ -48,15 +49,45 @@ impl From<JsonRejection> for AppError {
     }
 }
 
-impl From<history::Error> for AppError {
-    fn from(e: history::Error) -> Self {
-        AppError::Unavailable(e.to_string())
+impl From<QueryRejection> for AppError {
+    fn from(e: QueryRejection) -> Self {
+        AppError::BadRequest {
+            code: ErrorCode::BadRequest,
+            message: e.body_text(),
+        }
     }
 }
 
 impl From<redis_state::Error> for AppError {
     fn from(e: redis_state::Error) -> Self {
-        AppError::Unavailable(e.to_string())
+        match e {
+            redis_state::Error::Redis(cause) => AppError::Unavailable {
+                what: "Redis",
+                cause: cause.to_string(),
+            },
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<store::Error> for AppError {
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::Sql(cause) => AppError::Unavailable {
+                what: "the database",
+                cause: cause.to_string(),
+            },
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<history::Error> for AppError {
+    fn from(e: history::Error) -> Self {
+        match e {
+            history::Error::Redis(e) => e.into(),
+            history::Error::Sql(e) => e.into(),
+        }
     }
 }
 
@@ -72,12 +103,20 @@ impl IntoResponse for AppError {
                 (status, code, message)
             }
             AppError::Busy(message) => (StatusCode::CONFLICT, ErrorCode::StreamActive, message),
-            AppError::Unavailable(cause) => {
-                tracing::error!(%cause, "request failed: Redis unavailable");
+            AppError::Unavailable { what, cause } => {
+                tracing::error!(%cause, "request failed: {what} unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::Unavailable,
                     "storage is unavailable; try again".to_owned(),
+                )
+            }
+            AppError::Internal(cause) => {
+                tracing::error!(%cause, "request failed: internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "internal error".to_owned(),
                 )
             }
             AppError::AiUnavailable(message) => {
@@ -88,6 +127,7 @@ impl IntoResponse for AppError {
                     message,
                 )
             }
+            AppError::Refused { status, body } => return (status, Json(body)).into_response(),
         };
         (
             status,

@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
 use crate::message::ChatMessage;
+use crate::validate::{self, InvalidInput, MessageId, SessionId, Validated};
 
 /// The answer streaming in a session when a snapshot was taken.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamingState {
-    pub message_id: String,
+    pub message_id: MessageId,
     /// Index of the last chunk included in the snapshot; -1 when no chunk was produced yet.
     pub last_index: i64,
 }
@@ -45,13 +46,13 @@ pub enum RecoveryStatus {
 pub enum ServerFrame {
     /// First frame on every socket, sent once the node is subscribed to the session.
     Welcome {
-        session_id: String,
+        session_id: SessionId,
         node_id: String,
         timestamp: i64,
     },
     /// The conversation so far, chronological, including an in-flight answer.
     History {
-        session_id: String,
+        session_id: SessionId,
         messages: Vec<ChatMessage>,
         streaming: Option<StreamingState>,
     },
@@ -62,15 +63,15 @@ pub enum ServerFrame {
     /// Answer to a `chat` frame, to that socket only: the chat was taken by an AI node, with
     /// the ids its messages will carry (the same fields `POST /api/chat` answers).
     Accepted {
-        session_id: String,
-        user_message_id: String,
-        message_id: String,
+        session_id: SessionId,
+        user_message_id: MessageId,
+        message_id: MessageId,
         node_id: String,
     },
     /// Answer to `resume`.
     Recovery {
         status: RecoveryStatus,
-        message_id: String,
+        message_id: MessageId,
         chunks: Vec<ChatMessage>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<ChatMessage>,
@@ -84,7 +85,7 @@ pub enum ServerFrame {
         timestamp: i64,
         /// The message the error is about, when there is one (e.g. a failed stream).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        message_id: Option<String>,
+        message_id: Option<MessageId>,
     },
 }
 
@@ -106,8 +107,9 @@ impl ServerFrame {
     }
 }
 
-/// Frames a client may send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Frames a client may send, validated: ids are in the id alphabet and a chat's text is trimmed
+/// and within bounds. [`ClientFrame::parse`] is the only way in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(
     tag = "type",
     rename_all = "lowercase",
@@ -115,10 +117,58 @@ impl ServerFrame {
 )]
 pub enum ClientFrame {
     Ping,
+    Auth {
+        token: String,
+    },
+    Chat {
+        message: String,
+    },
+    Cancel {
+        message_id: MessageId,
+    },
+    Resume {
+        message_id: MessageId,
+        from_index: u32,
+    },
+}
+
+/// A client frame as it arrives, before its fields are checked.
+#[derive(Debug, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "lowercase",
+    rename_all_fields = "camelCase"
+)]
+pub enum RawClientFrame {
+    Ping,
     Auth { token: String },
     Chat { message: String },
     Cancel { message_id: String },
     Resume { message_id: String, from_index: u32 },
+}
+
+impl Validated for ClientFrame {
+    type Raw = RawClientFrame;
+
+    fn validate(raw: RawClientFrame) -> Result<Self, InvalidInput> {
+        Ok(match raw {
+            RawClientFrame::Ping => ClientFrame::Ping,
+            RawClientFrame::Auth { token } => ClientFrame::Auth { token },
+            RawClientFrame::Chat { message } => ClientFrame::Chat {
+                message: validate::chat_text(&message)?.to_owned(),
+            },
+            RawClientFrame::Cancel { message_id } => ClientFrame::Cancel {
+                message_id: MessageId::parse(message_id)?,
+            },
+            RawClientFrame::Resume {
+                message_id,
+                from_index,
+            } => ClientFrame::Resume {
+                message_id: MessageId::parse(message_id)?,
+                from_index,
+            },
+        })
+    }
 }
 
 /// Why a client frame was refused.
@@ -128,10 +178,20 @@ pub struct FrameError {
     pub detail: String,
 }
 
+impl From<InvalidInput> for FrameError {
+    fn from(e: InvalidInput) -> Self {
+        FrameError {
+            code: e.code(),
+            detail: e.to_string(),
+        }
+    }
+}
+
 impl ClientFrame {
-    /// Parses a text frame, telling apart "not JSON", "unknown type" and "bad fields".
+    /// Parses and checks a text frame, telling apart "not JSON", "unknown type", "bad fields"
+    /// and each kind of invalid input.
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
-        serde_json::from_str(text).map_err(|e| {
+        let raw = serde_json::from_str::<RawClientFrame>(text).map_err(|e| {
             #[derive(Deserialize)]
             struct Tagged {
                 #[serde(rename = "type")]
@@ -156,7 +216,8 @@ impl ClientFrame {
                     detail: "frame is not valid JSON".into(),
                 },
             }
-        })
+        })?;
+        Ok(ClientFrame::validate(raw)?)
     }
 }
 
@@ -164,16 +225,17 @@ impl ClientFrame {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LiveFrame {
     /// A chunk of an answer being streamed.
-    Chunk { message_id: String, index: u32 },
+    Chunk { message_id: MessageId, index: u32 },
     /// A complete message: a user message or an answer's final frame.
-    Complete { message_id: String },
+    Complete { message_id: MessageId },
     /// Anything else (an `error` frame about a stream, say): forwarded as is.
     Other,
 }
 
 /// Reads the few fields of a published frame that deduplication needs.
 ///
-/// Returns `None` when the payload is not a JSON frame at all (it is then dropped).
+/// Returns `None` when the payload is not a JSON frame at all, or names a message id outside
+/// the id alphabet (it is then dropped).
 pub fn peek_live_frame(payload: &[u8]) -> Option<LiveFrame> {
     #[derive(Deserialize)]
     struct Peek<'a> {
@@ -193,9 +255,10 @@ pub fn peek_live_frame(payload: &[u8]) -> Option<LiveFrame> {
         is_complete: bool,
     }
     let peek: Peek<'_> = serde_json::from_slice(payload).ok()?;
+    let id = |raw: std::borrow::Cow<'_, str>| MessageId::parse(raw.into_owned()).ok();
     Some(match (peek.kind.as_ref(), peek.data) {
         ("message", Some(data)) if data.is_complete => LiveFrame::Complete {
-            message_id: data.message_id.into_owned(),
+            message_id: id(data.message_id)?,
         },
         (
             "message",
@@ -205,7 +268,7 @@ pub fn peek_live_frame(payload: &[u8]) -> Option<LiveFrame> {
                 ..
             }),
         ) => LiveFrame::Chunk {
-            message_id: message_id.into_owned(),
+            message_id: id(message_id)?,
             index,
         },
         _ => LiveFrame::Other,
@@ -216,12 +279,21 @@ pub fn peek_live_frame(payload: &[u8]) -> Option<LiveFrame> {
 mod tests {
     use super::*;
     use crate::message::{MessageStatus, Role};
+    use crate::validate::UserId;
+
+    fn mid(s: &str) -> MessageId {
+        MessageId::parse(s).unwrap()
+    }
+
+    fn sid(s: &str) -> SessionId {
+        SessionId::parse(s).unwrap()
+    }
 
     fn answer() -> ChatMessage {
         ChatMessage {
-            message_id: "m1".into(),
-            session_id: "s1".into(),
-            user_id: "u1".into(),
+            message_id: mid("m1"),
+            session_id: sid("s1"),
+            user_id: UserId::parse("u1").unwrap(),
             role: Role::Assistant,
             content: String::new(),
             timestamp: 5,
@@ -236,7 +308,7 @@ mod tests {
     #[test]
     fn server_frames_use_type_tag_and_camel_case() {
         let welcome = ServerFrame::Welcome {
-            session_id: "s".into(),
+            session_id: sid("s"),
             node_id: "n".into(),
             timestamp: 1,
         };
@@ -245,10 +317,10 @@ mod tests {
             r#"{"type":"welcome","sessionId":"s","nodeId":"n","timestamp":1}"#
         );
         let history = ServerFrame::History {
-            session_id: "s".into(),
+            session_id: sid("s"),
             messages: vec![],
             streaming: Some(StreamingState {
-                message_id: "m".into(),
+                message_id: mid("m"),
                 last_index: -1,
             }),
         };
@@ -271,9 +343,16 @@ mod tests {
         assert_eq!(
             ClientFrame::parse(r#"{"type":"resume","messageId":"m","fromIndex":3}"#),
             Ok(ClientFrame::Resume {
-                message_id: "m".into(),
+                message_id: mid("m"),
                 from_index: 3
             })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"chat","message":"  hi  "}"#),
+            Ok(ClientFrame::Chat {
+                message: "hi".into()
+            }),
+            "a chat's text is trimmed on the way in"
         );
         let code = |t: &str| ClientFrame::parse(t).unwrap_err().code;
         assert_eq!(code("not json"), ErrorCode::InvalidJson);
@@ -283,6 +362,18 @@ mod tests {
         assert_eq!(
             code(r#"{"type":"resume","messageId":"m","fromIndex":-1}"#),
             ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"cancel","messageId":"a:b"}"#),
+            ErrorCode::InvalidId
+        );
+        assert_eq!(
+            code(r#"{"type":"resume","messageId":"","fromIndex":0}"#),
+            ErrorCode::InvalidId
+        );
+        assert_eq!(
+            code(r#"{"type":"chat","message":" \n "}"#),
+            ErrorCode::InvalidMessage
         );
     }
 
@@ -296,7 +387,7 @@ mod tests {
         assert_eq!(
             peek_live_frame(chunk.as_bytes()),
             Some(LiveFrame::Chunk {
-                message_id: "m1".into(),
+                message_id: mid("m1"),
                 index: 7
             })
         );
@@ -307,7 +398,7 @@ mod tests {
         assert_eq!(
             peek_live_frame(done.as_bytes()),
             Some(LiveFrame::Complete {
-                message_id: "m1".into()
+                message_id: mid("m1")
             })
         );
         let err = ServerFrame::error(ErrorCode::StreamFailed, "x").to_json();

@@ -13,8 +13,10 @@
 //!   message-text rule.
 //! - [`keys`]: every Redis key and channel name, in one place.
 //! - [`error`]: the error codes that `error` frames and 4xx bodies carry.
+//! - [`events`]: the names of lifecycle events (audit trail, domain events).
 
 pub mod error;
+pub mod events;
 pub mod frames;
 pub mod keys;
 pub mod message;
@@ -22,9 +24,10 @@ pub mod rest;
 pub mod validate;
 
 pub use error::ErrorCode;
+pub use events::EventType;
 pub use frames::{ClientFrame, LiveFrame, RecoveryStatus, ServerFrame, StreamingState};
 pub use message::{ChatMessage, MessageStatus, Role};
-pub use validate::{InvalidInput, MessageId, SessionId, UserId};
+pub use validate::{InvalidInput, MessageId, SessionId, UserId, Validated};
 
 /// Milliseconds since the Unix epoch, the unit of every `timestamp` field.
 pub fn now_ms() -> i64 {

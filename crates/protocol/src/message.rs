@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::validate::{MessageId, SessionId, UserId};
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,9 +43,9 @@ impl MessageStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatMessage {
-    pub message_id: String,
-    pub session_id: String,
-    pub user_id: String,
+    pub message_id: MessageId,
+    pub session_id: SessionId,
+    pub user_id: UserId,
     pub role: Role,
     /// Full text; omitted from chunk frames, which carry only `chunk`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -92,9 +94,9 @@ mod tests {
 
     fn sample() -> ChatMessage {
         ChatMessage {
-            message_id: "m1".into(),
-            session_id: "s1".into(),
-            user_id: "u1".into(),
+            message_id: MessageId::parse("m1").unwrap(),
+            session_id: SessionId::parse("s1").unwrap(),
+            user_id: UserId::parse("u1").unwrap(),
             role: Role::Assistant,
             content: String::new(),
             timestamp: 1,
@@ -127,5 +129,13 @@ mod tests {
         assert!(json.get("chunk").is_none());
         let back: ChatMessage = serde_json::from_value(json).unwrap();
         assert_eq!(back, done);
+    }
+
+    /// A stored or published message with an id outside the alphabet does not deserialize.
+    #[test]
+    fn a_message_with_a_bad_id_does_not_deserialize() {
+        let mut json = serde_json::to_value(sample()).unwrap();
+        json["sessionId"] = "a:b".into();
+        assert!(serde_json::from_value::<ChatMessage>(json).is_err());
     }
 }

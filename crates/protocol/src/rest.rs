@@ -7,22 +7,53 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorCode;
 use crate::frames::StreamingState;
 use crate::message::ChatMessage;
+use crate::validate::{
+    self, DEFAULT_USER_ID, InvalidInput, MessageId, SessionId, UserId, Validated,
+};
 
-/// The user id used when a client does not send one (the seed's default).
-pub const DEFAULT_USER_ID: &str = "default_user";
+/// `POST /chat` (AI) and `POST /api/chat` (gateway), validated: typed ids, and the message
+/// trimmed and within bounds. Arrives as [`RawChatRequest`] (see [`Validated`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawChatRequest")]
+pub struct ChatRequest {
+    pub session_id: SessionId,
+    pub message: String,
+    pub user_id: UserId,
+}
+
+/// A chat request as it arrives; `user_id` defaults to [`DEFAULT_USER_ID`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawChatRequest {
+    pub session_id: String,
+    pub message: String,
+    #[serde(default = "default_user")]
+    pub user_id: String,
+}
 
 fn default_user() -> String {
     DEFAULT_USER_ID.to_owned()
 }
 
-/// `POST /chat` (AI) and `POST /api/chat` (gateway). Fields are validated by the handler so that
-/// each gets its own clear error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatRequest {
-    pub session_id: String,
-    pub message: String,
-    #[serde(default = "default_user")]
-    pub user_id: String,
+impl Validated for ChatRequest {
+    type Raw = RawChatRequest;
+
+    fn validate(raw: RawChatRequest) -> Result<Self, InvalidInput> {
+        let session_id = SessionId::parse(raw.session_id)?;
+        let user_id = UserId::parse(raw.user_id)?;
+        let message = validate::chat_text(&raw.message)?.to_owned();
+        Ok(ChatRequest {
+            session_id,
+            message,
+            user_id,
+        })
+    }
+}
+
+impl TryFrom<RawChatRequest> for ChatRequest {
+    type Error = InvalidInput;
+    fn try_from(raw: RawChatRequest) -> Result<Self, InvalidInput> {
+        Self::validate(raw)
+    }
 }
 
 /// 202 answer to a chat: the stream has been started.
@@ -30,20 +61,46 @@ pub struct ChatRequest {
 pub struct ChatAccepted {
     /// Always `"accepted"`.
     pub status: String,
-    pub session_id: String,
+    pub session_id: SessionId,
     /// Id of the user message just stored.
-    pub user_message_id: String,
+    pub user_message_id: MessageId,
     /// Id of the assistant message that is streaming.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// The AI node producing the answer.
     pub node_id: String,
 }
 
-/// `POST /cancel` and `POST /api/cancel`.
+/// `POST /cancel` and `POST /api/cancel`, validated. Arrives as [`RawCancelRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawCancelRequest")]
 pub struct CancelRequest {
+    pub session_id: SessionId,
+    pub message_id: MessageId,
+}
+
+/// A cancel request as it arrives.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawCancelRequest {
     pub session_id: String,
     pub message_id: String,
+}
+
+impl Validated for CancelRequest {
+    type Raw = RawCancelRequest;
+
+    fn validate(raw: RawCancelRequest) -> Result<Self, InvalidInput> {
+        Ok(CancelRequest {
+            session_id: SessionId::parse(raw.session_id)?,
+            message_id: MessageId::parse(raw.message_id)?,
+        })
+    }
+}
+
+impl TryFrom<RawCancelRequest> for CancelRequest {
+    type Error = InvalidInput;
+    fn try_from(raw: RawCancelRequest) -> Result<Self, InvalidInput> {
+        Self::validate(raw)
+    }
 }
 
 /// What a cancel request found.
@@ -62,14 +119,14 @@ pub enum CancelOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancelResponse {
     pub status: CancelOutcome,
-    pub session_id: String,
-    pub message_id: String,
+    pub session_id: SessionId,
+    pub message_id: MessageId,
 }
 
 /// `GET /history/{sid}` and `GET /api/history/{sid}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryResponse {
-    pub session_id: String,
+    pub session_id: SessionId,
     /// Chronological; an in-flight answer is last, with `isComplete: false`.
     pub messages: Vec<ChatMessage>,
     pub count: usize,
@@ -81,7 +138,7 @@ pub struct HistoryResponse {
 pub struct DeletedResponse {
     /// Always `"deleted"`.
     pub status: String,
-    pub session_id: String,
+    pub session_id: SessionId,
     /// How many stored messages were removed.
     pub deleted: usize,
 }
@@ -89,14 +146,14 @@ pub struct DeletedResponse {
 /// `GET /api/sessions?user_id=..`: a user's sessions, most recent first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionsResponse {
-    pub user_id: String,
+    pub user_id: UserId,
     pub sessions: Vec<SessionSummary>,
 }
 
 /// One session in a sidebar.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSummary {
-    pub session_id: String,
+    pub session_id: SessionId,
     /// The session's first user message, shortened.
     pub title: String,
     /// Milliseconds since the epoch.
@@ -127,4 +184,37 @@ pub struct ServiceInfo {
     pub version: String,
     pub node_id: String,
     pub endpoints: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chat body is checked field by field, in order, each refusal keeping its own reason;
+    /// `user_id` defaults to the seed's default user.
+    #[test]
+    fn chat_requests_are_validated_field_by_field() {
+        let raw = |json: &str| serde_json::from_str::<RawChatRequest>(json).unwrap();
+        let ok = ChatRequest::validate(raw(r#"{"session_id":"s","message":" hi "}"#)).unwrap();
+        assert_eq!(ok.message, "hi");
+        assert_eq!(ok.user_id, UserId::default());
+        let refused = |json: &str| ChatRequest::validate(raw(json)).unwrap_err().code();
+        assert_eq!(
+            refused(r#"{"session_id":"a:b","message":""}"#),
+            ErrorCode::InvalidId,
+            "the session id is checked first"
+        );
+        assert_eq!(
+            refused(r#"{"session_id":"s","message":"","user_id":"a b"}"#),
+            ErrorCode::InvalidId
+        );
+        assert_eq!(
+            refused(r#"{"session_id":"s","message":"  "}"#),
+            ErrorCode::InvalidMessage
+        );
+        // Deserializing the typed form runs the same checks.
+        assert!(
+            serde_json::from_str::<ChatRequest>(r#"{"session_id":"*","message":"x"}"#).is_err()
+        );
+    }
 }

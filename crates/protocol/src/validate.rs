@@ -4,9 +4,13 @@
 //! `/` or whitespace is rejected here, once, and the rest of the code only ever sees the
 //! validated newtypes.
 
+use std::borrow::Borrow;
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorCode;
 
 /// Longest id accepted, in characters.
 pub const MAX_ID_LEN: usize = 64;
@@ -22,6 +26,18 @@ pub enum InvalidInput {
     EmptyMessage,
     #[error("message is {chars} characters long; the limit is {MAX_MESSAGE_CHARS}")]
     MessageTooLong { chars: usize },
+}
+
+impl InvalidInput {
+    /// The error code a client is told.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            InvalidInput::Id { .. } => ErrorCode::InvalidId,
+            InvalidInput::EmptyMessage | InvalidInput::MessageTooLong { .. } => {
+                ErrorCode::InvalidMessage
+            }
+        }
+    }
 }
 
 fn is_id(value: &str) -> bool {
@@ -70,6 +86,21 @@ macro_rules! id_type {
             }
         }
 
+        /// Lets maps keyed by the id be looked up with a plain `&str` (a channel name's tail,
+        /// say) without building an id first.
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidInput;
+            fn try_from(value: String) -> Result<Self, InvalidInput> {
+                Self::parse(value)
+            }
+        }
+
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let raw = String::deserialize(d)?;
@@ -101,6 +132,31 @@ impl MessageId {
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
     }
+}
+
+/// The user id used when a client does not send one (the seed's default).
+pub const DEFAULT_USER_ID: &str = "default_user";
+
+impl Default for UserId {
+    /// [`DEFAULT_USER_ID`].
+    fn default() -> Self {
+        Self(DEFAULT_USER_ID.to_owned())
+    }
+}
+
+/// An input that arrives as loose JSON and is checked field by field on the way in.
+///
+/// `Raw` is what a client may send (plain strings); [`Validated::validate`] turns it into the
+/// typed form, the only one the rest of the code sees. Keeping the two apart, instead of failing
+/// inside the deserializer, lets each refusal keep its own [`InvalidInput`] (and so its own
+/// error code); the HTTP layer's `Valid` extractor and [`crate::ClientFrame::parse`] both work
+/// this way.
+pub trait Validated: Sized {
+    /// The shape on the wire.
+    type Raw: DeserializeOwned;
+
+    /// Checks every field, in the order a client would fix them.
+    fn validate(raw: Self::Raw) -> Result<Self, InvalidInput>;
 }
 
 /// Trims a chat message and checks its length: 1..=5000 characters after trimming.

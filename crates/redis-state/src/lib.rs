@@ -39,10 +39,15 @@ pub const REAPER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 /// Errors of the Redis state.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Redis could not be reached, or refused a command.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// A script answered something this code does not expect (a bug, or a foreign key).
     #[error("unexpected reply from a script: {0}")]
     Reply(String),
+    /// A message could not be turned into JSON to be stored.
+    #[error("encoding a message as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -13,7 +13,7 @@ pub enum StartOutcome {
     /// The lease was taken, the user message stored and published.
     Started(StreamHandle),
     /// Another answer holds the session's lease.
-    Busy { active_message_id: String },
+    Busy { active_message_id: MessageId },
     /// Redis has no history for the session (it expired or was flushed) and the caller asked
     /// to be told: nothing was written.
     HistoryMissing,
@@ -53,10 +53,9 @@ impl ChatState {
         lease_secs: u64,
         require_history: bool,
     ) -> Result<StartOutcome> {
-        let message = MessageId::parse(answer.message_id.clone())
-            .map_err(|e| Error::Reply(format!("answer id: {e}")))?;
-        let user_json = serde_json::to_string(user).map_err(|e| Error::Reply(e.to_string()))?;
-        let record = serde_json::to_string(&answer).map_err(|e| Error::Reply(e.to_string()))?;
+        let message = answer.message_id.clone();
+        let user_json = serde_json::to_string(user)?;
+        let record = serde_json::to_string(&answer)?;
         let frame = ServerFrame::Message { data: user.clone() }.to_json();
         let (started, active): (i64, String) = self
             .scripts()
@@ -87,7 +86,8 @@ impl ChatState {
             })
         } else {
             StartOutcome::Busy {
-                active_message_id: active,
+                active_message_id: MessageId::parse(active.as_str())
+                    .map_err(|_| Error::Reply(format!("the lease names {active:?}")))?,
             }
         })
     }
@@ -144,7 +144,7 @@ impl ChatState {
         status: MessageStatus,
     ) -> Result<bool> {
         let done = stream.answer.finished(content, status);
-        let json = serde_json::to_string(&done).map_err(|e| Error::Reply(e.to_string()))?;
+        let json = serde_json::to_string(&done)?;
         let frame = ServerFrame::Message { data: done }.to_json();
         let ended: i64 = self
             .scripts()

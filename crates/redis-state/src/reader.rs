@@ -29,15 +29,6 @@ pub struct InFlight {
     pub last_index: i64,
 }
 
-impl Snapshot {
-    /// The `history` frame's fields: every message (the in-flight one last) and the stream state.
-    pub fn into_messages(self) -> (Vec<ChatMessage>, Option<StreamingState>) {
-        let mut messages = self.history;
-        let streaming = self.streaming.map(|f| f.append_to(&mut messages));
-        (messages, streaming)
-    }
-}
-
 impl InFlight {
     /// Appends the in-flight answer to `messages` (it is always last) and returns the
     /// `streaming` state that names it.
@@ -77,9 +68,9 @@ impl ChatState {
     pub async fn snapshot_since(
         &self,
         session: &SessionId,
-        known: Option<(usize, &str)>,
+        known: Option<(usize, &MessageId)>,
     ) -> Result<Snapshot> {
-        let (known_len, known_id) = known.unwrap_or((0, ""));
+        let (known_len, known_id) = known.map_or((0, ""), |(len, id)| (len, id.as_str()));
         let reply: Vec<Value> = self
             .scripts()
             .snapshot
@@ -112,9 +103,11 @@ impl ChatState {
         };
         let record = parts.next().map(optional_string).transpose()?.flatten();
         let chunks = parts.next().map(strings).transpose()?.unwrap_or_default();
+        let message_id = MessageId::parse(message_id.as_str())
+            .map_err(|_| Error::Reply(format!("the lease names {message_id:?}")))?;
         let mut message = record
             .and_then(|json| parse_message(&json, session))
-            .unwrap_or_else(|| placeholder_answer(session, &message_id));
+            .unwrap_or_else(|| placeholder_answer(session, message_id));
         message.content = chunks.concat();
         message.is_complete = false;
         message.status = MessageStatus::Streaming;
@@ -142,8 +135,7 @@ impl ChatState {
         let mut invocation = self.scripts().warm.key(keys::history(session));
         invocation.arg(keys::HISTORY_TTL_SECS);
         for message in messages {
-            invocation
-                .arg(serde_json::to_string(message).map_err(|e| Error::Reply(e.to_string()))?);
+            invocation.arg(serde_json::to_string(message)?);
         }
         let warmed: i64 = invocation.invoke_async(&mut self.conn()).await?;
         Ok(warmed == 1)
@@ -204,12 +196,13 @@ pub(crate) fn parse_message(json: &str, session: &SessionId) -> Option<ChatMessa
     }
 }
 
-/// The answer when its record has vanished but its lease has not (it expired on its own).
-fn placeholder_answer(session: &SessionId, message_id: &str) -> ChatMessage {
+/// The answer when its record has vanished but its lease has not (it expired on its own); the
+/// user it answers is unknown.
+fn placeholder_answer(session: &SessionId, message_id: MessageId) -> ChatMessage {
     ChatMessage {
-        message_id: message_id.to_owned(),
-        session_id: session.to_string(),
-        user_id: String::new(),
+        message_id,
+        session_id: session.clone(),
+        user_id: protocol::UserId::default(),
         role: protocol::Role::Assistant,
         content: String::new(),
         timestamp: 0,

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::reader::parse_message;
-use crate::{ChatState, Error, Result};
+use crate::{ChatState, Result};
 
 /// What the `error` frame of a failed answer says.
 pub const STREAM_FAILED_TEXT: &str =
@@ -68,12 +68,12 @@ impl ChatState {
             return Ok(None);
         }
         let done = answer.finished(chunks.concat(), MessageStatus::Failed);
-        let json = serde_json::to_string(&done).map_err(|e| Error::Reply(e.to_string()))?;
+        let json = serde_json::to_string(&done)?;
         let error = ServerFrame::Error {
             error: STREAM_FAILED_TEXT.to_owned(),
             code: ErrorCode::StreamFailed,
             timestamp: protocol::now_ms(),
-            message_id: Some(message.to_string()),
+            message_id: Some(message.clone()),
         }
         .to_json();
         let frame = ServerFrame::Message { data: done.clone() }.to_json();

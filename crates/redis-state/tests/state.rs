@@ -2,15 +2,17 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use protocol::{ChatMessage, MessageId, MessageStatus, Role, SessionId, rest::CancelOutcome};
+use protocol::{
+    ChatMessage, MessageId, MessageStatus, Role, SessionId, UserId, rest::CancelOutcome,
+};
 use redis_state::{ChatState, ChunkOutcome, Recovery, StartOutcome, StreamHandle};
 use testkit::RedisServer;
 
 fn message(session: &SessionId, role: Role, content: &str) -> ChatMessage {
     ChatMessage {
-        message_id: MessageId::random().into_string(),
-        session_id: session.to_string(),
-        user_id: "u1".into(),
+        message_id: MessageId::random(),
+        session_id: session.clone(),
+        user_id: UserId::parse("u1").unwrap(),
         role,
         content: content.into(),
         timestamp: protocol::now_ms(),
@@ -57,7 +59,7 @@ async fn second_stream_in_a_session_is_busy() {
     assert_eq!(
         outcome,
         StartOutcome::Busy {
-            active_message_id: first.message.to_string()
+            active_message_id: first.message.clone()
         }
     );
     // The refused user message was not stored.
@@ -86,7 +88,9 @@ async fn snapshot_shows_partial_answer_then_final_history() {
         state.append_chunk(&stream, 2, "!", 10).await.unwrap(),
         ChunkOutcome::Appended
     );
-    let (messages, streaming) = state.snapshot(&sid).await.unwrap().into_messages();
+    let snapshot = state.snapshot(&sid).await.unwrap();
+    let mut messages = snapshot.history;
+    let streaming = snapshot.streaming.map(|f| f.append_to(&mut messages));
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[1].content, "Hi there!");
     assert!(!messages[1].is_complete);
@@ -218,7 +222,6 @@ async fn recovery_covers_every_status() {
     let user_id = state.snapshot(&sid).await.unwrap().history[0]
         .message_id
         .clone();
-    let user_id = MessageId::parse(user_id).unwrap();
     assert_eq!(
         state.recover(&sid, &user_id, 0).await.unwrap(),
         Recovery::NotFound

@@ -1,7 +1,7 @@
 //! Start-up and shutdown plumbing shared by the binaries.
 //!
 //! # Layout
-//! - [`env`]: reading the seed's environment variables (`REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`).
+//! - [`env`]: reading settings from environment variables, with errors naming the variable.
 //! - [`telemetry`]: `tracing` with an `EnvFilter` from `LOG_LEVEL`, every line carrying the
 //!   node id.
 //! - [`net`]: listening sockets with a deep backlog.

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use protocol::{ChatMessage, MessageStatus, Role};
+use protocol::{ChatMessage, EventType, MessageId, MessageStatus, Role, SessionId, UserId};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
@@ -25,6 +25,7 @@ pub use writer::{StoreWriter, WriterStats};
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The database could not be reached, or refused a statement.
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("migrations: {0}")]
@@ -33,6 +34,9 @@ pub enum Error {
     Url(String),
     #[error("creating the database directory: {0}")]
     Io(#[from] std::io::Error),
+    /// A stored row holds a value no writer of this code makes (an id outside the alphabet).
+    #[error("a stored row is invalid: {0}")]
+    Corrupt(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -47,18 +51,29 @@ const SQLITE_PRAGMAS: &str =
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+enum Backend {
     Sqlite,
     Postgres,
 }
 
 pub use protocol::rest::SessionSummary;
 
+/// One streamed chunk of an answer, as the `stream_chunk` table keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRow {
+    pub message_id: MessageId,
+    /// Position in its answer: 0, 1, 2, ...
+    pub index: u32,
+    /// The text this chunk adds.
+    pub delta: String,
+    /// When it was produced (ms since the epoch).
+    pub at: i64,
+}
+
 /// The SQL store. Cheap to clone (a pool).
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    backend: Backend,
 }
 
 impl Store {
@@ -84,24 +99,12 @@ impl Store {
         }
         let pool = options.connect(&url).await?;
         migrate(&pool).await?;
-        Ok(Store { pool, backend })
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
+        Ok(Store { pool })
     }
 
     /// A trivial query, for health checks.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Inserts `message`, or updates its content, status and update time if it exists.
-    pub async fn save_message(&self, message: &ChatMessage) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        upsert_message(&mut *tx, message).await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -117,9 +120,9 @@ impl Store {
              VALUES ($1, $2, $3, $4, 'active', $5, $6) \
              ON CONFLICT (session_id) DO UPDATE SET last_activity_time = excluded.last_activity_time",
         )
-        .bind(&message.session_id)
-        .bind(&message.user_id)
-        .bind(&message.session_id)
+        .bind(message.session_id.as_str())
+        .bind(message.user_id.as_str())
+        .bind(message.session_id.as_str())
         .bind(title)
         .bind(message.timestamp)
         .bind(message.timestamp)
@@ -128,8 +131,8 @@ impl Store {
         audit(
             &mut *tx,
             &message.session_id,
-            "CHAT_MESSAGE",
-            &message.message_id,
+            EventType::ChatMessage,
+            Some(&message.message_id),
             message.timestamp,
         )
         .await?;
@@ -138,20 +141,25 @@ impl Store {
     }
 
     /// Records a lifecycle event of an answer: the message as it now is, the session's last
-    /// activity, and an audit row, in one transaction.
-    pub async fn record_answer(&self, message: &ChatMessage, event: &str, at: i64) -> Result<()> {
+    /// activity, and an audit row, in one transaction. A retry changes nothing more.
+    pub async fn record_answer(
+        &self,
+        message: &ChatMessage,
+        event: EventType,
+        at: i64,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         upsert_message(&mut *tx, message).await?;
         sqlx::query("UPDATE chat_session SET last_activity_time = $1 WHERE session_id = $2")
             .bind(at)
-            .bind(&message.session_id)
+            .bind(message.session_id.as_str())
             .execute(&mut *tx)
             .await?;
         audit(
             &mut *tx,
             &message.session_id,
             event,
-            &message.message_id,
+            Some(&message.message_id),
             at,
         )
         .await?;
@@ -159,23 +167,22 @@ impl Store {
         Ok(())
     }
 
-    /// Stores chunk rows `(message_id, index, delta, timestamp)` in one transaction; rows
-    /// already stored are skipped.
-    pub async fn append_chunks(&self, rows: &[(String, u32, String, i64)]) -> Result<()> {
+    /// Stores chunk rows in one transaction; rows already stored are skipped.
+    pub async fn append_chunks(&self, rows: &[ChunkRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for (message_id, index, delta, at) in rows {
+        for row in rows {
             sqlx::query(
                 "INSERT INTO stream_chunk (id, message_id, chunk_index, content, timestamp) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
             )
-            .bind(format!("{message_id}:{index}"))
-            .bind(message_id)
-            .bind(i64::from(*index))
-            .bind(delta)
-            .bind(*at)
+            .bind(format!("{}:{}", row.message_id, row.index))
+            .bind(row.message_id.as_str())
+            .bind(i64::from(row.index))
+            .bind(row.delta.as_str())
+            .bind(row.at)
             .execute(&mut *tx)
             .await?;
         }
@@ -184,34 +191,34 @@ impl Store {
     }
 
     /// A session's messages in conversation order (a user message before the answer it got).
-    pub async fn history(&self, session_id: &str) -> Result<Vec<ChatMessage>> {
+    pub async fn history(&self, session_id: &SessionId) -> Result<Vec<ChatMessage>> {
         let rows = sqlx::query(
             "SELECT id, conversation_id, user_id, role, content, status, created_at \
              FROM message WHERE conversation_id = $1 AND created_at > COALESCE( \
                (SELECT NULLIF(cleared_at, 0) FROM chat_session WHERE session_id = $2), -1) \
              ORDER BY created_at, CASE role WHEN 'user' THEN 0 ELSE 1 END, id",
         )
-        .bind(session_id)
-        .bind(session_id)
+        .bind(session_id.as_str())
+        .bind(session_id.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(message_from_row).collect()
     }
 
     /// `user_id`'s sessions, most recent first.
-    pub async fn sessions(&self, user_id: &str, limit: u32) -> Result<Vec<SessionSummary>> {
+    pub async fn sessions(&self, user_id: &UserId, limit: u32) -> Result<Vec<SessionSummary>> {
         let rows = sqlx::query(
             "SELECT session_id, title, last_activity_time, start_time FROM chat_session \
              WHERE user_id = $1 ORDER BY last_activity_time DESC, session_id LIMIT $2",
         )
-        .bind(user_id)
+        .bind(user_id.as_str())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| {
                 Ok(SessionSummary {
-                    session_id: row.try_get("session_id")?,
+                    session_id: id_from(row, "session_id")?,
                     title: row.try_get("title")?,
                     last_activity_time: row.try_get("last_activity_time")?,
                     start_time: row.try_get("start_time")?,
@@ -223,37 +230,63 @@ impl Store {
     /// Deletes a session's messages and their chunks (the session row and the audit trail
     /// stay), and marks the session cleared at `at`, so that messages created until then stay
     /// hidden even if a write queued earlier lands later. Returns how many messages were deleted.
-    pub async fn delete_history(&self, session_id: &str, at: i64) -> Result<u64> {
+    pub async fn delete_history(&self, session_id: &SessionId, at: i64) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "DELETE FROM stream_chunk WHERE message_id IN \
              (SELECT id FROM message WHERE conversation_id = $1)",
         )
-        .bind(session_id)
+        .bind(session_id.as_str())
         .execute(&mut *tx)
         .await?;
         let deleted = sqlx::query("DELETE FROM message WHERE conversation_id = $1")
-            .bind(session_id)
+            .bind(session_id.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
         sqlx::query("UPDATE chat_session SET cleared_at = $1 WHERE session_id = $2")
             .bind(at)
-            .bind(session_id)
+            .bind(session_id.as_str())
             .execute(&mut *tx)
             .await?;
-        audit(&mut *tx, session_id, "HISTORY_DELETED", "", at).await?;
+        audit(&mut *tx, session_id, EventType::HistoryDeleted, None, at).await?;
         tx.commit().await?;
         Ok(deleted)
     }
+}
 
-    /// Number of stored chunk rows of a message (for tests and checks).
-    pub async fn chunk_count(&self, message_id: &str) -> Result<i64> {
+/// Queries that only tests and checks ask: what the writer has stored.
+#[cfg(any(test, feature = "test-support"))]
+impl Store {
+    /// Number of stored chunk rows of a message.
+    pub async fn chunk_count(&self, message_id: &MessageId) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM stream_chunk WHERE message_id = $1")
-            .bind(message_id)
+            .bind(message_id.as_str())
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get("n")?)
+    }
+
+    /// The audit trail of a session: `(event type, message id)` in the order written.
+    pub async fn audit_trail(&self, session_id: &SessionId) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT event_type, event_data FROM audit_log WHERE session_id = $1 \
+             ORDER BY timestamp, id",
+        )
+        .bind(session_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let data: String = row.try_get("event_data")?;
+                let data: serde_json::Value =
+                    serde_json::from_str(&data).map_err(|e| Error::Corrupt(e.to_string()))?;
+                Ok((
+                    row.try_get("event_type")?,
+                    data["messageId"].as_str().unwrap_or_default().to_owned(),
+                ))
+            })
+            .collect()
     }
 }
 
@@ -285,9 +318,9 @@ where
          ON CONFLICT (id) DO UPDATE SET content = excluded.content, status = excluded.status, \
            updated_at = excluded.updated_at",
     )
-    .bind(&m.message_id)
-    .bind(&m.session_id)
-    .bind(&m.user_id)
+    .bind(m.message_id.as_str())
+    .bind(m.session_id.as_str())
+    .bind(m.user_id.as_str())
     .bind(role_text(m.role))
     .bind(&m.content)
     .bind(status_text(m.status))
@@ -298,25 +331,32 @@ where
     Ok(())
 }
 
+/// Writes one audit row. Its id is made from what it records (the event and its message, or
+/// the session and time for an event without a message), so a retried write is a no-op rather
+/// than a second row.
 async fn audit<'c, E>(
     executor: E,
-    session: &str,
-    event: &str,
-    message_id: &str,
+    session: &SessionId,
+    event: EventType,
+    message_id: Option<&MessageId>,
     at: i64,
 ) -> Result<()>
 where
     E: Executor<'c, Database = sqlx::Any>,
 {
-    let data = serde_json::json!({ "messageId": message_id }).to_string();
+    let id = match message_id {
+        Some(message) => format!("{event}:{message}"),
+        None => format!("{event}:{session}:{at}"),
+    };
+    let data = serde_json::json!({ "messageId": message_id.map_or("", MessageId::as_str) });
     sqlx::query(
         "INSERT INTO audit_log (id, session_id, event_type, event_data, timestamp) \
-         VALUES ($1, $2, $3, $4, $5)",
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
     )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(session)
-    .bind(event)
-    .bind(data)
+    .bind(id)
+    .bind(session.as_str())
+    .bind(event.as_str())
+    .bind(data.to_string())
     .bind(at)
     .execute(executor)
     .await?;
@@ -326,9 +366,9 @@ where
 fn message_from_row(row: &AnyRow) -> Result<ChatMessage> {
     let status = status_from(&row.try_get::<String, _>("status")?);
     Ok(ChatMessage {
-        message_id: row.try_get("id")?,
-        session_id: row.try_get("conversation_id")?,
-        user_id: row.try_get("user_id")?,
+        message_id: id_from(row, "id")?,
+        session_id: id_from(row, "conversation_id")?,
+        user_id: id_from(row, "user_id")?,
         role: role_from(&row.try_get::<String, _>("role")?),
         content: row.try_get("content")?,
         timestamp: row.try_get("created_at")?,
@@ -337,6 +377,15 @@ fn message_from_row(row: &AnyRow) -> Result<ChatMessage> {
         index: None,
         chunk: None,
     })
+}
+
+/// Reads column `column` as one of the id types.
+fn id_from<T>(row: &AnyRow, column: &str) -> Result<T>
+where
+    T: TryFrom<String, Error = protocol::InvalidInput>,
+{
+    let raw: String = row.try_get(column)?;
+    T::try_from(raw).map_err(|e| Error::Corrupt(format!("{column}: {e}")))
 }
 
 fn role_text(role: Role) -> &'static str {

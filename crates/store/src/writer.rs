@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use protocol::ChatMessage;
+use protocol::{ChatMessage, EventType, MessageId};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use crate::Store;
+use crate::{ChunkRow, Store};
 
 /// Queued operations beyond this are dropped (and counted) rather than growing without bound
 /// while the database is down.
@@ -31,14 +31,9 @@ enum Op {
     UserMessage(ChatMessage),
     Answer {
         message: ChatMessage,
-        event: &'static str,
+        event: EventType,
     },
-    Chunk {
-        message_id: String,
-        index: u32,
-        delta: String,
-        at: i64,
-    },
+    Chunk(ChunkRow),
     /// Resolves once everything queued before it is written (tests, shutdown).
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -77,22 +72,31 @@ impl StoreWriter {
     }
 
     /// An answer started (`STREAM_STARTED`) or ended (`STREAM_COMPLETED`, `STREAM_CANCELLED`,
-    /// `STREAM_ERROR`): stores the message as it now is.
-    pub fn answer(&self, message: &ChatMessage, event: &'static str) {
+    /// `STREAM_FAILED`): stores the message as it now is.
+    pub fn answer(&self, message: &ChatMessage, event: EventType) {
         self.push(Op::Answer {
             message: message.clone(),
             event,
         });
     }
 
+    /// An answer ended with its final `message`: stores it with the event its status names.
+    pub fn answer_ended(&self, message: &ChatMessage) {
+        match EventType::ending(message.status) {
+            Some(event) => self.answer(message, event),
+            None => warn!(message_id = %message.message_id, status = ?message.status,
+                "an answer reported ended is not final; not stored"),
+        }
+    }
+
     /// One chunk of an answer.
-    pub fn chunk(&self, message_id: &str, index: u32, delta: &str) {
-        self.push(Op::Chunk {
-            message_id: message_id.to_owned(),
+    pub fn chunk(&self, message_id: &MessageId, index: u32, delta: &str) {
+        self.push(Op::Chunk(ChunkRow {
+            message_id: message_id.clone(),
             index,
             delta: delta.to_owned(),
             at: protocol::now_ms(),
-        });
+        }));
     }
 
     /// Waits until every operation queued so far has been applied (or given up on).
@@ -112,7 +116,7 @@ impl StoreWriter {
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Op>, stats: Arc<WriterStats>) {
-    let mut batch: Vec<(String, u32, String, i64)> = Vec::new();
+    let mut batch: Vec<ChunkRow> = Vec::new();
     loop {
         let op = if batch.is_empty() {
             rx.recv().await
@@ -130,13 +134,8 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Op>, stats: Arc<WriterStats>) 
             return;
         };
         match op {
-            Op::Chunk {
-                message_id,
-                index,
-                delta,
-                at,
-            } => {
-                batch.push((message_id, index, delta, at));
+            Op::Chunk(row) => {
+                batch.push(row);
                 if batch.len() >= BATCH_ROWS {
                     write_chunks(&store, &mut batch, &stats).await;
                 }
@@ -150,11 +149,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Op>, stats: Arc<WriterStats>) 
     }
 }
 
-async fn write_chunks(
-    store: &Store,
-    batch: &mut Vec<(String, u32, String, i64)>,
-    stats: &WriterStats,
-) {
+async fn write_chunks(store: &Store, batch: &mut Vec<ChunkRow>, stats: &WriterStats) {
     if batch.is_empty() {
         return;
     }
@@ -172,12 +167,15 @@ async fn apply(store: &Store, op: Op, stats: &WriterStats) {
         }
         Op::Answer { message, event } => {
             let at = protocol::now_ms();
-            retry(stats, event, || store.record_answer(&message, event, at)).await;
+            retry(stats, event.as_str(), || {
+                store.record_answer(&message, event, at)
+            })
+            .await;
         }
         Op::Flush(done) => {
             let _ = done.send(());
         }
-        Op::Chunk { .. } => {}
+        Op::Chunk(_) => {}
     }
 }
 

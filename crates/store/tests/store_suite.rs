@@ -2,8 +2,25 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use protocol::{ChatMessage, MessageStatus, Role};
-use store::Store;
+use protocol::{ChatMessage, EventType, MessageId, MessageStatus, Role, SessionId, UserId};
+use store::{ChunkRow, Store};
+
+fn mid(s: &str) -> MessageId {
+    MessageId::parse(s).unwrap()
+}
+
+fn sid(s: &str) -> SessionId {
+    SessionId::parse(s).unwrap()
+}
+
+fn chunk(message: &str, index: u32, delta: &str, at: i64) -> ChunkRow {
+    ChunkRow {
+        message_id: mid(message),
+        index,
+        delta: delta.into(),
+        at,
+    }
+}
 
 fn message(
     id: &str,
@@ -14,9 +31,9 @@ fn message(
     status: MessageStatus,
 ) -> ChatMessage {
     ChatMessage {
-        message_id: id.into(),
-        session_id: session.into(),
-        user_id: "alice".into(),
+        message_id: mid(id),
+        session_id: sid(session),
+        user_id: UserId::parse("alice").unwrap(),
         role,
         content: content.into(),
         timestamp: at,
@@ -31,8 +48,9 @@ fn sqlite_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}/nested/chat.db", dir.path().display())
 }
 
-/// A conversation is stored in order, answers move from streaming to final, writes are
-/// idempotent, and sessions list most recent first with their first message as title.
+/// A conversation is stored in order, answers move from streaming to final, writes (audit rows
+/// included) are idempotent, and sessions list most recent first with their first message as
+/// title.
 async fn conversation_round_trip(url: &str) {
     let store = Store::connect(url).await.unwrap();
     let u1 = message(
@@ -54,21 +72,22 @@ async fn conversation_round_trip(url: &str) {
     store.record_user_message(&u1).await.unwrap();
     store.record_user_message(&u1).await.unwrap(); // a retry changes nothing
     store
-        .record_answer(&a1, "STREAM_STARTED", 101)
+        .record_answer(&a1, EventType::StreamStarted, 101)
         .await
         .unwrap();
     store
-        .append_chunks(&[
-            ("a1".into(), 0, "Hi".into(), 102),
-            ("a1".into(), 1, " there".into(), 103),
-        ])
+        .record_answer(&a1, EventType::StreamStarted, 101)
+        .await
+        .unwrap(); // nor here
+    store
+        .append_chunks(&[chunk("a1", 0, "Hi", 102), chunk("a1", 1, " there", 103)])
         .await
         .unwrap();
     store
-        .append_chunks(&[("a1".into(), 1, " there".into(), 103)])
+        .append_chunks(&[chunk("a1", 1, " there", 103)])
         .await
         .unwrap();
-    assert_eq!(store.chunk_count("a1").await.unwrap(), 2);
+    assert_eq!(store.chunk_count(&mid("a1")).await.unwrap(), 2);
     let done = message(
         "a1",
         "s1",
@@ -78,9 +97,24 @@ async fn conversation_round_trip(url: &str) {
         MessageStatus::Completed,
     );
     store
-        .record_answer(&done, "STREAM_COMPLETED", 104)
+        .record_answer(&done, EventType::StreamCompleted, 104)
         .await
         .unwrap();
+    let audit = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(e, m)| (e.to_string(), m.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        store.audit_trail(&sid("s1")).await.unwrap(),
+        audit(&[
+            ("CHAT_MESSAGE", "u1"),
+            ("STREAM_STARTED", "a1"),
+            ("STREAM_COMPLETED", "a1")
+        ]),
+        "one audit row per event, however often it was written"
+    );
     let u2 = message(
         "u2",
         "s1",
@@ -102,14 +136,17 @@ async fn conversation_round_trip(url: &str) {
         .await
         .unwrap();
 
-    let history = store.history("s1").await.unwrap();
+    let history = store.history(&sid("s1")).await.unwrap();
     let ids: Vec<&str> = history.iter().map(|m| m.message_id.as_str()).collect();
     assert_eq!(ids, ["u1", "a1", "u2"]);
     assert_eq!(history[1].content, "Hi there");
     assert_eq!(history[1].status, MessageStatus::Completed);
     assert!(history[1].is_complete);
 
-    let sessions = store.sessions("alice", 10).await.unwrap();
+    let sessions = store
+        .sessions(&UserId::parse("alice").unwrap(), 10)
+        .await
+        .unwrap();
     let order: Vec<&str> = sessions.iter().map(|s| s.session_id.as_str()).collect();
     assert_eq!(order, ["s1", "s2"]);
     assert_eq!(
@@ -118,12 +155,12 @@ async fn conversation_round_trip(url: &str) {
     );
     assert_eq!(sessions[0].last_activity_time, 200);
 
-    assert_eq!(store.delete_history("s1", 300).await.unwrap(), 3);
-    assert!(store.history("s1").await.unwrap().is_empty());
-    assert_eq!(store.chunk_count("a1").await.unwrap(), 0);
+    assert_eq!(store.delete_history(&sid("s1"), 300).await.unwrap(), 3);
+    assert!(store.history(&sid("s1")).await.unwrap().is_empty());
+    assert_eq!(store.chunk_count(&mid("a1")).await.unwrap(), 0);
     // A write queued before the deletion that lands after it stays hidden.
     store.record_user_message(&u2).await.unwrap();
-    assert!(store.history("s1").await.unwrap().is_empty());
+    assert!(store.history(&sid("s1")).await.unwrap().is_empty());
 }
 
 /// Several pools on one database (as several processes have) write at once without "database
@@ -144,7 +181,7 @@ async fn concurrent_writers_share_one_database(url: &str) {
                 let m = message(&id, &session, Role::User, "hi", i, MessageStatus::Completed);
                 store.record_user_message(&m).await.unwrap();
                 store
-                    .append_chunks(&[(id.clone(), 0, "a".into(), i), (id, 1, "b".into(), i)])
+                    .append_chunks(&[chunk(&id, 0, "a", i), chunk(&id, 1, "b", i)])
                     .await
                     .unwrap();
             }
@@ -156,7 +193,11 @@ async fn concurrent_writers_share_one_database(url: &str) {
     let reopened = Store::connect(url).await.unwrap();
     let mut total = 0;
     for s in 0..7 {
-        total += reopened.history(&format!("s{s}")).await.unwrap().len();
+        total += reopened
+            .history(&sid(&format!("s{s}")))
+            .await
+            .unwrap()
+            .len();
     }
     assert_eq!(total, 120);
 }

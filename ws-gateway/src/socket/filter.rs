@@ -9,9 +9,9 @@
 
 use std::collections::VecDeque;
 
-use protocol::{ChatMessage, LiveFrame, StreamingState};
+use protocol::{ChatMessage, LiveFrame, MessageId, StreamingState};
 
-use crate::hub::Recovered;
+use super::queue::Recovered;
 
 /// Complete message ids remembered. A late duplicate can only be one of the last few messages,
 /// published just before the snapshot, so a short memory is enough and keeps sockets small.
@@ -23,9 +23,9 @@ const MAX_IN_FLIGHT: usize = 4;
 #[derive(Debug, Default)]
 pub struct DeliveryFilter {
     /// (answer id, last chunk index delivered) of answers still streaming.
-    in_flight: Vec<(String, i64)>,
+    in_flight: Vec<(MessageId, i64)>,
     /// Ids of complete messages delivered, oldest first.
-    complete: VecDeque<String>,
+    complete: VecDeque<MessageId>,
 }
 
 impl DeliveryFilter {
@@ -77,7 +77,7 @@ impl DeliveryFilter {
     }
 
     /// A `recovery` frame delivered `what` of `message_id`.
-    pub fn note_recovered(&mut self, message_id: &str, what: Recovered) {
+    pub fn note_recovered(&mut self, message_id: &MessageId, what: Recovered) {
         match what {
             Recovered::Final => {
                 self.in_flight.retain(|(id, _)| id != message_id);
@@ -89,43 +89,47 @@ impl DeliveryFilter {
                 let last = i64::from(last);
                 match self.in_flight.iter_mut().find(|(id, _)| id == message_id) {
                     Some((_, seen)) => *seen = (*seen).max(last),
-                    None => self.in_flight.push((message_id.to_owned(), last)),
+                    None => self.in_flight.push((message_id.clone(), last)),
                 }
             }
         }
     }
 
-    fn remember_complete(&mut self, message_id: &str) {
+    fn remember_complete(&mut self, message_id: &MessageId) {
         if self.complete.len() == RECENT_COMPLETE {
             self.complete.pop_front();
         }
-        self.complete.push_back(message_id.to_owned());
+        self.complete.push_back(message_id.clone());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{MessageStatus, Role};
+    use protocol::{MessageStatus, Role, SessionId, UserId};
+
+    fn mid(id: &str) -> MessageId {
+        MessageId::parse(id).unwrap()
+    }
 
     fn chunk(id: &str, index: u32) -> LiveFrame {
         LiveFrame::Chunk {
-            message_id: id.into(),
+            message_id: mid(id),
             index,
         }
     }
 
     fn complete(id: &str) -> LiveFrame {
         LiveFrame::Complete {
-            message_id: id.into(),
+            message_id: mid(id),
         }
     }
 
     fn stored(id: &str) -> ChatMessage {
         ChatMessage {
-            message_id: id.into(),
-            session_id: "s".into(),
-            user_id: "u".into(),
+            message_id: mid(id),
+            session_id: SessionId::parse("s").unwrap(),
+            user_id: UserId::parse("u").unwrap(),
             role: Role::User,
             content: "x".into(),
             timestamp: 0,
@@ -140,7 +144,7 @@ mod tests {
     #[test]
     fn chunks_at_or_below_the_snapshot_index_are_dropped() {
         let streaming = StreamingState {
-            message_id: "a".into(),
+            message_id: mid("a"),
             last_index: 2,
         };
         let mut f = DeliveryFilter::from_snapshot(&[], Some(&streaming));
@@ -170,10 +174,10 @@ mod tests {
     fn recovery_advances_the_filter() {
         let mut f = DeliveryFilter::default();
         assert!(f.admit(&chunk("a", 0)));
-        f.note_recovered("a", Recovered::UpTo(5));
+        f.note_recovered(&mid("a"), Recovered::UpTo(5));
         assert!(!f.admit(&chunk("a", 4)));
         assert!(f.admit(&chunk("a", 6)));
-        f.note_recovered("a", Recovered::Final);
+        f.note_recovered(&mid("a"), Recovered::Final);
         assert!(!f.admit(&complete("a")));
     }
 }

@@ -9,27 +9,43 @@
 //!    `history`;
 //! 4. hand the socket to the writer, whose filter drops every queued or later frame the
 //!    snapshot already contained.
+//!
+//! The loop is generic over the socket's `Sink`/`Stream` halves and over the [`Backend`] it asks
+//! for snapshots, chats, cancels and recoveries, so `tests.rs` drives it with channels.
+//!
+//! # Layout
+//! - `queue.rs`: what the writer receives, and the one rule for offering it ([`SocketQueue`]).
+//! - `snapshot.rs`: the `history` frame and the filter that matches it.
+//! - `reader.rs`: client frames in; `writer.rs`: the single writer; `filter.rs`: what makes
+//!   delivery exactly-once.
+//! - `backend.rs`: [`Backend`], what a socket needs from the node, and [`NodeBackend`].
 
+use std::fmt::Display;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use bus::Bus;
+use futures_util::{Sink, SinkExt, Stream};
 use protocol::{ErrorCode, ServerFrame, SessionId, UserId};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::AppState;
-use crate::hub::{Membership, Outbound};
+use crate::hub::{Hub, Membership};
 use crate::stats::Stats;
 
-mod client;
+mod backend;
 mod filter;
-mod owner;
+mod queue;
+mod reader;
+mod snapshot;
+#[cfg(test)]
+mod tests;
 mod writer;
 
+pub use backend::{Backend, NodeBackend};
 pub use filter::DeliveryFilter;
+pub use queue::{Outbound, Recovered, SharedFrame, SocketQueue};
 
 /// How long the handshake waits for Redis (subscription and snapshot).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,32 +65,77 @@ pub mod close_code {
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
-type Sink = SplitSink<WebSocket, Message>;
+/// Everything a socket needs from its node. Cheap to clone.
+#[derive(Clone)]
+pub struct SocketEnv<B> {
+    /// This node's id, for `welcome`.
+    pub node_id: Arc<str>,
+    /// Local sockets per session; the bus delivers into it.
+    pub hub: Arc<Hub>,
+    /// Subscriptions of this node.
+    pub bus: Arc<dyn Bus>,
+    /// Snapshots, chats, cancels, recoveries.
+    pub backend: B,
+    /// `STREAM_MAX_PENDING_CHUNKS`: frames queued for one socket before it is a slow consumer.
+    pub max_pending_frames: usize,
+    /// `WS_MAX_MESSAGE_BYTES`: larger client frames get a `TOO_LARGE` error.
+    pub max_message_bytes: usize,
+    pub stats: Arc<Stats>,
+    /// Cancelled when the node shuts down: every socket closes with 1001.
+    pub shutdown: CancellationToken,
+}
 
-/// Serves one socket of `session` until it closes, the node shuts down or it falls behind.
-pub async fn serve(socket: WebSocket, app: AppState, session: SessionId, user: UserId) {
-    let (mut sink, stream) = socket.split();
-    let (queue, rx) = mpsc::channel(app.config.max_pending_frames);
-    let slow = CancellationToken::new();
-    let (membership, subscribed) =
-        Membership::join(&app.hub, &app.bus, &session, queue.clone(), slow.clone());
+/// Why a handshake did not complete.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("subscribing the session failed: {0}")]
+    Subscribe(#[from] bus::Error),
+    #[error("reading the snapshot failed: {0}")]
+    Snapshot(#[from] history::Error),
+    #[error("Redis did not answer within {HANDSHAKE_TIMEOUT:?}")]
+    TimedOut,
+    /// The client went away; there is nobody to tell.
+    #[error("the client left: {0}")]
+    ClientGone(String),
+}
+
+/// Serves one socket of `session`, given as its `sink` and `stream` halves, until it closes,
+/// the node shuts down or it falls behind.
+pub async fn serve<B, S, R, E>(
+    env: SocketEnv<B>,
+    mut sink: S,
+    stream: R,
+    session: SessionId,
+    user: UserId,
+) where
+    B: Backend,
+    S: Sink<Message> + Unpin,
+    S::Error: Display,
+    R: Stream<Item = Result<Message, E>> + Unpin,
+    E: Display,
+{
+    let (queue, rx) = SocketQueue::new(env.max_pending_frames, session.clone(), env.stats.clone());
+    let (membership, subscribed) = Membership::join(&env.hub, &env.bus, &session, queue.clone());
 
     let handshake = async {
-        subscribed.await.map_err(|e| e.to_string())?;
-        send(&mut sink, &welcome(&app, &session)).await?;
-        let (history, filter) = writer::history_frame(&app.history, &session)
-            .await
-            .map_err(|e| e.to_string())?;
+        subscribed.await?;
+        send(&mut sink, &welcome(&env, &session)).await?;
+        let conversation = env.backend.conversation(&session).await?;
+        let (history, filter) = snapshot::history_frame(&session, conversation);
         sink.send(Message::Text(history))
             .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(filter)
+            .map_err(|e| HandshakeError::ClientGone(e.to_string()))?;
+        Ok::<_, HandshakeError>(filter)
     };
     let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
-        .unwrap_or_else(|_| Err("timed out".to_owned()));
+        .unwrap_or(Err(HandshakeError::TimedOut));
     let filter = match outcome {
         Ok(filter) => filter,
+        Err(HandshakeError::ClientGone(cause)) => {
+            debug!(session_id = %session, %cause, "client left during the handshake");
+            return;
+        }
         Err(cause) => {
             warn!(session_id = %session, %cause, "socket handshake failed; closing it");
             let frame = ServerFrame::error(
@@ -93,34 +154,36 @@ pub async fn serve(socket: WebSocket, app: AppState, session: SessionId, user: U
         }
     };
 
-    Stats::inc(&app.stats.sockets_total);
-    Stats::inc(&app.stats.sockets_open);
-    owner::claim(&app, &session);
+    Stats::inc(&env.stats.sockets_total);
+    Stats::inc(&env.stats.sockets_open);
+    env.backend.serving(&session);
     debug!(session_id = %session, user_id = %user, "socket open");
     let writer = writer::Writer {
         sink,
         queue: rx,
         filter,
-        slow: slow.clone(),
-        shutdown: app.shutdown.clone(),
-        history: app.history.clone(),
+        slow: queue.slow().clone(),
+        shutdown: env.shutdown.clone(),
+        backend: env.backend.clone(),
         session: session.clone(),
-        stats: app.stats.clone(),
+        stats: env.stats.clone(),
     };
-    let reader = client::Reader {
-        app: app.clone(),
+    let reader = reader::Reader {
+        backend: env.backend.clone(),
         session: session.clone(),
         user,
         queue,
-        slow,
+        max_message_bytes: env.max_message_bytes,
     };
     let ended = tokio::select! {
         ended = writer.run() => Some(ended),
         () = reader.run(stream) => None,
     };
     drop(membership);
-    Stats::dec(&app.stats.sockets_open);
-    owner::release_if_last(&app, &session);
+    Stats::dec(&env.stats.sockets_open);
+    if !env.hub.serves(&session) {
+        env.backend.stopped_serving(&session);
+    }
     match ended {
         Some((mut sink, writer::End::Slow)) => {
             close(
@@ -145,45 +208,33 @@ pub async fn serve(socket: WebSocket, app: AppState, session: SessionId, user: U
     debug!(session_id = %session, "socket closed");
 }
 
-fn welcome(app: &AppState, session: &SessionId) -> ServerFrame {
+fn welcome<B>(env: &SocketEnv<B>, session: &SessionId) -> ServerFrame {
     ServerFrame::Welcome {
-        session_id: session.to_string(),
-        node_id: app.config.node_id.clone(),
+        session_id: session.clone(),
+        node_id: env.node_id.to_string(),
         timestamp: protocol::now_ms(),
     }
 }
 
-/// Sends one frame made by this node.
-async fn send(sink: &mut Sink, frame: &ServerFrame) -> Result<(), String> {
+/// Sends one frame made by this node during the handshake.
+async fn send<S>(sink: &mut S, frame: &ServerFrame) -> Result<(), HandshakeError>
+where
+    S: Sink<Message> + Unpin,
+    S::Error: Display,
+{
     sink.send(Message::Text(Utf8Bytes::from(frame.to_json())))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| HandshakeError::ClientGone(e.to_string()))
 }
 
 /// Sends a close frame, giving the peer `patience` to take it.
-async fn close(sink: &mut Sink, code: u16, reason: &'static str, patience: Duration) {
+async fn close<S>(sink: &mut S, code: u16, reason: &'static str, patience: Duration)
+where
+    S: Sink<Message> + Unpin,
+{
     let frame = Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     }));
     let _ = tokio::time::timeout(patience, sink.send(frame)).await;
-}
-
-/// Queues a frame made for this socket alone; a full queue makes it a slow consumer.
-fn send_local(
-    queue: &mpsc::Sender<Outbound>,
-    slow: &CancellationToken,
-    stats: &Stats,
-    item: Outbound,
-) {
-    match queue.try_send(item) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            if !slow.is_cancelled() {
-                slow.cancel();
-                Stats::inc(&stats.slow_consumers);
-            }
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => {}
-    }
 }

@@ -2,50 +2,35 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes};
-use futures_util::SinkExt;
-use history::HistoryReader;
-use protocol::{ServerFrame, SessionId};
+use axum::extract::ws::Message;
+use futures_util::{Sink, SinkExt};
+use protocol::SessionId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{DeliveryFilter, Sink};
-use crate::hub::Outbound;
+use super::backend::Backend;
+use super::filter::DeliveryFilter;
+use super::queue::Outbound;
+use super::snapshot::history_frame;
 use crate::stats::Stats;
 
-/// Reads a snapshot of `session` and makes it a `history` frame, with the filter that matches
-/// what the frame contains.
-pub(super) async fn history_frame(
-    history: &HistoryReader,
-    session: &SessionId,
-) -> Result<(Utf8Bytes, DeliveryFilter), history::Error> {
-    let conversation = history.conversation(session).await?;
-    let (messages, streaming) = (conversation.messages, conversation.streaming);
-    let filter = DeliveryFilter::from_snapshot(&messages, streaming.as_ref());
-    let frame = ServerFrame::History {
-        session_id: session.to_string(),
-        messages,
-        streaming,
-    };
-    Ok((Utf8Bytes::from(frame.to_json()), filter))
-}
-
 /// Everything the writer owns. Nothing else writes to the socket once it runs.
-pub(super) struct Writer {
-    pub sink: Sink,
+pub(super) struct Writer<S, B> {
+    pub sink: S,
     pub queue: mpsc::Receiver<Outbound>,
     pub filter: DeliveryFilter,
     /// Cancelled by whoever finds the queue full.
     pub slow: CancellationToken,
     pub shutdown: CancellationToken,
-    /// Snapshots for resyncs (L1 → Redis → SQL).
-    pub history: HistoryReader,
+    /// Snapshots for resyncs.
+    pub backend: B,
     pub session: SessionId,
     pub stats: Arc<Stats>,
 }
 
 /// Why the writer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum End {
     /// The queue fell behind: close with 1013.
     Slow,
@@ -55,12 +40,16 @@ pub(super) enum End {
     Gone,
 }
 
-impl Writer {
+impl<S, B> Writer<S, B>
+where
+    S: Sink<Message> + Unpin,
+    B: Backend,
+{
     /// Writes until the socket must close; hands back the sink so the caller can leave the
     /// hub before it waits for the close frame to go out.
-    pub async fn run(mut self) -> (Sink, End) {
+    pub async fn run(mut self) -> (S, End) {
         let end = self.write_all().await;
-        if matches!(end, End::Slow) {
+        if end == End::Slow {
             info!(session_id = %self.session, "closing a slow consumer (1013)");
         }
         (self.sink, end)
@@ -138,8 +127,9 @@ impl Writer {
     /// After the bus lost frames: a fresh snapshot replaces what the client has, and the filter
     /// starts again from it.
     async fn resync(&mut self) -> Option<Message> {
-        match history_frame(&self.history, &self.session).await {
-            Ok((text, filter)) => {
+        match self.backend.conversation(&self.session).await {
+            Ok(conversation) => {
+                let (text, filter) = history_frame(&self.session, conversation);
                 self.filter = filter;
                 Some(Message::Text(text))
             }

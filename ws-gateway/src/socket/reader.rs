@@ -1,35 +1,37 @@
-//! The socket's reader: parses client frames and acts on them. Answers go through the writer's
-//! queue like everything else.
+//! The socket's reader: parses client frames and acts on them. Answers go through the socket's
+//! queue like everything else, so the writer stays the only one writing.
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
-use futures_util::StreamExt;
-use futures_util::stream::SplitStream;
-use protocol::rest::CancelOutcome;
-use protocol::{
-    ClientFrame, ErrorCode, MessageId, RecoveryStatus, ServerFrame, SessionId, UserId, validate,
-};
+use std::fmt::Display;
+
+use axum::extract::ws::{Message, Utf8Bytes};
+use futures_util::{Stream, StreamExt};
+use protocol::rest::{CancelOutcome, ChatRequest};
+use protocol::{ClientFrame, ErrorCode, MessageId, RecoveryStatus, ServerFrame, SessionId, UserId};
 use redis_state::Recovery;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::send_local;
-use crate::AppState;
+use super::backend::Backend;
+use super::queue::{Outbound, Recovered, SocketQueue};
 use crate::ai_client::ForwardError;
-use crate::hub::{Outbound, Recovered};
 
 /// Everything the reader needs.
-pub(super) struct Reader {
-    pub app: AppState,
+pub(super) struct Reader<B> {
+    pub backend: B,
     pub session: SessionId,
     pub user: UserId,
-    /// The writer's queue.
-    pub queue: mpsc::Sender<Outbound>,
-    pub slow: CancellationToken,
+    /// The socket's queue (to the writer).
+    pub queue: SocketQueue,
+    /// `WS_MAX_MESSAGE_BYTES`: larger text frames get a `TOO_LARGE` error.
+    pub max_message_bytes: usize,
 }
 
-impl Reader {
-    pub async fn run(self, mut stream: SplitStream<WebSocket>) {
+impl<B: Backend> Reader<B> {
+    /// Reads until the client closes or the connection fails.
+    pub async fn run<R, E>(self, mut stream: R)
+    where
+        R: Stream<Item = Result<Message, E>> + Unpin,
+        E: Display,
+    {
         while let Some(message) = stream.next().await {
             match message {
                 Ok(Message::Text(text)) => self.on_text(&text).await,
@@ -49,13 +51,13 @@ impl Reader {
     }
 
     async fn on_text(&self, text: &str) {
-        if text.len() > self.app.config.ws_max_message_bytes {
+        if text.len() > self.max_message_bytes {
             self.error(
                 ErrorCode::TooLarge,
                 format!(
                     "frame is {} bytes; the limit is {}",
                     text.len(),
-                    self.app.config.ws_max_message_bytes
+                    self.max_message_bytes
                 ),
             );
             return;
@@ -65,12 +67,12 @@ impl Reader {
             Err(e) => return self.error(e.code, e.detail),
         };
         match frame {
-            ClientFrame::Ping => self.local(&ServerFrame::Pong {
+            ClientFrame::Ping => self.queue.local(&ServerFrame::Pong {
                 timestamp: protocol::now_ms(),
             }),
             // Tokens are checked once authentication is enabled; until then they are accepted.
             ClientFrame::Auth { .. } => {}
-            ClientFrame::Chat { message } => self.chat(&message),
+            ClientFrame::Chat { message } => self.chat(message),
             ClientFrame::Cancel { message_id } => self.cancel(message_id).await,
             ClientFrame::Resume {
                 message_id,
@@ -81,18 +83,16 @@ impl Reader {
 
     /// Forwards a chat to an AI node in the background, so the reader keeps reading; the
     /// messages themselves arrive through the bus like everyone else's.
-    fn chat(&self, message: &str) {
-        let text = match validate::chat_text(message) {
-            Ok(text) => text.to_owned(),
-            Err(e) => return self.error(ErrorCode::InvalidMessage, e.to_string()),
+    fn chat(&self, message: String) {
+        let request = ChatRequest {
+            session_id: self.session.clone(),
+            message,
+            user_id: self.user.clone(),
         };
-        let app = self.app.clone();
-        let session = self.session.clone();
-        let user = self.user.clone();
+        let backend = self.backend.clone();
         let queue = self.queue.clone();
-        let slow = self.slow.clone();
         tokio::spawn(async move {
-            let frame = match app.forward_chat(&session, &user, text).await {
+            let frame = match backend.chat(request).await {
                 Ok(accepted) => ServerFrame::Accepted {
                     session_id: accepted.session_id,
                     user_message_id: accepted.user_message_id,
@@ -106,27 +106,18 @@ impl Reader {
                     ServerFrame::error(ErrorCode::AiUnavailable, why)
                 }
             };
-            send_local(
-                &queue,
-                &slow,
-                &app.stats,
-                Outbound::Local(Utf8Bytes::from(frame.to_json())),
-            );
+            queue.local(&frame);
         });
     }
 
-    async fn cancel(&self, message_id: String) {
-        let message = match MessageId::parse(message_id) {
-            Ok(id) => id,
-            Err(e) => return self.error(ErrorCode::InvalidId, e.to_string()),
-        };
-        match self.app.state.cancel(&self.session, &message).await {
+    async fn cancel(&self, message: MessageId) {
+        match self.backend.cancel(&self.session, &message).await {
             Ok(CancelOutcome::Cancelling | CancelOutcome::AlreadyFinished) => {}
-            Ok(CancelOutcome::NotFound) => self.local(&ServerFrame::Error {
+            Ok(CancelOutcome::NotFound) => self.queue.local(&ServerFrame::Error {
                 error: format!("no answer {message} in this session"),
                 code: ErrorCode::NotFound,
                 timestamp: protocol::now_ms(),
-                message_id: Some(message.into_string()),
+                message_id: Some(message),
             }),
             Err(e) => {
                 debug!(session_id = %self.session, cause = %e, "cancel failed");
@@ -135,14 +126,9 @@ impl Reader {
         }
     }
 
-    async fn resume(&self, message_id: String, from_index: u32) {
-        let message = match MessageId::parse(message_id) {
-            Ok(id) => id,
-            Err(e) => return self.error(ErrorCode::InvalidId, e.to_string()),
-        };
+    async fn resume(&self, message: MessageId, from_index: u32) {
         let recovery = self
-            .app
-            .state
+            .backend
             .recover(&self.session, &message, from_index)
             .await;
         let (status, chunks, final_message, delivered) = match recovery {
@@ -165,32 +151,18 @@ impl Reader {
         };
         let frame = ServerFrame::Recovery {
             status,
-            message_id: message.to_string(),
+            message_id: message.clone(),
             chunks,
             message: final_message,
         };
-        send_local(
-            &self.queue,
-            &self.slow,
-            &self.app.stats,
-            Outbound::Recovered {
-                text: Utf8Bytes::from(frame.to_json()),
-                message_id: message.into_string(),
-                delivered,
-            },
-        );
-    }
-
-    fn local(&self, frame: &ServerFrame) {
-        send_local(
-            &self.queue,
-            &self.slow,
-            &self.app.stats,
-            Outbound::Local(Utf8Bytes::from(frame.to_json())),
-        );
+        self.queue.offer(Outbound::Recovered {
+            text: Utf8Bytes::from(frame.to_json()),
+            message_id: message,
+            delivered,
+        });
     }
 
     fn error(&self, code: ErrorCode, detail: impl Into<String>) {
-        self.local(&ServerFrame::error(code, detail));
+        self.queue.local(&ServerFrame::error(code, detail));
     }
 }

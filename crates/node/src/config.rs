@@ -1,0 +1,149 @@
+//! The settings every node reads, whichever binary it is.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use runtime::env::{BadVar, parse_or, string_or};
+
+/// What differs between the binaries' defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeDefaults {
+    /// `PORT` when unset.
+    pub port: u16,
+    /// `NODE_ID` when unset is `{node_prefix}-{PORT}`.
+    pub node_prefix: &'static str,
+}
+
+/// Settings both binaries share. Each field names its variable and default.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// `HOST`, default `0.0.0.0`.
+    pub host: String,
+    /// `PORT`; the default is the binary's.
+    pub port: u16,
+    /// `NODE_ID`, default `{prefix}-{PORT}` (`ai-node-8000`, `ws-node-8080`).
+    pub node_id: String,
+    /// `REDIS_URL` (or `REDIS_HOST`/`REDIS_PORT`), default `redis://127.0.0.1:6379/`.
+    pub redis_url: String,
+    /// `DATABASE_URL`, `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL_SECONDS`.
+    pub persistence: Persistence,
+    /// `LOG_LEVEL`, default `info` (an `EnvFilter` directive).
+    pub log_level: String,
+}
+
+impl NodeConfig {
+    /// Reads the shared settings from `vars` (the process environment in `main`).
+    pub fn from_vars(
+        vars: &HashMap<String, String>,
+        defaults: NodeDefaults,
+    ) -> Result<Self, BadVar> {
+        let port = parse_or(vars, "PORT", defaults.port)?;
+        Ok(Self {
+            host: string_or(vars, "HOST", "0.0.0.0"),
+            port,
+            node_id: string_or(vars, "NODE_ID", &format!("{}-{port}", defaults.node_prefix)),
+            redis_url: redis_url(vars)?,
+            persistence: Persistence::from_vars(vars)?,
+            log_level: string_or(vars, "LOG_LEVEL", "info"),
+        })
+    }
+}
+
+/// Where history is kept durably, and how much of it a node caches.
+#[derive(Debug, Clone)]
+pub struct Persistence {
+    /// `DATABASE_URL`, default `sqlite://data/chat.db` (relative to the working directory; one
+    /// file shared by the processes of a host). `postgres://...` for PostgreSQL.
+    pub database_url: String,
+    /// `CACHE_L1_MAX_SIZE`, default 500: sessions kept in a node's in-memory history cache.
+    pub cache_l1_max_size: u64,
+    /// `CACHE_L1_TTL_SECONDS`, default 120: how long a cached session lives after it was read
+    /// from Redis (half of it after its last use).
+    pub cache_l1_ttl: Duration,
+}
+
+impl Persistence {
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
+        let database_url = string_or(vars, "DATABASE_URL", "sqlite://data/chat.db");
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| database_url.starts_with(p))
+        {
+            return Err(BadVar {
+                name: "DATABASE_URL",
+                value: database_url,
+                reason: "must start with sqlite:, postgres:// or postgresql://".into(),
+            });
+        }
+        Ok(Self {
+            database_url,
+            cache_l1_max_size: parse_or(vars, "CACHE_L1_MAX_SIZE", 500u64)?,
+            cache_l1_ttl: Duration::from_secs(parse_or(vars, "CACHE_L1_TTL_SECONDS", 120u64)?),
+        })
+    }
+}
+
+/// `REDIS_URL`, else `redis://{REDIS_HOST}:{REDIS_PORT}/` (the seed's names), else
+/// `redis://127.0.0.1:6379/`.
+fn redis_url(vars: &HashMap<String, String>) -> Result<String, BadVar> {
+    if let Some(url) = vars.get("REDIS_URL").filter(|v| !v.is_empty()) {
+        if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+            return Err(BadVar {
+                name: "REDIS_URL",
+                value: url.clone(),
+                reason: "must start with redis:// or rediss://".into(),
+            });
+        }
+        return Ok(url.clone());
+    }
+    let host = string_or(vars, "REDIS_HOST", "127.0.0.1");
+    let port = parse_or(vars, "REDIS_PORT", 6379u16)?;
+    Ok(format!("redis://{host}:{port}/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const AI: NodeDefaults = NodeDefaults {
+        port: 8000,
+        node_prefix: "ai-node",
+    };
+
+    /// With nothing set, every default works on a developer machine; the node id follows the
+    /// port.
+    #[test]
+    fn defaults_work_and_the_node_id_follows_the_port() {
+        let c = NodeConfig::from_vars(&map(&[]), AI).unwrap();
+        assert_eq!((c.port, c.node_id.as_str()), (8000, "ai-node-8000"));
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379/");
+        assert_eq!(c.persistence.database_url, "sqlite://data/chat.db");
+        let c = NodeConfig::from_vars(&map(&[("PORT", "9001")]), AI).unwrap();
+        assert_eq!(c.node_id, "ai-node-9001");
+        assert!(NodeConfig::from_vars(&map(&[("PORT", "eighty")]), AI).is_err());
+        assert!(NodeConfig::from_vars(&map(&[("DATABASE_URL", "mysql://x")]), AI).is_err());
+    }
+
+    /// REDIS_URL wins; REDIS_HOST/REDIS_PORT are the fallback; bad values are refused.
+    #[test]
+    fn redis_url_follows_the_seed_names() {
+        assert_eq!(redis_url(&map(&[])).unwrap(), "redis://127.0.0.1:6379/");
+        assert_eq!(
+            redis_url(&map(&[("REDIS_HOST", "redis"), ("REDIS_PORT", "7000")])).unwrap(),
+            "redis://redis:7000/"
+        );
+        assert_eq!(
+            redis_url(&map(&[("REDIS_URL", "redis://x:1/2"), ("REDIS_HOST", "y")])).unwrap(),
+            "redis://x:1/2"
+        );
+        assert!(redis_url(&map(&[("REDIS_PORT", "http")])).is_err());
+        assert!(redis_url(&map(&[("REDIS_URL", "http://x")])).is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! [`AppState`]: the handles every request and socket of the gateway shares.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use bus::RedisBus;
+use node::{Core, Health};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ai_client::{AiClient, AiProbe};
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::socket::{NodeBackend, SocketEnv};
+use crate::stats::Stats;
+
+/// Handles shared by every request and socket; cheap to clone.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    /// Redis, history, the SQL writer: what every node holds.
+    pub core: Core,
+    /// `GET /health`: Redis, the database and the AI nodes.
+    pub health: Health,
+    /// The AI nodes chats are forwarded to.
+    pub ai: Arc<AiClient>,
+    /// What each socket is given: the hub, the bus, the backend, the limits.
+    pub sockets: SocketEnv<NodeBackend>,
+    /// Every socket task, so shutdown can wait for their close frames.
+    pub socket_tasks: TaskTracker,
+}
+
+impl AppState {
+    /// Subscribes the node's bus (the hub receives what it delivers) and builds the node's
+    /// handles on top of `core`.
+    pub async fn connect(
+        config: Config,
+        core: Core,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let stats = Arc::new(Stats::default());
+        let hub = Arc::new(Hub::new(stats.clone()));
+        let redis_url = &config.node.redis_url;
+        let client = redis::Client::open(redis_url.as_str())
+            .with_context(|| format!("REDIS_URL {redis_url}"))?;
+        let bus = RedisBus::start(client, hub.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("connecting the pub/sub bus to {redis_url}"))?;
+        let ai = Arc::new(
+            AiClient::new(
+                config.ai_service_urls.clone(),
+                config.ai_request_timeout,
+                stats.clone(),
+            )
+            .context("building the AI client")?,
+        );
+        let sockets = SocketEnv {
+            node_id: core.node_id.clone(),
+            hub,
+            bus: Arc::new(bus),
+            backend: NodeBackend {
+                core: core.clone(),
+                ai: ai.clone(),
+            },
+            max_pending_frames: config.max_pending_frames,
+            max_message_bytes: config.ws_max_message_bytes,
+            stats,
+            shutdown,
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            health: core.health().with(AiProbe(ai.clone())),
+            core,
+            ai,
+            sockets,
+            socket_tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The node's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.sockets.stats
+    }
+}
