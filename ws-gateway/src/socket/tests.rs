@@ -1,1 +1,495 @@
+//! The socket loop without a network: its halves are channels, its backend a fake, its bus the
+//! memory bus. Each test plays the client.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::ws::{Message, Utf8Bytes};
+use bus::MemoryBus;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use history::Conversation;
+use protocol::rest::{CancelOutcome, ChatAccepted, ChatRequest};
+use protocol::{
+    ChatMessage, MessageId, MessageStatus, Role, ServerFrame, SessionId, StreamingState, UserId,
+};
+use redis_state::Recovery;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, PollSender};
+
+use super::{Backend, SocketEnv, close_code, serve};
+use crate::ai_client::ForwardError;
+use crate::hub::Hub;
+use crate::stats::Stats;
+
+const PATIENCE: Duration = Duration::from_secs(5);
+
+fn sid() -> SessionId {
+    SessionId::parse("s1").unwrap()
+}
+
+fn mid(id: &str) -> MessageId {
+    MessageId::parse(id).unwrap()
+}
+
+fn answer(id: &str) -> ChatMessage {
+    ChatMessage {
+        message_id: mid(id),
+        session_id: sid(),
+        user_id: UserId::default(),
+        role: Role::Assistant,
+        content: String::new(),
+        timestamp: 1,
+        is_complete: false,
+        status: MessageStatus::Streaming,
+        index: None,
+        chunk: None,
+    }
+}
+
+/// A conversation whose answer `id` is streaming, with chunks `0..=last` in its content.
+fn streaming(id: &str, last: i64) -> Conversation {
+    let mut message = answer(id);
+    message.content = "x".repeat(usize::try_from(last + 1).unwrap_or(0));
+    Conversation {
+        messages: vec![message],
+        streaming: Some(StreamingState {
+            message_id: mid(id),
+            last_index: last,
+        }),
+    }
+}
+
+fn chunk(id: &str, index: u32) -> Bytes {
+    Bytes::from(
+        ServerFrame::Message {
+            data: answer(id).chunk_of(index, "w"),
+        }
+        .to_json(),
+    )
+}
+
+fn final_frame(id: &str) -> Bytes {
+    Bytes::from(
+        ServerFrame::Message {
+            data: answer(id).finished("done".into(), MessageStatus::Completed),
+        }
+        .to_json(),
+    )
+}
+
+/// A backend that answers from memory and counts what it was asked.
+#[derive(Clone, Default)]
+struct Fake(Arc<FakeState>);
+
+#[derive(Default)]
+struct FakeState {
+    /// What the next snapshot returns; `None` makes it fail.
+    conversation: Mutex<Option<Conversation>>,
+    snapshots: AtomicUsize,
+    serving: AtomicUsize,
+    stopped: AtomicUsize,
+}
+
+impl Fake {
+    fn with(conversation: Option<Conversation>) -> Self {
+        let fake = Fake::default();
+        fake.set(conversation);
+        fake
+    }
+
+    fn set(&self, conversation: Option<Conversation>) {
+        *self
+            .0
+            .conversation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = conversation;
+    }
+}
+
+impl Backend for Fake {
+    async fn conversation(&self, _: &SessionId) -> Result<Conversation, history::Error> {
+        self.0.snapshots.fetch_add(1, Ordering::SeqCst);
+        let current = self
+            .0
+            .conversation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        current.ok_or_else(|| {
+            history::Error::Redis(redis_state::Error::Reply("Redis is down (fake)".into()))
+        })
+    }
+
+    async fn chat(&self, request: ChatRequest) -> Result<ChatAccepted, ForwardError> {
+        Ok(ChatAccepted {
+            status: "accepted".into(),
+            session_id: request.session_id,
+            user_message_id: mid("u-1"),
+            message_id: mid("a-1"),
+            node_id: "ai-fake".into(),
+        })
+    }
+
+    async fn cancel(
+        &self,
+        _: &SessionId,
+        _: &MessageId,
+    ) -> Result<CancelOutcome, redis_state::Error> {
+        Ok(CancelOutcome::NotFound)
+    }
+
+    async fn recover(
+        &self,
+        _: &SessionId,
+        _: &MessageId,
+        from_index: u32,
+    ) -> Result<Recovery, redis_state::Error> {
+        Ok(Recovery::Recovered {
+            chunks: (from_index..from_index + 2)
+                .map(|i| answer("a").chunk_of(i, "r"))
+                .collect(),
+        })
+    }
+
+    fn serving(&self, _: &SessionId) {
+        self.0.serving.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn stopped_serving(&self, _: &SessionId) {
+        self.0.stopped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// One socket served on channels: the test is its client.
+struct Client {
+    /// Frames the client sends.
+    to_server: mpsc::UnboundedSender<Result<Message, String>>,
+    /// Frames the server wrote.
+    from_server: mpsc::Receiver<Message>,
+    task: JoinHandle<()>,
+    hub: Arc<Hub>,
+    bus: Arc<MemoryBus>,
+    backend: Fake,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+}
+
+struct Options {
+    backend: Fake,
+    /// Frames the server may write before the client reads (the socket's buffers).
+    socket_buffer: usize,
+    max_pending_frames: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            backend: Fake::with(Some(Conversation {
+                messages: vec![],
+                streaming: None,
+            })),
+            socket_buffer: 64,
+            max_pending_frames: 64,
+        }
+    }
+}
+
+impl Client {
+    fn connect(options: Options) -> Client {
+        let stats = Arc::new(Stats::default());
+        let hub = Arc::new(Hub::new(stats.clone()));
+        let bus = Arc::new(MemoryBus::new(hub.clone()));
+        let shutdown = CancellationToken::new();
+        let env = SocketEnv {
+            node_id: Arc::from("ws-test"),
+            hub: hub.clone(),
+            bus: bus.clone(),
+            backend: options.backend.clone(),
+            max_pending_frames: options.max_pending_frames,
+            max_message_bytes: 1024,
+            stats: stats.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let (server_tx, from_server) = mpsc::channel(options.socket_buffer);
+        let (to_server, server_rx) = mpsc::unbounded_channel();
+        let stream: BoxStream<'static, Result<Message, String>> =
+            futures_util::stream::unfold(server_rx, |mut rx| async move {
+                rx.recv().await.map(|m| (m, rx))
+            })
+            .boxed();
+        let task = tokio::spawn(serve(
+            env,
+            PollSender::new(server_tx),
+            stream,
+            sid(),
+            UserId::default(),
+        ));
+        Client {
+            to_server,
+            from_server,
+            task,
+            hub,
+            bus,
+            backend: options.backend,
+            stats,
+            shutdown,
+        }
+    }
+
+    /// The next message the server wrote.
+    async fn message(&mut self) -> Message {
+        tokio::time::timeout(PATIENCE, self.from_server.recv())
+            .await
+            .expect("no message within the deadline")
+            .expect("the server hung up without a close frame")
+    }
+
+    /// The next frame, as JSON; panics on anything but a text frame.
+    async fn frame(&mut self) -> Value {
+        match self.message().await {
+            Message::Text(text) => serde_json::from_str(&text).unwrap(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// Reads `welcome` and `history`.
+    async fn handshake(&mut self) -> Value {
+        assert_eq!(self.frame().await["type"], "welcome");
+        let history = self.frame().await;
+        assert_eq!(history["type"], "history");
+        history
+    }
+
+    /// Skips text frames until a close frame; returns its code.
+    async fn close_code(&mut self) -> u16 {
+        loop {
+            match self.message().await {
+                Message::Close(Some(frame)) => return frame.code,
+                Message::Close(None) => panic!("a close frame without a code"),
+                _ => {}
+            }
+        }
+    }
+
+    fn send(&self, text: &str) {
+        self.to_server
+            .send(Ok(Message::Text(Utf8Bytes::from(text))))
+            .unwrap();
+    }
+
+    /// Waits for the socket task to end.
+    async fn ended(mut self) -> Self {
+        tokio::time::timeout(PATIENCE, &mut self.task)
+            .await
+            .expect("the socket did not end")
+            .unwrap();
+        self
+    }
+}
+
+/// `welcome` comes once the session is subscribed, then the snapshot as `history`.
+#[tokio::test]
+async fn the_handshake_subscribes_then_sends_welcome_and_history() {
+    let mut client = Client::connect(Options {
+        backend: Fake::with(Some(streaming("a", 2))),
+        ..Options::default()
+    });
+    let welcome = client.frame().await;
+    assert_eq!(welcome["sessionId"], "s1");
+    assert_eq!(welcome["nodeId"], "ws-test");
+    assert_eq!(client.bus.subscribed(), vec![sid()]);
+    let history = client.frame().await;
+    assert_eq!(history["type"], "history");
+    assert_eq!(history["streaming"]["lastIndex"], 2);
+    assert_eq!(client.backend.0.serving.load(Ordering::SeqCst), 1);
+    assert_eq!(client.stats.sockets_open.load(Ordering::SeqCst), 1);
+}
+
+/// Live chunks the snapshot already held, and repeats, are dropped; the rest pass once each.
+#[tokio::test]
+async fn live_frames_already_delivered_are_dropped() {
+    let mut client = Client::connect(Options {
+        backend: Fake::with(Some(streaming("a", 2))),
+        ..Options::default()
+    });
+    client.handshake().await;
+    for frame in [
+        chunk("a", 1),
+        chunk("a", 2),
+        chunk("a", 3),
+        chunk("a", 3),
+        chunk("a", 4),
+        final_frame("a"),
+        final_frame("a"),
+    ] {
+        client.bus.publish(&sid(), frame);
+    }
+    assert_eq!(client.frame().await["data"]["index"], 3);
+    assert_eq!(client.frame().await["data"]["index"], 4);
+    assert_eq!(client.frame().await["data"]["isComplete"], true);
+    // A ping answered right after shows nothing else was queued before it.
+    client.send(r#"{"type":"ping"}"#);
+    assert_eq!(client.frame().await["type"], "pong");
+    assert_eq!(client.stats.frames_deduplicated.load(Ordering::SeqCst), 4);
+}
+
+/// After the bus reconnects, the socket gets a fresh `history` and its filter starts from it.
+#[tokio::test]
+async fn a_resync_sends_a_fresh_history_and_restarts_the_filter() {
+    let mut client = Client::connect(Options {
+        backend: Fake::with(Some(streaming("a", 0))),
+        ..Options::default()
+    });
+    client.handshake().await;
+    client.bus.publish(&sid(), chunk("a", 1));
+    assert_eq!(client.frame().await["data"]["index"], 1);
+    // Chunks 2..=5 were published while the bus was away; the new snapshot holds them.
+    client.backend.set(Some(streaming("a", 5)));
+    client.bus.resubscribe(vec![sid()]);
+    let history = client.frame().await;
+    assert_eq!(history["type"], "history");
+    assert_eq!(history["streaming"]["lastIndex"], 5);
+    client.bus.publish(&sid(), chunk("a", 5));
+    client.bus.publish(&sid(), chunk("a", 6));
+    assert_eq!(client.frame().await["data"]["index"], 6);
+    assert_eq!(client.backend.0.snapshots.load(Ordering::SeqCst), 2);
+}
+
+/// Bad frames get `error` frames with their codes, and the socket keeps serving: pings,
+/// resumes and chats are answered.
+#[tokio::test]
+async fn bad_frames_get_errors_and_the_socket_keeps_serving() {
+    let mut client = Client::connect(Options::default());
+    client.handshake().await;
+    client
+        .to_server
+        .send(Ok(Message::Binary(Bytes::from_static(b"\x01"))))
+        .unwrap();
+    assert_eq!(client.frame().await["code"], "BINARY_NOT_SUPPORTED");
+    for (text, code) in [
+        ("not json".to_owned(), "INVALID_JSON"),
+        (r#"{"type":"dance"}"#.to_owned(), "UNKNOWN_TYPE"),
+        (
+            r#"{"type":"cancel","messageId":"a:b"}"#.to_owned(),
+            "INVALID_ID",
+        ),
+        (
+            r#"{"type":"chat","message":" "}"#.to_owned(),
+            "INVALID_MESSAGE",
+        ),
+        (
+            format!(r#"{{"type":"chat","message":"{}"}}"#, "a".repeat(2000)),
+            "TOO_LARGE",
+        ),
+    ] {
+        client.send(&text);
+        let error = client.frame().await;
+        assert_eq!(error["type"], "error", "{text}");
+        assert_eq!(error["code"], code, "{text}");
+    }
+    client.send(r#"{"type":"cancel","messageId":"gone"}"#);
+    let not_found = client.frame().await;
+    assert_eq!(
+        (not_found["code"].clone(), not_found["messageId"].clone()),
+        ("NOT_FOUND".into(), "gone".into())
+    );
+    client.send(r#"{"type":"resume","messageId":"a","fromIndex":3}"#);
+    let recovery = client.frame().await;
+    assert_eq!(recovery["status"], "RECOVERED");
+    assert_eq!(recovery["chunks"][1]["index"], 4);
+    // What a recovery delivered is not delivered again live.
+    client.bus.publish(&sid(), chunk("a", 4));
+    client.bus.publish(&sid(), chunk("a", 5));
+    assert_eq!(client.frame().await["data"]["index"], 5);
+    client.send(r#"{"type":"chat","message":"hello"}"#);
+    let accepted = client.frame().await;
+    assert_eq!(accepted["type"], "accepted");
+    assert_eq!(accepted["messageId"], "a-1");
+}
+
+/// A socket that stops reading is closed with 1013 once its queue fills, and leaves the hub.
+#[tokio::test]
+async fn a_slow_consumer_is_closed_with_1013() {
+    let mut client = Client::connect(Options {
+        socket_buffer: 1,
+        max_pending_frames: 4,
+        ..Options::default()
+    });
+    client.handshake().await;
+    // The client reads nothing more: one frame fills its socket, four its queue.
+    for i in 0..20 {
+        client.bus.publish(&sid(), chunk("a", i));
+    }
+    assert_eq!(client.close_code().await, close_code::TRY_AGAIN_LATER);
+    let client = client.ended().await;
+    assert_eq!(client.stats.slow_consumers.load(Ordering::SeqCst), 1);
+    assert_eq!(client.hub.session_count(), 0);
+    assert!(client.bus.subscribed().is_empty());
+    assert_eq!(client.backend.0.stopped.load(Ordering::SeqCst), 1);
+}
+
+/// A node shutting down closes its sockets with 1001.
+#[tokio::test]
+async fn shutdown_closes_with_1001() {
+    let mut client = Client::connect(Options::default());
+    client.handshake().await;
+    client.shutdown.cancel();
+    assert_eq!(client.close_code().await, close_code::GOING_AWAY);
+    let client = client.ended().await;
+    assert_eq!(client.stats.sockets_open.load(Ordering::SeqCst), 0);
+}
+
+/// When the snapshot cannot be read, the client is told so and the socket closes with 1011.
+#[tokio::test]
+async fn a_failed_snapshot_closes_with_1011_after_an_error_frame() {
+    let mut client = Client::connect(Options {
+        backend: Fake::with(None),
+        ..Options::default()
+    });
+    assert_eq!(client.frame().await["type"], "welcome");
+    let error = client.frame().await;
+    assert_eq!(error["code"], "UNAVAILABLE");
+    assert_eq!(client.close_code().await, close_code::INTERNAL_ERROR);
+    let client = client.ended().await;
+    assert_eq!(client.stats.sockets_total.load(Ordering::SeqCst), 0);
+    assert_eq!(client.hub.session_count(), 0);
+}
+
+/// A client that leaves during the handshake ends its socket quietly: no error frame, no
+/// close frame, nothing left in the hub.
+#[tokio::test]
+async fn a_client_gone_during_the_handshake_ends_quietly() {
+    let client = Client::connect(Options::default());
+    let Client {
+        from_server,
+        to_server,
+        task,
+        hub,
+        bus,
+        stats,
+        ..
+    } = client;
+    drop(from_server);
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+    drop(to_server);
+    assert_eq!(hub.session_count(), 0);
+    assert!(bus.subscribed().is_empty());
+    assert_eq!(stats.sockets_total.load(Ordering::SeqCst), 0);
+}
+
+/// A client's close frame ends the socket; the node's last socket of the session releases it.
+#[tokio::test]
+async fn the_clients_close_ends_the_socket() {
+    let mut client = Client::connect(Options::default());
+    client.handshake().await;
+    client.to_server.send(Ok(Message::Close(None))).unwrap();
+    let client = client.ended().await;
+    assert_eq!(client.hub.session_count(), 0);
+    assert_eq!(client.backend.0.stopped.load(Ordering::SeqCst), 1);
+    assert_eq!(client.stats.sockets_open.load(Ordering::SeqCst), 0);
+}
