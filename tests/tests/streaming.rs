@@ -442,11 +442,12 @@ async fn health_and_metrics_report_the_node() {
     assert_eq!(ai["components"]["redis"], "up");
     let info = api::get_json(&stack.ai[0].url()).await;
     assert_eq!(info["service"], "ai-service");
-    let metrics = api::get_text(&format!("{}/metrics", stack.gateway(0))).await;
-    assert!(
-        metrics.contains("gateway_slow_consumers_total{node_id=\"ws-test-0\"} 0"),
-        "{metrics}"
-    );
+    let slow = api::metric(
+        &stack.gateway(0),
+        "gateway_slow_consumers_total{node_id=\"ws-test-0\"}",
+    )
+    .await;
+    assert_eq!(slow, 0);
 }
 
 /// A gateway serves the browser app from `STATIC_DIR` at `/`, with index.html for unknown
