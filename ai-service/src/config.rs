@@ -3,15 +3,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use node::{NodeConfig, NodeDefaults};
+use node::{NodeDefaults, ServiceConfig};
 use runtime::env::{BadVar, parse_or};
 
-/// Everything the AI node can be told. Each field names its variable and default.
+/// The AI node's configuration: what every node reads (`PORT` default 8000, `NODE_ID` default
+/// `ai-node-{PORT}`) and [`AiConfig`].
+pub type Config = node::Config<AiConfig>;
+
+/// What only the AI node can be told. Each field names its variable and default.
 #[derive(Debug, Clone)]
-pub struct Config {
-    /// What every node reads: `HOST`, `PORT` (default 8000), `NODE_ID` (default
-    /// `ai-node-{PORT}`), `REDIS_URL`, `DATABASE_URL`, the L1 cache, `LOG_LEVEL`.
-    pub node: NodeConfig,
+pub struct AiConfig {
     /// `STREAM_DELAY_MS`, default 50: pause before each word.
     pub stream_delay: Duration,
     /// `STREAM_LEASE_SECONDS`, default 10: a stream's lease lives this long past its last chunk.
@@ -21,22 +22,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
-impl AsRef<NodeConfig> for Config {
-    fn as_ref(&self) -> &NodeConfig {
-        &self.node
-    }
-}
+impl ServiceConfig for AiConfig {
+    const DEFAULTS: NodeDefaults = NodeDefaults::new(8000, "ai-node");
 
-impl Config {
-    /// Reads the configuration from `vars` (the process environment in `main`).
-    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
-        let node = NodeConfig::from_vars(
-            vars,
-            NodeDefaults {
-                port: 8000,
-                node_prefix: "ai-node",
-            },
-        )?;
+    fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
         let delay_ms = parse_or(vars, "STREAM_DELAY_MS", 50u64)?;
         if delay_ms > 60_000 {
             return Err(BadVar {
@@ -57,7 +46,6 @@ impl Config {
             });
         }
         Ok(Self {
-            node,
             stream_delay: Duration::from_millis(delay_ms),
             lease_secs,
             shutdown_grace: Duration::from_secs(parse_or(vars, "SHUTDOWN_GRACE_SECONDS", 20u64)?),
@@ -68,23 +56,18 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runtime::env::from_pairs as vars;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    /// With nothing set, every default works on a developer machine.
+    /// With nothing set, every default works on a developer machine, on the AI node's port.
     #[test]
     fn defaults_work() {
         let c = Config::from_vars(&vars(&[])).unwrap();
-        assert_eq!(c.node.port, 8000);
-        assert_eq!(c.node.node_id, "ai-node-8000");
-        assert_eq!(c.stream_delay, Duration::from_millis(50));
-        assert_eq!(c.lease_secs, 10);
-        assert_eq!(c.node.redis_url, "redis://127.0.0.1:6379/");
+        assert_eq!(c.service.stream_delay, Duration::from_millis(50));
+        assert_eq!(c.service.lease_secs, 10);
+        assert_eq!(
+            (c.node.port, c.node.node_id.as_str()),
+            (8000, "ai-node-8000")
+        );
     }
 
     /// A lease shorter than the chunk interval would expire mid-stream: refused at start-up.

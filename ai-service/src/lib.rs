@@ -20,7 +20,7 @@ pub mod simulator;
 mod state;
 mod streamer;
 
-pub use config::Config;
+pub use config::{AiConfig, Config};
 pub use routes::router;
 pub use state::AppState;
 pub use streamer::{CANCELLED_SUFFIX, Streamer};
@@ -33,7 +33,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let core = Core::connect(&config.node, &shutdown).await?;
-    let streamer = Streamer::new(core.clone(), config.stream_delay, config.lease_secs);
+    let settings = config.service;
+    let streamer = Streamer::new(core.clone(), settings.stream_delay, settings.lease_secs);
     let app = AppState {
         health: core.health(),
         core,
@@ -44,7 +45,7 @@ pub async fn run(
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("serving HTTP")?;
-    streamer.drain(config.shutdown_grace).await;
+    streamer.drain(settings.shutdown_grace).await;
     info!("AI service stopped");
     Ok(())
 }

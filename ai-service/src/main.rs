@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    node::main(ai_service::Config::from_vars, ai_service::run).await
+    node::main(ai_service::run).await
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use node::Core;
 use protocol::rest::{ChatAccepted, ChatRequest};
-use protocol::{ChatMessage, EventType, MessageId, MessageStatus, Role, SessionId};
+use protocol::{ChatMessage, EventType, MessageId, MessageStatus, SessionId};
 use redis_state::{ChunkOutcome, StartOutcome, StreamHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -68,26 +68,9 @@ impl Streamer {
             user_id: user,
         } = request;
         let now = protocol::now_ms();
-        let user_message = ChatMessage {
-            message_id: MessageId::random(),
-            session_id: session.clone(),
-            user_id: user,
-            role: Role::User,
-            content: text,
-            timestamp: now,
-            is_complete: true,
-            status: MessageStatus::Completed,
-            index: None,
-            chunk: None,
-        };
-        let answer = ChatMessage {
-            message_id: MessageId::random(),
-            role: Role::Assistant,
-            content: String::new(),
-            is_complete: false,
-            status: MessageStatus::Streaming,
-            ..user_message.clone()
-        };
+        let answer =
+            ChatMessage::started_answer(MessageId::random(), session.clone(), user.clone(), now);
+        let user_message = ChatMessage::user(MessageId::random(), session.clone(), user, text, now);
         // First try insists that Redis still has the session's history: when it expired or was
         // flushed, it is put back from SQL before the new message is appended to it.
         let mut require_history = true;

@@ -3,19 +3,20 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use node::{NodeConfig, NodeDefaults};
+use node::{NodeDefaults, ServiceConfig};
 use runtime::env::{BadVar, parse_or, string_or};
 
 /// Frames above this are refused by the WebSocket layer itself, which drops the connection;
 /// frames between `WS_MAX_MESSAGE_BYTES` and this get an `error` frame and the socket stays open.
 pub const WS_HARD_LIMIT: usize = 1024 * 1024;
 
-/// Everything the gateway can be told. Each field names its variable and default.
+/// The gateway's configuration: what every node reads (`PORT` default 8080, `NODE_ID` default
+/// `ws-node-{PORT}`) and [`GatewayConfig`].
+pub type Config = node::Config<GatewayConfig>;
+
+/// What only the gateway can be told. Each field names its variable and default.
 #[derive(Debug, Clone)]
-pub struct Config {
-    /// What every node reads: `HOST`, `PORT` (default 8080), `NODE_ID` (default
-    /// `ws-node-{PORT}`), `REDIS_URL`, `DATABASE_URL`, the L1 cache, `LOG_LEVEL`.
-    pub node: NodeConfig,
+pub struct GatewayConfig {
     /// `AI_SERVICE_URLS`, comma-separated, default `http://127.0.0.1:8000`: the AI nodes chats
     /// are forwarded to, round robin.
     pub ai_service_urls: Vec<String>,
@@ -31,22 +32,10 @@ pub struct Config {
     pub static_dir: String,
 }
 
-impl AsRef<NodeConfig> for Config {
-    fn as_ref(&self) -> &NodeConfig {
-        &self.node
-    }
-}
+impl ServiceConfig for GatewayConfig {
+    const DEFAULTS: NodeDefaults = NodeDefaults::new(8080, "ws-node");
 
-impl Config {
-    /// Reads the configuration from `vars` (the process environment in `main`).
-    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
-        let node = NodeConfig::from_vars(
-            vars,
-            NodeDefaults {
-                port: 8080,
-                node_prefix: "ws-node",
-            },
-        )?;
+    fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
         let raw_urls = string_or(vars, "AI_SERVICE_URLS", "http://127.0.0.1:8000");
         let ai_service_urls: Vec<String> = raw_urls
             .split(',')
@@ -81,7 +70,6 @@ impl Config {
             });
         }
         Ok(Self {
-            node,
             ai_service_urls,
             ai_request_timeout: Duration::from_millis(parse_or(
                 vars,
@@ -98,22 +86,18 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runtime::env::from_pairs as vars;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    /// With nothing set, every default works on a developer machine.
+    /// With nothing set, every default works on a developer machine, on the gateway's port.
     #[test]
     fn defaults_work() {
         let c = Config::from_vars(&vars(&[])).unwrap();
-        assert_eq!(c.node.port, 8080);
-        assert_eq!(c.node.node_id, "ws-node-8080");
-        assert_eq!(c.ai_service_urls, vec!["http://127.0.0.1:8000"]);
-        assert_eq!(c.max_pending_frames, 1000);
+        assert_eq!(c.service.ai_service_urls, vec!["http://127.0.0.1:8000"]);
+        assert_eq!(c.service.max_pending_frames, 1000);
+        assert_eq!(
+            (c.node.port, c.node.node_id.as_str()),
+            (8080, "ws-node-8080")
+        );
     }
 
     /// AI URLs are a trimmed comma-separated list; anything but http(s) is refused.
@@ -121,7 +105,7 @@ mod tests {
     fn ai_urls_are_parsed_and_checked() {
         let c =
             Config::from_vars(&vars(&[("AI_SERVICE_URLS", " http://a:1/ ,http://b:2,,")])).unwrap();
-        assert_eq!(c.ai_service_urls, vec!["http://a:1", "http://b:2"]);
+        assert_eq!(c.service.ai_service_urls, vec!["http://a:1", "http://b:2"]);
         assert!(Config::from_vars(&vars(&[("AI_SERVICE_URLS", "a:1")])).is_err());
         assert!(Config::from_vars(&vars(&[("AI_SERVICE_URLS", " , ")])).is_err());
     }

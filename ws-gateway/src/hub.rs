@@ -154,25 +154,19 @@ impl Drop for Membership {
 mod tests {
     use super::*;
     use bus::MemoryBus;
-    use protocol::{ChatMessage, MessageId, MessageStatus, Role, ServerFrame, UserId};
+    use protocol::{ChatMessage, MessageId, ServerFrame, UserId};
 
     fn sid() -> SessionId {
         SessionId::parse("s").unwrap()
     }
 
     fn chunk_frame(index: u32) -> Bytes {
-        let m = ChatMessage {
-            message_id: MessageId::parse("m").unwrap(),
-            session_id: sid(),
-            user_id: UserId::parse("u").unwrap(),
-            role: Role::Assistant,
-            content: String::new(),
-            timestamp: 0,
-            is_complete: false,
-            status: MessageStatus::Streaming,
-            index: None,
-            chunk: None,
-        };
+        let m = ChatMessage::started_answer(
+            MessageId::parse("m").unwrap(),
+            sid(),
+            UserId::parse("u").unwrap(),
+            0,
+        );
         Bytes::from(
             ServerFrame::Message {
                 data: m.chunk_of(index, "w"),

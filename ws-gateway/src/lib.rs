@@ -27,7 +27,7 @@ mod state;
 mod stats;
 
 pub use ai_client::{AiClient, ForwardError};
-pub use config::Config;
+pub use config::{Config, GatewayConfig};
 pub use hub::Hub;
 pub use routes::router;
 pub use state::AppState;
@@ -44,15 +44,13 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let static_dir = &config.service.static_dir;
+    if !std::path::Path::new(static_dir).join("index.html").exists() {
+        info!(%static_dir, "no browser app to serve at / (build frontend/)");
+    }
     let core = Core::connect(&config.node, &shutdown).await?;
     let app = AppState::connect(config, core.clone(), shutdown.clone()).await?;
     let sockets = app.socket_tasks.clone();
-    if !std::path::Path::new(&app.config.static_dir)
-        .join("index.html")
-        .exists()
-    {
-        info!(static_dir = %app.config.static_dir, "no browser app to serve at / (build frontend/)");
-    }
     info!(addr = %listener.local_addr()?, ai_nodes = ?app.ai.urls(), "gateway listening");
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown.cancelled_owned())

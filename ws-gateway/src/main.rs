@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    node::main(ws_gateway::Config::from_vars, ws_gateway::run).await
+    node::main(ws_gateway::run).await
 }

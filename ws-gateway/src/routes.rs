@@ -26,7 +26,7 @@ const WS_BUFFER: usize = 4 * 1024;
 
 /// The gateway's routes; everything else is the browser app from `STATIC_DIR`.
 pub fn router(app: AppState) -> Router {
-    let static_dir = std::path::Path::new(&app.config.static_dir);
+    let static_dir = std::path::Path::new(&app.config.service.static_dir);
     // Unknown paths get the app's index.html, so client-side routes survive a reload.
     let app_files =
         ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));

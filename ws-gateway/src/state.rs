@@ -49,8 +49,8 @@ impl AppState {
             .with_context(|| format!("connecting the pub/sub bus to {redis_url}"))?;
         let ai = Arc::new(
             AiClient::new(
-                config.ai_service_urls.clone(),
-                config.ai_request_timeout,
+                config.service.ai_service_urls.clone(),
+                config.service.ai_request_timeout,
                 stats.clone(),
             )
             .context("building the AI client")?,
@@ -63,8 +63,8 @@ impl AppState {
                 core: core.clone(),
                 ai: ai.clone(),
             },
-            max_pending_frames: config.max_pending_frames,
-            max_message_bytes: config.ws_max_message_bytes,
+            max_pending_frames: config.service.max_pending_frames,
+            max_message_bytes: config.service.ws_max_message_bytes,
             stats,
             shutdown,
         };

@@ -5,6 +5,33 @@ use std::time::Duration;
 
 use runtime::env::{BadVar, parse_or, string_or};
 
+/// A binary's own settings, beside the ones every node reads.
+pub trait ServiceConfig: Sized {
+    /// This binary's `PORT` and `NODE_ID` defaults.
+    const DEFAULTS: NodeDefaults;
+
+    /// Reads this binary's own variables from `vars`, checking them.
+    fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar>;
+}
+
+/// A node's whole configuration, read once at start-up: what every node reads, and what its
+/// binary (`S`) reads.
+#[derive(Debug, Clone)]
+pub struct Config<S> {
+    pub node: NodeConfig,
+    pub service: S,
+}
+
+impl<S: ServiceConfig> Config<S> {
+    /// Reads the configuration from `vars` (the process environment in `main`).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
+        Ok(Self {
+            node: NodeConfig::from_vars(vars, S::DEFAULTS)?,
+            service: S::from_vars(vars)?,
+        })
+    }
+}
+
 /// What differs between the binaries' defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeDefaults {
@@ -12,6 +39,12 @@ pub struct NodeDefaults {
     pub port: u16,
     /// `NODE_ID` when unset is `{node_prefix}-{PORT}`.
     pub node_prefix: &'static str,
+}
+
+impl NodeDefaults {
+    pub const fn new(port: u16, node_prefix: &'static str) -> Self {
+        Self { port, node_prefix }
+    }
 }
 
 /// Settings both binaries share. Each field names its variable and default.
@@ -104,18 +137,9 @@ fn redis_url(vars: &HashMap<String, String>) -> Result<String, BadVar> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runtime::env::from_pairs as map;
 
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    const AI: NodeDefaults = NodeDefaults {
-        port: 8000,
-        node_prefix: "ai-node",
-    };
+    const AI: NodeDefaults = NodeDefaults::new(8000, "ai-node");
 
     /// With nothing set, every default works on a developer machine; the node id follows the
     /// port.

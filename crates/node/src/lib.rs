@@ -2,8 +2,9 @@
 //! differ in what they serve, not in how they reach Redis and SQL.
 //!
 //! # Layout
-//! - [`NodeConfig`] (`config.rs`): the settings both binaries read (`HOST`, `PORT`, `NODE_ID`,
-//!   `REDIS_URL`, `DATABASE_URL`, the L1 cache, `LOG_LEVEL`).
+//! - [`Config`] (`config.rs`): a node's configuration: the [`NodeConfig`] both binaries read
+//!   (`HOST`, `PORT`, `NODE_ID`, `REDIS_URL`, `DATABASE_URL`, the L1 cache, `LOG_LEVEL`) and
+//!   each binary's own [`ServiceConfig`].
 //! - [`Core`] (`core.rs`): the node's handles on the conversation state: Redis, the history read
 //!   path (L1 → Redis → SQL), the writer of record, and the reaper every node runs.
 //! - [`Health`] (`health.rs`): the components a node depends on, each a [`Probe`], and the
@@ -24,7 +25,7 @@ mod core;
 mod entry;
 mod health;
 
-pub use config::{NodeConfig, NodeDefaults, Persistence};
+pub use config::{Config, NodeConfig, NodeDefaults, Persistence, ServiceConfig};
 pub use core::Core;
 pub use entry::main;
 pub use health::{Health, Probe, ProbeStatus};

@@ -278,7 +278,7 @@ pub fn peek_live_frame(payload: &[u8]) -> Option<LiveFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{MessageStatus, Role};
+    use crate::message::MessageStatus;
     use crate::validate::UserId;
 
     fn mid(s: &str) -> MessageId {
@@ -290,18 +290,7 @@ mod tests {
     }
 
     fn answer() -> ChatMessage {
-        ChatMessage {
-            message_id: mid("m1"),
-            session_id: sid("s1"),
-            user_id: UserId::parse("u1").unwrap(),
-            role: Role::Assistant,
-            content: String::new(),
-            timestamp: 5,
-            is_complete: false,
-            status: MessageStatus::Streaming,
-            index: None,
-            chunk: None,
-        }
+        ChatMessage::started_answer(mid("m1"), sid("s1"), UserId::parse("u1").unwrap(), 5)
     }
 
     /// Frames carry a lowercase `type` tag and camelCase fields.

@@ -63,6 +63,49 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
+    /// A user message: complete (and `completed`) as soon as it exists.
+    pub fn user(
+        message_id: MessageId,
+        session_id: SessionId,
+        user_id: UserId,
+        content: String,
+        timestamp: i64,
+    ) -> ChatMessage {
+        ChatMessage {
+            message_id,
+            session_id,
+            user_id,
+            role: Role::User,
+            content,
+            timestamp,
+            is_complete: true,
+            status: MessageStatus::Completed,
+            index: None,
+            chunk: None,
+        }
+    }
+
+    /// An answer that has just started, for `user_id`: no content yet, `streaming`.
+    pub fn started_answer(
+        message_id: MessageId,
+        session_id: SessionId,
+        user_id: UserId,
+        timestamp: i64,
+    ) -> ChatMessage {
+        ChatMessage {
+            message_id,
+            session_id,
+            user_id,
+            role: Role::Assistant,
+            content: String::new(),
+            timestamp,
+            is_complete: false,
+            status: MessageStatus::Streaming,
+            index: None,
+            chunk: None,
+        }
+    }
+
     /// A chunk frame's payload: the message's identity plus one delta.
     pub fn chunk_of(&self, index: u32, delta: &str) -> ChatMessage {
         ChatMessage {
@@ -93,18 +136,12 @@ mod tests {
     use super::*;
 
     fn sample() -> ChatMessage {
-        ChatMessage {
-            message_id: MessageId::parse("m1").unwrap(),
-            session_id: SessionId::parse("s1").unwrap(),
-            user_id: UserId::parse("u1").unwrap(),
-            role: Role::Assistant,
-            content: String::new(),
-            timestamp: 1,
-            is_complete: false,
-            status: MessageStatus::Streaming,
-            index: None,
-            chunk: None,
-        }
+        ChatMessage::started_answer(
+            MessageId::parse("m1").unwrap(),
+            SessionId::parse("s1").unwrap(),
+            UserId::parse("u1").unwrap(),
+            1,
+        )
     }
 
     /// Chunk frames carry the delta and index but not the accumulated content.

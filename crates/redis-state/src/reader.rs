@@ -199,18 +199,7 @@ pub(crate) fn parse_message(json: &str, session: &SessionId) -> Option<ChatMessa
 /// The answer when its record has vanished but its lease has not (it expired on its own); the
 /// user it answers is unknown.
 fn placeholder_answer(session: &SessionId, message_id: MessageId) -> ChatMessage {
-    ChatMessage {
-        message_id,
-        session_id: session.clone(),
-        user_id: protocol::UserId::default(),
-        role: protocol::Role::Assistant,
-        content: String::new(),
-        timestamp: 0,
-        is_complete: false,
-        status: MessageStatus::Streaming,
-        index: None,
-        chunk: None,
-    }
+    ChatMessage::started_answer(message_id, session.clone(), protocol::UserId::default(), 0)
 }
 
 fn string(value: Value) -> Result<String> {

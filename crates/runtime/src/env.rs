@@ -17,6 +17,14 @@ pub fn vars() -> HashMap<String, String> {
     std::env::vars().collect()
 }
 
+/// A map of variables from `(name, value)` pairs, as tests and tools build them.
+pub fn from_pairs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 /// Reads an optional variable with a default, parsing it with `FromStr`.
 pub fn parse_or<T>(
     vars: &HashMap<String, String>,
@@ -50,19 +58,15 @@ pub fn string_or(vars: &HashMap<String, String>, name: &str, default: &str) -> S
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     /// Numbers parse, blanks take the default, garbage is an error naming the variable.
     #[test]
     fn parse_or_reports_the_variable() {
-        assert_eq!(parse_or(&map(&[("N", " 7 ")]), "N", 1u64).unwrap(), 7);
-        assert_eq!(parse_or(&map(&[("N", "")]), "N", 1u64).unwrap(), 1);
-        let err = parse_or(&map(&[("N", "x")]), "N", 1u64).unwrap_err();
+        assert_eq!(
+            parse_or(&from_pairs(&[("N", " 7 ")]), "N", 1u64).unwrap(),
+            7
+        );
+        assert_eq!(parse_or(&from_pairs(&[("N", "")]), "N", 1u64).unwrap(), 1);
+        let err = parse_or(&from_pairs(&[("N", "x")]), "N", 1u64).unwrap_err();
         assert!(err.to_string().starts_with("N=\"x\""), "{err}");
     }
 }

@@ -106,7 +106,7 @@ impl DeliveryFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{MessageStatus, Role, SessionId, UserId};
+    use protocol::{SessionId, UserId};
 
     fn mid(id: &str) -> MessageId {
         MessageId::parse(id).unwrap()
@@ -126,18 +126,13 @@ mod tests {
     }
 
     fn stored(id: &str) -> ChatMessage {
-        ChatMessage {
-            message_id: mid(id),
-            session_id: SessionId::parse("s").unwrap(),
-            user_id: UserId::parse("u").unwrap(),
-            role: Role::User,
-            content: "x".into(),
-            timestamp: 0,
-            is_complete: true,
-            status: MessageStatus::Completed,
-            index: None,
-            chunk: None,
-        }
+        ChatMessage::user(
+            mid(id),
+            SessionId::parse("s").unwrap(),
+            UserId::parse("u").unwrap(),
+            "x".into(),
+            0,
+        )
     }
 
     /// Chunks already in the snapshot are dropped, later ones pass once each.

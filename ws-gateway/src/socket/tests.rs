@@ -13,7 +13,7 @@ use futures_util::stream::BoxStream;
 use history::Conversation;
 use protocol::rest::{CancelOutcome, ChatAccepted, ChatRequest};
 use protocol::{
-    ChatMessage, MessageId, MessageStatus, Role, ServerFrame, SessionId, StreamingState, UserId,
+    ChatMessage, MessageId, MessageStatus, ServerFrame, SessionId, StreamingState, UserId,
 };
 use redis_state::Recovery;
 use serde_json::Value;
@@ -37,18 +37,7 @@ fn mid(id: &str) -> MessageId {
 }
 
 fn answer(id: &str) -> ChatMessage {
-    ChatMessage {
-        message_id: mid(id),
-        session_id: sid(),
-        user_id: UserId::default(),
-        role: Role::Assistant,
-        content: String::new(),
-        timestamp: 1,
-        is_complete: false,
-        status: MessageStatus::Streaming,
-        index: None,
-        chunk: None,
-    }
+    ChatMessage::started_answer(mid(id), sid(), UserId::default(), 1)
 }
 
 /// A conversation whose answer `id` is streaming, with chunks `0..=last` in its content.
