@@ -4,9 +4,9 @@
 //! - `config.rs`: [`Config`], read once from the environment.
 //! - `state.rs`: [`AppState`], the handles every request and socket shares.
 //! - `routes.rs`: the HTTP surface: `/ws/chat`, `/api/*`, `/health`, `/metrics`.
-//! - `socket/`: one WebSocket's life: handshake, reader, single writer, its queue and its
-//!   delivery filter, generic over the socket and the [`socket::Backend`] it talks to.
-//! - `hub.rs`: local sockets per session, and the fan-out of bus frames to them.
+//! - `socket/`: the node's WebSockets: the hub (local sockets per session, fed by the bus), and
+//!   each socket's handshake, reader, single writer, queue and delivery filter, generic over
+//!   the socket and the [`socket::Backend`] it talks to.
 //! - `ai_client.rs`: forwarding chats to AI nodes, round robin with failover.
 //! - `stats.rs`: the node's counters.
 
@@ -20,7 +20,6 @@ use tracing::info;
 
 mod ai_client;
 mod config;
-mod hub;
 mod routes;
 pub mod socket;
 mod state;
@@ -28,8 +27,8 @@ mod stats;
 
 pub use ai_client::{AiClient, ForwardError};
 pub use config::{Config, GatewayConfig};
-pub use hub::Hub;
 pub use routes::router;
+pub use socket::Hub;
 pub use state::AppState;
 pub use stats::Stats;
 

@@ -11,8 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::ai_client::{AiClient, AiProbe};
 use crate::config::Config;
-use crate::hub::Hub;
-use crate::socket::{NodeBackend, SocketEnv};
+use crate::socket::{Hub, NodeBackend, SocketEnv};
 use crate::stats::Stats;
 
 /// Handles shared by every request and socket; cheap to clone.

@@ -1,5 +1,6 @@
-//! One WebSocket: the handshake that makes delivery exactly-once, then a reader and a single
-//! writer joined by `select!`.
+//! The node's WebSockets: the hub that fans bus frames out to them, and each one's life, the
+//! handshake that makes delivery exactly-once, then a reader and a single writer joined by
+//! `select!`.
 //!
 //! Handshake, in this order (docs/PROTOCOL.md explains why):
 //! 1. join the hub (the socket's queue starts collecting frames) and subscribe the session,
@@ -14,6 +15,8 @@
 //! for snapshots, chats, cancels and recoveries, so `tests.rs` drives it with channels.
 //!
 //! # Layout
+//! - `hub.rs`: [`Hub`], local sockets per session, fed by the bus; a socket's place in it is
+//!   its [`Membership`].
 //! - `queue.rs`: what the writer receives, and the one rule for offering it ([`SocketQueue`]).
 //! - `snapshot.rs`: the `history` frame and the filter that matches it.
 //! - `reader.rs`: client frames in; `writer.rs`: the single writer; `filter.rs`: what makes
@@ -31,11 +34,11 @@ use protocol::{ErrorCode, ServerFrame, SessionId, UserId};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::hub::{Hub, Membership};
 use crate::stats::Stats;
 
 mod backend;
 mod filter;
+mod hub;
 mod queue;
 mod reader;
 mod snapshot;
@@ -45,7 +48,8 @@ mod writer;
 
 pub use backend::{Backend, NodeBackend};
 pub use filter::DeliveryFilter;
-pub use queue::{Outbound, Recovered, SharedFrame, SocketQueue};
+pub use hub::{Hub, Membership};
+pub use queue::{Outbound, Recovered, SocketQueue};
 
 /// How long the handshake waits for Redis (subscription and snapshot).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

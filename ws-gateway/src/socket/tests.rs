@@ -21,9 +21,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, PollSender};
 
-use super::{Backend, SocketEnv, close_code, serve};
+use super::{Backend, Hub, SocketEnv, close_code, serve};
 use crate::ai_client::ForwardError;
-use crate::hub::Hub;
 use crate::stats::Stats;
 
 const PATIENCE: Duration = Duration::from_secs(5);

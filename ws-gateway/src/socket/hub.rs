@@ -17,7 +17,7 @@ use protocol::SessionId;
 use protocol::frames::peek_live_frame;
 use tracing::warn;
 
-use crate::socket::{Outbound, SharedFrame, SocketQueue};
+use super::queue::{Outbound, SharedFrame, SocketQueue};
 use crate::stats::Stats;
 
 /// One local socket as the hub sees it.
