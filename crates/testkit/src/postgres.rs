@@ -102,24 +102,6 @@ impl PostgresServer {
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
-
-    /// A fresh database for one test, so tests can share a server.
-    pub fn create_database(&self, name: &str) -> String {
-        let status = Command::new(bin_dir().join("createdb"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                name,
-            ])
-            .status()
-            .expect("running createdb");
-        assert!(status.success(), "createdb {name} failed");
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
-    }
 }
 
 /// Whether the process is still running a moment after its port opened (it exits at once when
