@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use node::Core;
 use protocol::rest::{ChatAccepted, ChatRequest};
-use protocol::{ChatMessage, EventType, MessageId, MessageStatus, SessionId};
+use protocol::{ChatMessage, MessageId, MessageStatus, SessionId};
 use redis_state::{ChunkOutcome, StartOutcome, StreamHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,6 +32,15 @@ pub enum StartError {
     Redis(#[from] redis_state::Error),
     #[error(transparent)]
     History(history::Error),
+}
+
+/// What an answer has produced so far.
+#[derive(Debug, Default)]
+struct Produced {
+    /// Its text: the chunks so far, in order.
+    content: String,
+    /// How many chunks were appended.
+    chunks: u32,
 }
 
 /// Starts answers and keeps track of the tasks producing them.
@@ -108,7 +117,7 @@ impl Streamer {
         self.core.writer.user_message(&user_message);
         self.core
             .writer
-            .answer(&stream.answer, EventType::StreamStarted);
+            .answer_started(&stream.answer, &self.core.node_id);
         let reply = simulator::reply_for(&user_message.content);
         let accepted = ChatAccepted {
             status: "accepted".into(),
@@ -143,42 +152,41 @@ impl Streamer {
 
     /// Streams `reply` as the answer of `stream`.
     async fn produce(&self, stream: StreamHandle, reply: &'static str) {
-        let mut content = String::with_capacity(reply.len());
+        let mut done = Produced::default();
         for (index, delta) in (0u32..).zip(simulator::deltas(reply)) {
             tokio::select! {
                 () = tokio::time::sleep(self.delay) => {}
                 () = self.abort.cancelled() => {
-                    self.finish(&stream, content, MessageStatus::Failed).await;
+                    self.finish(&stream, done, MessageStatus::Failed).await;
                     return;
                 }
             }
             match self.append(&stream, index, delta).await {
                 Some(ChunkOutcome::Appended) => {
-                    content.push_str(delta);
+                    done.content.push_str(delta);
+                    done.chunks += 1;
                     self.core.writer.chunk(&stream.message, index, delta);
                 }
                 Some(ChunkOutcome::Cancelled) => {
-                    content.push_str(CANCELLED_SUFFIX);
-                    self.finish(&stream, content, MessageStatus::Cancelled)
-                        .await;
+                    done.content.push_str(CANCELLED_SUFFIX);
+                    self.finish(&stream, done, MessageStatus::Cancelled).await;
                     return;
                 }
                 Some(ChunkOutcome::LeaseLost) => {
                     warn!(session_id = %stream.session, message_id = %stream.message,
                         "stream lease lost; another node has ended this answer");
                     // Whoever ended it failed it with the same text; make sure SQL says so too.
-                    let failed = stream.answer.finished(content, MessageStatus::Failed);
-                    self.core.writer.answer_ended(&failed);
+                    let failed = stream.answer.finished(done.content, MessageStatus::Failed);
+                    self.core.writer.answer_ended(&failed, done.chunks);
                     return;
                 }
                 None => {
-                    self.finish(&stream, content, MessageStatus::Failed).await;
+                    self.finish(&stream, done, MessageStatus::Failed).await;
                     return;
                 }
             }
         }
-        self.finish(&stream, content, MessageStatus::Completed)
-            .await;
+        self.finish(&stream, done, MessageStatus::Completed).await;
     }
 
     /// Appends one chunk, retrying Redis errors for a while (a retry of the same index is
@@ -209,11 +217,12 @@ impl Streamer {
         }
     }
 
-    /// Ends the answer, retrying Redis errors for a while.
-    async fn finish(&self, stream: &StreamHandle, content: String, status: MessageStatus) {
+    /// Ends the answer with what was produced, retrying Redis errors for a while.
+    async fn finish(&self, stream: &StreamHandle, done: Produced, status: MessageStatus) {
+        let Produced { content, chunks } = done;
         self.core
             .writer
-            .answer_ended(&stream.answer.finished(content.clone(), status));
+            .answer_ended(&stream.answer.finished(content.clone(), status), chunks);
         let deadline = tokio::time::Instant::now() + REDIS_RETRY_FOR;
         loop {
             match self

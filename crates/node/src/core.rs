@@ -91,7 +91,7 @@ impl Core {
             self.state.clone(),
             redis_state::REAPER_INTERVAL,
             shutdown,
-            move |failed| writer.answer_ended(failed),
+            move |reaped| writer.answer_ended(&reaped.answer, reaped.chunks),
         ));
     }
 }

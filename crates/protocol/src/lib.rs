@@ -24,7 +24,7 @@ pub mod rest;
 pub mod validate;
 
 pub use error::ErrorCode;
-pub use events::EventType;
+pub use events::{DomainEvent, EventDetails, EventType, StreamEnd, Topic};
 pub use frames::{ClientFrame, LiveFrame, RecoveryStatus, ServerFrame, StreamingState};
 pub use message::{ChatMessage, MessageStatus, Role};
 pub use validate::{InvalidInput, MessageId, SessionId, UserId, Validated};

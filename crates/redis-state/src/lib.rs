@@ -31,7 +31,7 @@ mod scripts;
 pub use control::CancelOutcome;
 pub use producer::{ChunkOutcome, StartOutcome, StreamHandle};
 pub use reader::{InFlight, Recovery, Snapshot};
-pub use reaper::{STREAM_FAILED_TEXT, run_reaper};
+pub use reaper::{Reaped, STREAM_FAILED_TEXT, run_reaper};
 
 /// How often every node looks for answers whose producer vanished.
 pub const REAPER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);

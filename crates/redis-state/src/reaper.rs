@@ -17,13 +17,22 @@ use tracing::{info, warn};
 use crate::reader::parse_message;
 use crate::{ChatState, Result};
 
+/// An answer the reaper failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaped {
+    /// Its final message: `failed`, with the text produced before its producer vanished.
+    pub answer: ChatMessage,
+    /// How many chunks it had.
+    pub chunks: u32,
+}
+
 /// What the `error` frame of a failed answer says.
 pub const STREAM_FAILED_TEXT: &str =
     "the node producing this answer stopped; the answer is incomplete";
 
 impl ChatState {
     /// Fails every answer whose lease has run out. Returns the final messages it wrote.
-    pub async fn reap_orphans(&self) -> Result<Vec<ChatMessage>> {
+    pub async fn reap_orphans(&self) -> Result<Vec<Reaped>> {
         let due: Vec<String> = self
             .scripts()
             .due
@@ -49,7 +58,7 @@ impl ChatState {
         session: &SessionId,
         message: &MessageId,
         member: &str,
-    ) -> Result<Option<ChatMessage>> {
+    ) -> Result<Option<Reaped>> {
         let (record, chunks): (Option<String>, Vec<String>) = redis::pipe()
             .cmd("GET")
             .arg(keys::message(message))
@@ -67,6 +76,7 @@ impl ChatState {
             self.forget_deadline(member).await?;
             return Ok(None);
         }
+        let chunk_count = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
         let done = answer.finished(chunks.concat(), MessageStatus::Failed);
         let json = serde_json::to_string(&done)?;
         let error = ServerFrame::Error {
@@ -101,7 +111,10 @@ impl ChatState {
         }
         warn!(session_id = %session, message_id = %message,
             "answer failed: its producer's lease ran out");
-        Ok(Some(done))
+        Ok(Some(Reaped {
+            answer: done,
+            chunks: chunk_count,
+        }))
     }
 
     async fn forget_deadline(&self, member: &str) -> Result<()> {
@@ -122,7 +135,7 @@ pub async fn run_reaper(
     state: ChatState,
     every: Duration,
     shutdown: CancellationToken,
-    on_failed: impl Fn(&ChatMessage) + Send + 'static,
+    on_failed: impl Fn(&Reaped) + Send + 'static,
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

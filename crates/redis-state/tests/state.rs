@@ -266,7 +266,8 @@ async fn reaper_fails_answers_whose_lease_ran_out() {
     loop {
         let failed = state.reap_orphans().await.unwrap();
         if failed.len() == 1 {
-            assert_eq!(failed[0].content, "half done");
+            assert_eq!(failed[0].answer.content, "half done");
+            assert_eq!(failed[0].chunks, 2);
             break;
         }
         assert!(failed.is_empty());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use protocol::{ChatMessage, EventType, MessageId};
+use protocol::{ChatMessage, MessageId};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
@@ -29,9 +29,13 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 
 enum Op {
     UserMessage(ChatMessage),
-    Answer {
-        message: ChatMessage,
-        event: EventType,
+    AnswerStarted {
+        answer: ChatMessage,
+        node_id: String,
+    },
+    AnswerEnded {
+        answer: ChatMessage,
+        total_chunks: u32,
     },
     Chunk(ChunkRow),
     /// Resolves once everything queued before it is written (tests, shutdown).
@@ -71,22 +75,26 @@ impl StoreWriter {
         self.push(Op::UserMessage(message.clone()));
     }
 
-    /// An answer started (`STREAM_STARTED`) or ended (`STREAM_COMPLETED`, `STREAM_CANCELLED`,
-    /// `STREAM_FAILED`): stores the message as it now is.
-    pub fn answer(&self, message: &ChatMessage, event: EventType) {
-        self.push(Op::Answer {
-            message: message.clone(),
-            event,
+    /// `node_id` started `answer` (`STREAM_STARTED`): stores it, streaming.
+    pub fn answer_started(&self, answer: &ChatMessage, node_id: &str) {
+        self.push(Op::AnswerStarted {
+            answer: answer.clone(),
+            node_id: node_id.to_owned(),
         });
     }
 
-    /// An answer ended with its final `message`: stores it with the event its status names.
-    pub fn answer_ended(&self, message: &ChatMessage) {
-        match EventType::ending(message.status) {
-            Some(event) => self.answer(message, event),
-            None => warn!(message_id = %message.message_id, status = ?message.status,
-                "an answer reported ended is not final; not stored"),
+    /// `answer` ended, in its final form, after `total_chunks` chunks (`STREAM_COMPLETED`,
+    /// `STREAM_CANCELLED` or `STREAM_FAILED` by its status, and `CHAT_MESSAGE`).
+    pub fn answer_ended(&self, answer: &ChatMessage, total_chunks: u32) {
+        if !answer.status.is_final() {
+            warn!(message_id = %answer.message_id, status = ?answer.status,
+                "an answer reported ended is not final; not stored");
+            return;
         }
+        self.push(Op::AnswerEnded {
+            answer: answer.clone(),
+            total_chunks,
+        });
     }
 
     /// One chunk of an answer.
@@ -165,10 +173,20 @@ async fn apply(store: &Store, op: Op, stats: &WriterStats) {
             })
             .await;
         }
-        Op::Answer { message, event } => {
+        Op::AnswerStarted { answer, node_id } => {
             let at = protocol::now_ms();
-            retry(stats, event.as_str(), || {
-                store.record_answer(&message, event, at)
+            retry(stats, "answer start", || {
+                store.record_answer_started(&answer, &node_id, at)
+            })
+            .await;
+        }
+        Op::AnswerEnded {
+            answer,
+            total_chunks,
+        } => {
+            let at = protocol::now_ms();
+            retry(stats, "answer end", || {
+                store.record_answer_ended(&answer, total_chunks, at)
             })
             .await;
         }

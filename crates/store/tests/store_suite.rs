@@ -2,7 +2,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use protocol::{ChatMessage, EventType, MessageId, MessageStatus, Role, SessionId, UserId};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use protocol::{ChatMessage, MessageId, MessageStatus, Role, SessionId, Topic, UserId};
 use store::{ChunkRow, Store};
 
 fn mid(s: &str) -> MessageId {
@@ -71,14 +74,8 @@ async fn conversation_round_trip(url: &str) {
     );
     store.record_user_message(&u1).await.unwrap();
     store.record_user_message(&u1).await.unwrap(); // a retry changes nothing
-    store
-        .record_answer(&a1, EventType::StreamStarted, 101)
-        .await
-        .unwrap();
-    store
-        .record_answer(&a1, EventType::StreamStarted, 101)
-        .await
-        .unwrap(); // nor here
+    store.record_answer_started(&a1, "ai-1", 101).await.unwrap();
+    store.record_answer_started(&a1, "ai-1", 101).await.unwrap(); // nor here
     store
         .append_chunks(&[chunk("a1", 0, "Hi", 102), chunk("a1", 1, " there", 103)])
         .await
@@ -96,24 +93,30 @@ async fn conversation_round_trip(url: &str) {
         100,
         MessageStatus::Completed,
     );
-    store
-        .record_answer(&done, EventType::StreamCompleted, 104)
+    store.record_answer_ended(&done, 2, 104).await.unwrap();
+    store.record_answer_ended(&done, 2, 104).await.unwrap();
+    let mut trail: Vec<String> = store
+        .audit_trail(&sid("s1"))
         .await
-        .unwrap();
-    let audit = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(e, m)| (e.to_string(), m.to_string()))
-            .collect()
-    };
+        .unwrap()
+        .iter()
+        .map(|e| e.event_id.clone())
+        .collect();
+    trail.sort();
     assert_eq!(
-        store.audit_trail(&sid("s1")).await.unwrap(),
-        audit(&[
-            ("CHAT_MESSAGE", "u1"),
-            ("STREAM_STARTED", "a1"),
-            ("STREAM_COMPLETED", "a1")
-        ]),
+        trail,
+        [
+            "CHAT_MESSAGE:a1",
+            "CHAT_MESSAGE:u1",
+            "SESSION_STARTED:s1",
+            "STREAM_COMPLETED:a1",
+            "STREAM_STARTED:a1"
+        ],
         "one audit row per event, however often it was written"
+    );
+    assert!(
+        store.unpublished_events(100).await.unwrap().is_empty(),
+        "without an outbox, no event waits for Kafka"
     );
     let u2 = message(
         "u2",
@@ -163,13 +166,97 @@ async fn conversation_round_trip(url: &str) {
     assert!(store.history(&sid("s1")).await.unwrap().is_empty());
 }
 
+/// With the outbox on, each change writes its events in order, once; the relay's view
+/// (unpublished, oldest first) and marking them published work; retention trims them.
+async fn outbox_holds_each_event_once_in_order(url: &str) {
+    let woken = Arc::new(AtomicUsize::new(0));
+    let counter = woken.clone();
+    let store = Store::connect(url)
+        .await
+        .unwrap()
+        .with_outbox(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }));
+    let u1 = message(
+        "ou1",
+        "os",
+        Role::User,
+        "hello",
+        100,
+        MessageStatus::Completed,
+    );
+    let a1 = message(
+        "oa1",
+        "os",
+        Role::Assistant,
+        "",
+        100,
+        MessageStatus::Streaming,
+    );
+    let done = message(
+        "oa1",
+        "os",
+        Role::Assistant,
+        "Hi",
+        100,
+        MessageStatus::Cancelled,
+    );
+    store.record_user_message(&u1).await.unwrap();
+    store.record_user_message(&u1).await.unwrap();
+    store.record_answer_started(&a1, "ai-1", 101).await.unwrap();
+    store.record_answer_ended(&done, 1, 150).await.unwrap();
+    store.delete_history(&sid("os"), 200).await.unwrap();
+    assert_eq!(
+        woken.load(Ordering::SeqCst),
+        5,
+        "every commit wakes the relay"
+    );
+
+    let rows = store.unpublished_events(100).await.unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "SESSION_STARTED:os",
+            "CHAT_MESSAGE:ou1",
+            "STREAM_STARTED:oa1",
+            "STREAM_CANCELLED:oa1",
+            "CHAT_MESSAGE:oa1",
+            "HISTORY_DELETED:os:200"
+        ]
+    );
+    assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(rows.iter().all(|r| r.key == "os"));
+    assert_eq!(rows[0].topic, Topic::Chat);
+    assert_eq!(rows[2].topic, Topic::Stream);
+    let ended: protocol::DomainEvent = serde_json::from_str(&rows[3].payload).unwrap();
+    assert_eq!(ended.user_id.as_str(), "alice");
+    let deleted: serde_json::Value = serde_json::from_str(&rows[5].payload).unwrap();
+    assert_eq!(deleted["deleted"], 2);
+    assert_eq!(
+        deleted["userId"], "alice",
+        "the session's user, from its row"
+    );
+    assert_eq!(store.outbox_backlog().await.unwrap().0, 6);
+
+    let first: Vec<i64> = rows[..4].iter().map(|r| r.seq).collect();
+    store.mark_published(&first, 1_000).await.unwrap();
+    let rest = store.unpublished_events(100).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[0].event_id, "CHAT_MESSAGE:oa1");
+    assert_eq!(store.trim_published(999).await.unwrap(), 0);
+    assert_eq!(store.trim_published(1_001).await.unwrap(), 4);
+    assert_eq!(store.outbox_backlog().await.unwrap().0, 2);
+}
+
 /// Several pools on one database (as several processes have) write at once without "database
 /// is locked", and data written by one is read by another.
 async fn concurrent_writers_share_one_database(url: &str) {
+    let with_outbox = |store: Store| store.with_outbox(Arc::new(|| {}));
     let stores = [
-        Store::connect(url).await.unwrap(),
-        Store::connect(url).await.unwrap(),
-        Store::connect(url).await.unwrap(),
+        with_outbox(Store::connect(url).await.unwrap()),
+        with_outbox(Store::connect(url).await.unwrap()),
+        with_outbox(Store::connect(url).await.unwrap()),
     ];
     let mut tasks = Vec::new();
     for (n, store) in stores.iter().enumerate() {
@@ -200,6 +287,15 @@ async fn concurrent_writers_share_one_database(url: &str) {
             .len();
     }
     assert_eq!(total, 120);
+    // Every event is in the outbox once, each with its own place in the order.
+    let events = reopened.unpublished_events(1_000).await.unwrap();
+    let chat_messages = events
+        .iter()
+        .filter(|e| e.event_id.starts_with("CHAT_MESSAGE:"))
+        .count();
+    assert_eq!(chat_messages, 120);
+    assert_eq!(events.len(), 120 + 7, "and one SESSION_STARTED per session");
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
 }
 
 /// The round trip on SQLite.
@@ -207,6 +303,20 @@ async fn concurrent_writers_share_one_database(url: &str) {
 async fn sqlite_conversation_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     conversation_round_trip(&sqlite_url(&dir)).await;
+}
+
+/// The outbox on SQLite.
+#[tokio::test]
+async fn sqlite_outbox_holds_each_event_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    outbox_holds_each_event_once_in_order(&sqlite_url(&dir)).await;
+}
+
+/// The outbox on PostgreSQL.
+#[tokio::test]
+async fn postgres_outbox_holds_each_event_once_in_order() {
+    let server = testkit::PostgresServer::start();
+    outbox_holds_each_event_once_in_order(&server.url()).await;
 }
 
 /// Concurrent writers on one SQLite file.

@@ -1,0 +1,289 @@
+//! Messages, sessions and chunks: the writes of record (each one transaction with the events
+//! that describe it) and the reads.
+
+use protocol::{ChatMessage, DomainEvent, MessageStatus, Role, SessionId, UserId};
+use sqlx::any::AnyRow;
+use sqlx::{Executor, Row};
+
+use crate::events::write_events;
+use crate::{ChunkRow, Error, Result, SessionSummary, Store, TITLE_CHARS};
+
+impl Store {
+    /// Records a new user message: the message, the session (created with this message as its
+    /// title, or its last activity moved), and its events (`SESSION_STARTED` for a new
+    /// session, `CHAT_MESSAGE`), in one transaction. A retry changes nothing more.
+    pub async fn record_user_message(&self, message: &ChatMessage) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        upsert_message(&mut *tx, message).await?;
+        let title: String = message.content.chars().take(TITLE_CHARS).collect();
+        let created = sqlx::query(
+            "INSERT INTO chat_session \
+               (session_id, user_id, conversation_id, title, status, start_time, last_activity_time) \
+             VALUES ($1, $2, $3, $4, 'active', $5, $6) ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(message.session_id.as_str())
+        .bind(message.user_id.as_str())
+        .bind(message.session_id.as_str())
+        .bind(title.as_str())
+        .bind(message.timestamp)
+        .bind(message.timestamp)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let mut events = Vec::with_capacity(2);
+        if created {
+            events.push(DomainEvent::session_started(message, title));
+        } else {
+            touch_session(&mut *tx, &message.session_id, message.timestamp).await?;
+        }
+        events.push(DomainEvent::chat_message(message, message.timestamp));
+        write_events(&mut tx, self.outbox.is_some(), &events).await?;
+        tx.commit().await?;
+        self.events_committed();
+        Ok(())
+    }
+
+    /// Records that `node_id` started `answer` at `at`: the message (streaming), the session's
+    /// last activity and `STREAM_STARTED`, in one transaction.
+    pub async fn record_answer_started(
+        &self,
+        answer: &ChatMessage,
+        node_id: &str,
+        at: i64,
+    ) -> Result<()> {
+        let event = DomainEvent::stream_started(answer, node_id, at);
+        self.record_answer(answer, &[event], at).await
+    }
+
+    /// Records that `answer` ended (its final content and status) after `total_chunks` chunks:
+    /// the message, the session's last activity, `STREAM_COMPLETED` / `STREAM_CANCELLED` /
+    /// `STREAM_FAILED` and `CHAT_MESSAGE`, in one transaction. A retry changes nothing more.
+    pub async fn record_answer_ended(
+        &self,
+        answer: &ChatMessage,
+        total_chunks: u32,
+        at: i64,
+    ) -> Result<()> {
+        let mut events: Vec<DomainEvent> = DomainEvent::stream_ended(answer, total_chunks, at)
+            .into_iter()
+            .collect();
+        events.push(DomainEvent::chat_message(answer, at));
+        self.record_answer(answer, &events, at).await
+    }
+
+    async fn record_answer(
+        &self,
+        answer: &ChatMessage,
+        events: &[DomainEvent],
+        at: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        upsert_message(&mut *tx, answer).await?;
+        touch_session(&mut *tx, &answer.session_id, at).await?;
+        write_events(&mut tx, self.outbox.is_some(), events).await?;
+        tx.commit().await?;
+        self.events_committed();
+        Ok(())
+    }
+
+    /// Stores chunk rows in one transaction; rows already stored are skipped.
+    pub async fn append_chunks(&self, rows: &[ChunkRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            sqlx::query(
+                "INSERT INTO stream_chunk (id, message_id, chunk_index, content, timestamp) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(format!("{}:{}", row.message_id, row.index))
+            .bind(row.message_id.as_str())
+            .bind(i64::from(row.index))
+            .bind(row.delta.as_str())
+            .bind(row.at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A session's messages in conversation order (a user message before the answer it got).
+    pub async fn history(&self, session_id: &SessionId) -> Result<Vec<ChatMessage>> {
+        let rows = sqlx::query(
+            "SELECT id, conversation_id, user_id, role, content, status, created_at \
+             FROM message WHERE conversation_id = $1 AND created_at > COALESCE( \
+               (SELECT NULLIF(cleared_at, 0) FROM chat_session WHERE session_id = $2), -1) \
+             ORDER BY created_at, CASE role WHEN 'user' THEN 0 ELSE 1 END, id",
+        )
+        .bind(session_id.as_str())
+        .bind(session_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    /// `user_id`'s sessions, most recent first.
+    pub async fn sessions(&self, user_id: &UserId, limit: u32) -> Result<Vec<SessionSummary>> {
+        let rows = sqlx::query(
+            "SELECT session_id, title, last_activity_time, start_time FROM chat_session \
+             WHERE user_id = $1 ORDER BY last_activity_time DESC, session_id LIMIT $2",
+        )
+        .bind(user_id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionSummary {
+                    session_id: id_from(row, "session_id")?,
+                    title: row.try_get("title")?,
+                    last_activity_time: row.try_get("last_activity_time")?,
+                    start_time: row.try_get("start_time")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a session's messages and their chunks (the session row and the audit trail
+    /// stay), and marks the session cleared at `at`, so that messages created until then stay
+    /// hidden even if a write queued earlier lands later; writes `HISTORY_DELETED`. Returns how
+    /// many messages were deleted.
+    pub async fn delete_history(&self, session_id: &SessionId, at: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM stream_chunk WHERE message_id IN \
+             (SELECT id FROM message WHERE conversation_id = $1)",
+        )
+        .bind(session_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM message WHERE conversation_id = $1")
+            .bind(session_id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let owner = sqlx::query(
+            "UPDATE chat_session SET cleared_at = $1 WHERE session_id = $2 RETURNING user_id",
+        )
+        .bind(at)
+        .bind(session_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let user = match owner {
+            Some(row) => id_from(&row, "user_id")?,
+            None => UserId::default(),
+        };
+        let event = DomainEvent::history_deleted(session_id, &user, deleted, at);
+        write_events(&mut tx, self.outbox.is_some(), &[event]).await?;
+        tx.commit().await?;
+        self.events_committed();
+        Ok(deleted)
+    }
+
+    /// Tells whoever waits for new outbox rows (the relay) that some were committed.
+    fn events_committed(&self) {
+        if let Some(written) = &self.outbox {
+            written();
+        }
+    }
+}
+
+/// Moves a session's last activity to `at`.
+async fn touch_session<'c, E>(executor: E, session: &SessionId, at: i64) -> Result<()>
+where
+    E: Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query("UPDATE chat_session SET last_activity_time = $1 WHERE session_id = $2")
+        .bind(at)
+        .bind(session.as_str())
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+async fn upsert_message<'c, E>(executor: E, m: &ChatMessage) -> Result<()>
+where
+    E: Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO message (id, conversation_id, user_id, role, content, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (id) DO UPDATE SET content = excluded.content, status = excluded.status, \
+           updated_at = excluded.updated_at",
+    )
+    .bind(m.message_id.as_str())
+    .bind(m.session_id.as_str())
+    .bind(m.user_id.as_str())
+    .bind(role_text(m.role))
+    .bind(&m.content)
+    .bind(status_text(m.status))
+    .bind(m.timestamp)
+    .bind(protocol::now_ms())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+fn message_from_row(row: &AnyRow) -> Result<ChatMessage> {
+    let status = status_from(&row.try_get::<String, _>("status")?);
+    Ok(ChatMessage {
+        message_id: id_from(row, "id")?,
+        session_id: id_from(row, "conversation_id")?,
+        user_id: id_from(row, "user_id")?,
+        role: role_from(&row.try_get::<String, _>("role")?),
+        content: row.try_get("content")?,
+        timestamp: row.try_get("created_at")?,
+        is_complete: status.is_final(),
+        status,
+        index: None,
+        chunk: None,
+    })
+}
+
+/// Reads column `column` as one of the id types.
+pub(crate) fn id_from<T>(row: &AnyRow, column: &str) -> Result<T>
+where
+    T: TryFrom<String, Error = protocol::InvalidInput>,
+{
+    let raw: String = row.try_get(column)?;
+    T::try_from(raw).map_err(|e| Error::Corrupt(format!("{column}: {e}")))
+}
+
+fn role_text(role: Role) -> &'static str {
+    match role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::System => "system",
+    }
+}
+
+fn role_from(text: &str) -> Role {
+    match text {
+        "user" => Role::User,
+        "system" => Role::System,
+        _ => Role::Assistant,
+    }
+}
+
+fn status_text(status: MessageStatus) -> &'static str {
+    match status {
+        MessageStatus::Pending => "pending",
+        MessageStatus::Streaming => "streaming",
+        MessageStatus::Completed => "completed",
+        MessageStatus::Cancelled => "cancelled",
+        MessageStatus::Failed => "failed",
+    }
+}
+
+fn status_from(text: &str) -> MessageStatus {
+    match text {
+        "pending" => MessageStatus::Pending,
+        "streaming" => MessageStatus::Streaming,
+        "cancelled" => MessageStatus::Cancelled,
+        "failed" => MessageStatus::Failed,
+        _ => MessageStatus::Completed,
+    }
+}
