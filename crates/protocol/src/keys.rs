@@ -84,6 +84,12 @@ pub fn session_owner(session: &SessionId) -> String {
     format!("session:owner:{session}")
 }
 
+/// `events:relay:lease`: the node relaying the event outbox to Kafka (value: its node id).
+pub const RELAY_LEASE: &str = "events:relay:lease";
+
+/// `events:outbox:wake`: pub/sub channel telling the relay that the outbox has new rows.
+pub const OUTBOX_WAKE_CHANNEL: &str = "events:outbox:wake";
+
 #[cfg(test)]
 mod tests {
     use super::*;

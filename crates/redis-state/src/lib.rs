@@ -13,7 +13,9 @@
 //! - `reader.rs`: what anyone reads: snapshots, history, recovery of missed chunks.
 //! - `control.rs`: cancel and delete.
 //! - `reaper.rs`: failing answers whose producer vanished (lease ran out).
-//! - `owner.rs`: the `session:owner:{sid}` claim (observability only).
+//! - `lease.rs`: leases naming the node that holds a role: the `session:owner:{sid}` claim
+//!   (observability only) and the event relay's lease.
+//! - `signal.rs`: wake-ups between nodes (new events in the outbox).
 
 use std::sync::Arc;
 
@@ -22,11 +24,12 @@ use redis::aio::ConnectionManager;
 use crate::scripts::Scripts;
 
 mod control;
-mod owner;
+mod lease;
 mod producer;
 mod reader;
 mod reaper;
 mod scripts;
+mod signal;
 
 pub use control::CancelOutcome;
 pub use producer::{ChunkOutcome, StartOutcome, StreamHandle};

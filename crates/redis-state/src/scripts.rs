@@ -230,8 +230,8 @@ pub(crate) struct Scripts {
     pub recover: Script,
     pub fail: Script,
     pub due: Script,
-    pub claim_owner: Script,
-    pub release_owner: Script,
+    pub claim_lease: Script,
+    pub release_lease: Script,
 }
 
 impl Scripts {
@@ -246,8 +246,8 @@ impl Scripts {
             recover: Script::new(&format!("{ANSWER_IN_HISTORY}{RECOVER}")),
             fail: Script::new(&format!("{NOW_MS}{END_ANSWER}{FAIL}")),
             due: Script::new(&format!("{NOW_MS}{DUE}")),
-            claim_owner: Script::new(crate::owner::CLAIM),
-            release_owner: Script::new(crate::owner::RELEASE),
+            claim_lease: Script::new(crate::lease::CLAIM),
+            release_lease: Script::new(crate::lease::RELEASE),
         }
     }
 }

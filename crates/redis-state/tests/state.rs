@@ -300,3 +300,23 @@ async fn reaper_fails_answers_whose_lease_ran_out() {
             .is_some()
     );
 }
+
+/// A lease is held by one holder at a time, renewed by it, released only by it, and taken over
+/// by another once it expires.
+#[tokio::test]
+async fn a_lease_has_one_holder_until_it_expires() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let life = std::time::Duration::from_millis(300);
+    assert_eq!(state.claim_lease("l", "a", life).await.unwrap(), "a");
+    assert_eq!(state.claim_lease("l", "b", life).await.unwrap(), "a");
+    state.release_lease("l", "b").await.unwrap();
+    assert_eq!(state.claim_lease("l", "a", life).await.unwrap(), "a", "renewed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while state.claim_lease("l", "b", life).await.unwrap() != "b" {
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    state.release_lease("l", "b").await.unwrap();
+    assert_eq!(state.claim_lease("l", "a", life).await.unwrap(), "a");
+}
