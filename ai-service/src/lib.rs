@@ -7,6 +7,8 @@
 //!   and cancel endpoints from `http-api`).
 //! - `streamer.rs`: [`Streamer`], one task per answer, chunk after chunk through Redis.
 //! - `simulator.rs`: the canned answers and how they are cut into deltas.
+//! - `replay.rs`: [`replay`], `ai-service replay --from-beginning`: the SQL store rebuilt from
+//!   the `chat-events` topic.
 
 use anyhow::Context;
 use node::Core;
@@ -15,12 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 mod config;
+mod replay;
 mod routes;
 pub mod simulator;
 mod state;
 mod streamer;
 
 pub use config::{AiConfig, Config};
+pub use replay::replay;
 pub use routes::router;
 pub use state::AppState;
 pub use streamer::{CANCELLED_SUFFIX, Streamer};
@@ -33,6 +37,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let core = Core::connect(&config.node, &shutdown).await?;
+    core.start_relay(
+        config.node.kafka.as_ref(),
+        &config.node.redis_url,
+        shutdown.clone(),
+    )?;
     let settings = config.service;
     let streamer = Streamer::new(core.clone(), settings.stream_delay, settings.lease_secs);
     let app = AppState {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use node::Core;
 use protocol::rest::{ChatAccepted, ChatRequest};
-use protocol::{ChatMessage, MessageId, MessageStatus, SessionId};
+use protocol::{ChatMessage, DomainEvent, MessageId, MessageStatus, SessionId};
 use redis_state::{ChunkOutcome, StartOutcome, StreamHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -166,6 +166,11 @@ impl Streamer {
                     done.content.push_str(delta);
                     done.chunks += 1;
                     self.core.writer.chunk(&stream.message, index, delta);
+                    if self.core.events.chunk_events().includes(index) {
+                        let now = protocol::now_ms();
+                        let event = DomainEvent::chunk_received(&stream.answer, index, delta, now);
+                        self.core.events.emit(&event);
+                    }
                 }
                 Some(ChunkOutcome::Cancelled) => {
                     done.content.push_str(CANCELLED_SUFFIX);

@@ -18,6 +18,8 @@ pub struct ClusterOptions {
     pub lease_secs: u64,
     /// AI URLs put first in every gateway's `AI_SERVICE_URLS` (e.g. a dead one).
     pub extra_ai_urls: Vec<String>,
+    /// More variables for every node (`KAFKA_BOOTSTRAP_SERVERS`, ...).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for ClusterOptions {
@@ -28,6 +30,7 @@ impl Default for ClusterOptions {
             stream_delay_ms: 20,
             lease_secs: 10,
             extra_ai_urls: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -49,23 +52,29 @@ impl Cluster {
         let database_url = format!("sqlite://{}/chat.db", data_dir.path().display());
         let mut ai = Vec::new();
         for i in 1..=options.ai_nodes {
-            let env = env(&[
-                ("REDIS_URL", redis.url()),
-                ("DATABASE_URL", database_url.clone()),
-                ("STREAM_DELAY_MS", options.stream_delay_ms.to_string()),
-                ("STREAM_LEASE_SECONDS", options.lease_secs.to_string()),
-            ]);
+            let env = env(
+                &options,
+                &[
+                    ("REDIS_URL", redis.url()),
+                    ("DATABASE_URL", database_url.clone()),
+                    ("STREAM_DELAY_MS", options.stream_delay_ms.to_string()),
+                    ("STREAM_LEASE_SECONDS", options.lease_secs.to_string()),
+                ],
+            );
             ai.push(Service::start(&format!("ai-node-{i}"), "ai-service", &env));
         }
         let mut urls = options.extra_ai_urls.clone();
         urls.extend(ai.iter().map(Service::url));
         let mut gateways = Vec::new();
         for i in 1..=options.gateways {
-            let env = env(&[
-                ("REDIS_URL", redis.url()),
-                ("DATABASE_URL", database_url.clone()),
-                ("AI_SERVICE_URLS", urls.join(",")),
-            ]);
+            let env = env(
+                &options,
+                &[
+                    ("REDIS_URL", redis.url()),
+                    ("DATABASE_URL", database_url.clone()),
+                    ("AI_SERVICE_URLS", urls.join(",")),
+                ],
+            );
             gateways.push(Service::start(&format!("ws-node-{i}"), "ws-gateway", &env));
         }
         let gateway_ports: Vec<u16> = gateways.iter().map(|g| g.port).collect();
@@ -136,9 +145,11 @@ impl Cluster {
     }
 }
 
-fn env(pairs: &[(&str, String)]) -> HashMap<String, String> {
+/// A node's variables: `pairs`, then the cluster's extra ones.
+fn env(options: &ClusterOptions, pairs: &[(&str, String)]) -> HashMap<String, String> {
     pairs
         .iter()
+        .chain(options.env.iter())
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect()
 }

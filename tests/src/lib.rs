@@ -7,11 +7,13 @@
 //! - [`Cluster`] (`cluster.rs`): the multi-node stack as real processes behind a real nginx,
 //!   for the tests that kill nodes.
 //! - [`api`]: the REST calls tests make.
+//! - [`kafka`]: reading what the system sent to Kafka.
 //! - [`WsClient`] (`client.rs`): a WebSocket client with helpers to read frames and answers.
 
 pub mod api;
 mod client;
 mod cluster;
+pub mod kafka;
 mod stack;
 
 pub use client::{Answer, Event, WsClient};

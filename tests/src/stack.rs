@@ -23,6 +23,8 @@ pub struct StackOptions {
     pub static_dir: Option<String>,
     /// `DATABASE_URL` of every node (default: a SQLite file in the stack's temp dir).
     pub database_url: Option<String>,
+    /// More variables for every node (`KAFKA_BOOTSTRAP_SERVERS`, ...).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for StackOptions {
@@ -35,6 +37,7 @@ impl Default for StackOptions {
             extra_ai_urls: Vec::new(),
             static_dir: None,
             database_url: None,
+            env: Vec::new(),
         }
     }
 }
@@ -178,13 +181,16 @@ async fn start_nodes(
     let mut ai = Vec::new();
     for i in 0..options.ai_nodes {
         let node_id = format!("ai-test-{i}");
-        let vars = vars(&[
-            ("REDIS_URL", &redis.url()),
-            ("NODE_ID", &node_id),
-            ("STREAM_DELAY_MS", &options.stream_delay_ms.to_string()),
-            ("SHUTDOWN_GRACE_SECONDS", "5"),
-            ("DATABASE_URL", &database_url),
-        ]);
+        let vars = vars(
+            options,
+            &[
+                ("REDIS_URL", &redis.url()),
+                ("NODE_ID", &node_id),
+                ("STREAM_DELAY_MS", &options.stream_delay_ms.to_string()),
+                ("SHUTDOWN_GRACE_SECONDS", "5"),
+                ("DATABASE_URL", &database_url),
+            ],
+        );
         let config = ai_service::Config::from_vars(&vars).expect("AI config");
         ai.push(
             serve(node_id, |listener, shutdown| {
@@ -200,14 +206,17 @@ async fn start_nodes(
         let node_id = format!("ws-test-{i}");
         let static_dir = options.static_dir.as_deref().unwrap_or("/nonexistent");
         let pending = options.max_pending_frames.to_string();
-        let vars = vars(&[
-            ("REDIS_URL", &redis.url()),
-            ("NODE_ID", &node_id),
-            ("AI_SERVICE_URLS", &urls.join(",")),
-            ("STREAM_MAX_PENDING_CHUNKS", &pending),
-            ("STATIC_DIR", static_dir),
-            ("DATABASE_URL", &database_url),
-        ]);
+        let vars = vars(
+            options,
+            &[
+                ("REDIS_URL", &redis.url()),
+                ("NODE_ID", &node_id),
+                ("AI_SERVICE_URLS", &urls.join(",")),
+                ("STREAM_MAX_PENDING_CHUNKS", &pending),
+                ("STATIC_DIR", static_dir),
+                ("DATABASE_URL", &database_url),
+            ],
+        );
         let config = ws_gateway::Config::from_vars(&vars).expect("gateway config");
         gateways.push(
             serve(node_id, |listener, shutdown| {
@@ -237,9 +246,16 @@ async fn serve(
     }
 }
 
-fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+/// A node's variables: `pairs`, then the stack's extra ones.
+fn vars(options: &StackOptions, pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain(
+            options
+                .env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone())),
+        )
         .collect()
 }

@@ -155,8 +155,8 @@ impl Probe for AiProbe {
         async move {
             let up = self.0.healthy_nodes().await;
             ProbeStatus {
-                up: up > 0,
                 detail: Some(format!("{up}/{} nodes", self.0.urls.len())),
+                ..ProbeStatus::up_if(up > 0)
             }
         }
         .boxed()

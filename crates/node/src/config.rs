@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use events::KafkaConfig;
 use runtime::env::{BadVar, parse_or, string_or};
 
 /// A binary's own settings, beside the ones every node reads.
@@ -60,6 +61,9 @@ pub struct NodeConfig {
     pub redis_url: String,
     /// `DATABASE_URL`, `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL_SECONDS`.
     pub persistence: Persistence,
+    /// `KAFKA_BOOTSTRAP_SERVERS` and the other `KAFKA_*` settings; `None` (events disabled)
+    /// when `KAFKA_BOOTSTRAP_SERVERS` is unset.
+    pub kafka: Option<KafkaConfig>,
     /// `LOG_LEVEL`, default `info` (an `EnvFilter` directive).
     pub log_level: String,
 }
@@ -77,6 +81,7 @@ impl NodeConfig {
             node_id: string_or(vars, "NODE_ID", &format!("{}-{port}", defaults.node_prefix)),
             redis_url: redis_url(vars)?,
             persistence: Persistence::from_vars(vars)?,
+            kafka: KafkaConfig::from_vars(vars)?,
             log_level: string_or(vars, "LOG_LEVEL", "info"),
         })
     }

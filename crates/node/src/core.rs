@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use events::{EventStats, Events, KafkaConfig, OutboxSignal, Relay};
 use history::HistoryReader;
 use redis_state::ChatState;
 use store::{Store, StoreWriter};
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::NodeConfig;
-use crate::health::{Health, RedisProbe, SqlProbe};
+use crate::health::{Health, KafkaProbe, RedisProbe, SqlProbe};
 
 /// A node's handles on Redis and SQL. Cheap to clone; every clone shares them.
 #[derive(Clone)]
@@ -25,12 +26,17 @@ pub struct Core {
     /// This node's writes of record to SQL, applied in the background, never awaited by a
     /// stream.
     pub writer: StoreWriter,
+    /// Best-effort events to Kafka (lifecycle events go through the SQL outbox instead);
+    /// disabled when Kafka is not configured.
+    pub events: Events,
 }
 
 impl Core {
     /// Connects to Redis and SQL (creating or migrating the schema), starts the SQL writer, and
     /// starts this node's reaper, which fails answers whose producer died until `shutdown`.
-    /// Fails when Redis or the database cannot be reached now.
+    /// With Kafka configured, events are also written to the SQL outbox (and the relay told
+    /// of them), and best-effort events are produced. Fails when Redis or the database cannot
+    /// be reached now; Kafka may be down.
     pub async fn connect(
         config: &NodeConfig,
         shutdown: &CancellationToken,
@@ -39,9 +45,18 @@ impl Core {
             .await
             .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
         let database_url = &config.persistence.database_url;
-        let store = Store::connect(database_url)
+        let mut store = Store::connect(database_url)
             .await
             .with_context(|| format!("opening DATABASE_URL {database_url}"))?;
+        let events = match &config.kafka {
+            Some(kafka) => {
+                let signal = OutboxSignal::start(state.clone(), shutdown.clone());
+                store = store.with_outbox(signal.hook());
+                Events::start(kafka, Arc::new(EventStats::default()))
+                    .context("creating the Kafka producer")?
+            }
+            None => Events::disabled(),
+        };
         let writer = StoreWriter::start(store.clone());
         let history = HistoryReader::new(
             state.clone(),
@@ -54,6 +69,7 @@ impl Core {
             state,
             history,
             writer,
+            events,
         };
         core.start_reaper(shutdown.clone());
         Ok(core)
@@ -64,12 +80,37 @@ impl Core {
         self.history.store()
     }
 
-    /// A health report of the components every node depends on: Redis and the database.
-    /// Binaries add their own probes.
+    /// A health report of the components every node depends on: Redis, the database and
+    /// (never making the node unhealthy) Kafka. Binaries add their own probes.
     pub fn health(&self) -> Health {
         Health::new(self.node_id.clone())
             .with(RedisProbe(self.state.clone()))
             .with(SqlProbe(self.store().clone()))
+            .with(KafkaProbe(self.events.clone()))
+    }
+
+    /// Starts this node's event relay (AI nodes run one; one of them, holding the lease,
+    /// publishes the outbox), until `shutdown`. Nothing when Kafka is not configured.
+    pub fn start_relay(
+        &self,
+        kafka: Option<&KafkaConfig>,
+        redis_url: &str,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (Some(kafka), Some(stats)) = (kafka, self.events.stats()) else {
+            return Ok(());
+        };
+        let relay = Relay {
+            config: kafka.clone(),
+            store: self.store().clone(),
+            state: self.state.clone(),
+            redis: redis::Client::open(redis_url)
+                .with_context(|| format!("REDIS_URL {redis_url}"))?,
+            node_id: self.node_id.clone(),
+            stats,
+        };
+        tokio::spawn(relay.run(shutdown));
+        Ok(())
     }
 
     /// Waits up to `limit` for the SQL writes queued so far (at shutdown; the database may be

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use events::Events;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use protocol::rest::HealthResponse;
@@ -13,20 +14,49 @@ use store::Store;
 /// What a probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeStatus {
-    pub up: bool,
-    /// Said after `up`/`down` in the report, e.g. `2/3 nodes`.
+    pub state: ComponentState,
+    /// Said after the state in the report, e.g. `2/3 nodes`.
     pub detail: Option<String>,
+}
+
+/// A component's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComponentState {
+    Up,
+    Down,
+    /// Not configured: neither up nor down, and never a reason to be unhealthy.
+    Disabled,
 }
 
 impl ProbeStatus {
     /// Up or down, with nothing more to say.
     pub fn up_if(up: bool) -> Self {
-        Self { up, detail: None }
+        let state = if up {
+            ComponentState::Up
+        } else {
+            ComponentState::Down
+        };
+        Self {
+            state,
+            detail: None,
+        }
     }
 
-    /// The report's text: `up`, `down`, or `up (detail)`.
+    /// Not configured.
+    pub fn disabled() -> Self {
+        Self {
+            state: ComponentState::Disabled,
+            detail: None,
+        }
+    }
+
+    /// The report's text: `up`, `down`, `disabled`, or `up (detail)`.
     fn text(&self) -> String {
-        let word = if self.up { "up" } else { "down" };
+        let word = match self.state {
+            ComponentState::Up => "up",
+            ComponentState::Down => "down",
+            ComponentState::Disabled => "disabled",
+        };
         match &self.detail {
             Some(detail) => format!("{word} ({detail})"),
             None => word.to_owned(),
@@ -36,8 +66,13 @@ impl ProbeStatus {
 
 /// One component a node depends on.
 pub trait Probe: Send + Sync + 'static {
-    /// Its name in the report (`redis`, `db`, `ai`).
+    /// Its name in the report (`redis`, `db`, `ai`, `kafka`).
     fn name(&self) -> &'static str;
+
+    /// Whether the node cannot serve while this component is down (default: yes).
+    fn critical(&self) -> bool {
+        true
+    }
 
     /// Checks it now. Probes run concurrently; each bounds its own wait.
     fn check(&self) -> BoxFuture<'_, ProbeStatus>;
@@ -65,11 +100,15 @@ impl Health {
         self
     }
 
-    /// Runs every probe. `status` is `ok` when every component is up, else `degraded`; the
-    /// returned flag says the same.
+    /// Runs every probe. `status` is `ok` when no critical component is down, else
+    /// `degraded`; the returned flag says the same.
     pub async fn report(&self) -> (bool, HealthResponse) {
         let statuses = futures_util::future::join_all(self.probes.iter().map(|p| p.check())).await;
-        let healthy = statuses.iter().all(|s| s.up);
+        let healthy = self
+            .probes
+            .iter()
+            .zip(&statuses)
+            .all(|(probe, status)| !probe.critical() || status.state != ComponentState::Down);
         let components: BTreeMap<String, String> = self
             .probes
             .iter()
@@ -112,6 +151,29 @@ impl Probe for SqlProbe {
     }
 }
 
+/// Kafka answers (or is not configured). Never critical: events wait in the outbox.
+pub(crate) struct KafkaProbe(pub Events);
+
+impl Probe for KafkaProbe {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn critical(&self) -> bool {
+        false
+    }
+
+    fn check(&self) -> BoxFuture<'_, ProbeStatus> {
+        async move {
+            match self.0.reachable().await {
+                None => ProbeStatus::disabled(),
+                Some(up) => ProbeStatus::up_if(up),
+            }
+        }
+        .boxed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +183,9 @@ mod tests {
     impl Probe for Fixed {
         fn name(&self) -> &'static str {
             self.0
+        }
+        fn critical(&self) -> bool {
+            self.0 != "kafka"
         }
         fn check(&self) -> BoxFuture<'_, ProbeStatus> {
             futures_util::future::ready(self.1.clone()).boxed()
@@ -139,7 +204,7 @@ mod tests {
         let health = health.with(Fixed(
             "ai",
             ProbeStatus {
-                up: false,
+                state: ComponentState::Down,
                 detail: Some("0/2 nodes".into()),
             },
         ));
@@ -148,5 +213,21 @@ mod tests {
         assert_eq!(report.status, "degraded");
         assert_eq!(report.components["redis"], "up");
         assert_eq!(report.components["ai"], "down (0/2 nodes)");
+    }
+
+    /// A component that is not critical (Kafka) is reported down or disabled, and the node
+    /// stays healthy.
+    #[tokio::test]
+    async fn a_non_critical_component_down_keeps_the_node_healthy() {
+        let health = Health::new(Arc::from("n1"))
+            .with(Fixed("redis", ProbeStatus::up_if(true)))
+            .with(Fixed("kafka", ProbeStatus::up_if(false)));
+        let (healthy, report) = health.report().await;
+        assert!(healthy);
+        assert_eq!(report.components["kafka"], "down");
+        let disabled = Health::new(Arc::from("n1")).with(Fixed("kafka", ProbeStatus::disabled()));
+        let (healthy, report) = disabled.report().await;
+        assert!(healthy);
+        assert_eq!(report.components["kafka"], "disabled");
     }
 }

@@ -28,4 +28,4 @@ mod health;
 pub use config::{Config, NodeConfig, NodeDefaults, Persistence, ServiceConfig};
 pub use core::Core;
 pub use entry::main;
-pub use health::{Health, Probe, ProbeStatus};
+pub use health::{ComponentState, Health, Probe, ProbeStatus};

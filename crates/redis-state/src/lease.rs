@@ -33,7 +33,9 @@ impl ChatState {
     /// Takes lease `key` for `holder` for `lifetime` unless someone else holds it, or renews
     /// it if `holder` has it; returns who holds it now.
     pub async fn claim_lease(&self, key: &str, holder: &str, lifetime: Duration) -> Result<String> {
-        let millis = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = u64::try_from(lifetime.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let now: Option<String> = self
             .scripts()
             .claim_lease
@@ -66,6 +68,7 @@ impl ChatState {
 
     /// Releases `node`'s claim on `session` (no-op if another node holds it).
     pub async fn release_owner(&self, session: &SessionId, node: &str) -> Result<()> {
-        self.release_lease(&keys::session_owner(session), node).await
+        self.release_lease(&keys::session_owner(session), node)
+            .await
     }
 }

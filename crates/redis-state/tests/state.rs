@@ -311,7 +311,11 @@ async fn a_lease_has_one_holder_until_it_expires() {
     assert_eq!(state.claim_lease("l", "a", life).await.unwrap(), "a");
     assert_eq!(state.claim_lease("l", "b", life).await.unwrap(), "a");
     state.release_lease("l", "b").await.unwrap();
-    assert_eq!(state.claim_lease("l", "a", life).await.unwrap(), "a", "renewed");
+    assert_eq!(
+        state.claim_lease("l", "a", life).await.unwrap(),
+        "a",
+        "renewed"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while state.claim_lease("l", "b", life).await.unwrap() != "b" {
         assert!(std::time::Instant::now() < deadline, "never expired");

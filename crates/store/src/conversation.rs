@@ -153,29 +153,8 @@ impl Store {
     /// many messages were deleted.
     pub async fn delete_history(&self, session_id: &SessionId, at: i64) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM stream_chunk WHERE message_id IN \
-             (SELECT id FROM message WHERE conversation_id = $1)",
-        )
-        .bind(session_id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let deleted = sqlx::query("DELETE FROM message WHERE conversation_id = $1")
-            .bind(session_id.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let owner = sqlx::query(
-            "UPDATE chat_session SET cleared_at = $1 WHERE session_id = $2 RETURNING user_id",
-        )
-        .bind(at)
-        .bind(session_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let user = match owner {
-            Some(row) => id_from(&row, "user_id")?,
-            None => UserId::default(),
-        };
+        let (deleted, owner) = delete_messages(&mut tx, session_id, at).await?;
+        let user = owner.unwrap_or_default();
         let event = DomainEvent::history_deleted(session_id, &user, deleted, at);
         write_events(&mut tx, self.outbox.is_some(), &[event]).await?;
         tx.commit().await?;
@@ -191,8 +170,41 @@ impl Store {
     }
 }
 
+/// Deletes a session's messages and their chunks and marks the session cleared at `at`.
+/// Returns how many messages went, and the session's user (when it has a row).
+pub(crate) async fn delete_messages(
+    conn: &mut sqlx::AnyConnection,
+    session_id: &SessionId,
+    at: i64,
+) -> Result<(u64, Option<UserId>)> {
+    sqlx::query(
+        "DELETE FROM stream_chunk WHERE message_id IN \
+         (SELECT id FROM message WHERE conversation_id = $1)",
+    )
+    .bind(session_id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    let deleted = sqlx::query("DELETE FROM message WHERE conversation_id = $1")
+        .bind(session_id.as_str())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let owner = sqlx::query(
+        "UPDATE chat_session SET cleared_at = $1 WHERE session_id = $2 RETURNING user_id",
+    )
+    .bind(at)
+    .bind(session_id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let user = match owner {
+        Some(row) => Some(id_from(&row, "user_id")?),
+        None => None,
+    };
+    Ok((deleted, user))
+}
+
 /// Moves a session's last activity to `at`.
-async fn touch_session<'c, E>(executor: E, session: &SessionId, at: i64) -> Result<()>
+pub(crate) async fn touch_session<'c, E>(executor: E, session: &SessionId, at: i64) -> Result<()>
 where
     E: Executor<'c, Database = sqlx::Any>,
 {
@@ -204,7 +216,7 @@ where
     Ok(())
 }
 
-async fn upsert_message<'c, E>(executor: E, m: &ChatMessage) -> Result<()>
+pub(crate) async fn upsert_message<'c, E>(executor: E, m: &ChatMessage) -> Result<()>
 where
     E: Executor<'c, Database = sqlx::Any>,
 {

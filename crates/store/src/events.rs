@@ -87,19 +87,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let topic: String = row.try_get("topic")?;
-                Ok(OutboxRow {
-                    seq: row.try_get("seq")?,
-                    event_id: row.try_get("event_id")?,
-                    topic: topic_from(&topic)?,
-                    key: row.try_get("event_key")?,
-                    payload: row.try_get("payload")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(outbox_row).collect()
     }
 
     /// Marks events `seqs` published at `at` (after the broker acknowledged them).
@@ -154,6 +142,17 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
+    /// Every outbox row, published or not, in `seq` order.
+    pub async fn outbox_rows(&self) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT seq, event_id, topic, event_key, payload, created_at FROM event_outbox \
+             ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_row).collect()
+    }
+
     /// The audit trail of a session, in the order written.
     pub async fn audit_trail(&self, session_id: &protocol::SessionId) -> Result<Vec<DomainEvent>> {
         let rows = sqlx::query(
@@ -169,6 +168,18 @@ impl Store {
             })
             .collect()
     }
+}
+
+fn outbox_row(row: &sqlx::any::AnyRow) -> Result<OutboxRow> {
+    let topic: String = row.try_get("topic")?;
+    Ok(OutboxRow {
+        seq: row.try_get("seq")?,
+        event_id: row.try_get("event_id")?,
+        topic: topic_from(&topic)?,
+        key: row.try_get("event_key")?,
+        payload: row.try_get("payload")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 fn topic_text(topic: Topic) -> &'static str {

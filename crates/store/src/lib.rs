@@ -13,6 +13,7 @@
 //! - [`Store`] (this file): connecting, migrating.
 //! - `conversation.rs`: messages, sessions, chunks: the writes of record and the reads.
 //! - `events.rs`: the audit trail and the event outbox ([`OutboxRow`]).
+//! - `replay.rs`: rebuilding messages and sessions from domain events.
 //! - `writer.rs`: [`StoreWriter`], the background writer.
 //! - `migrations/`: the schema (one set of files for both databases).
 
@@ -27,6 +28,7 @@ use sqlx::{AnyPool, Executor};
 
 mod conversation;
 mod events;
+mod replay;
 mod writer;
 
 pub use events::OutboxRow;

@@ -6,17 +6,20 @@
 //! - [`Service`] (`process.rs`): one of the workspace's binaries run as a real process.
 //! - [`Nginx`] (`nginx.rs`): a real `nginx` with a config rendered from `nginx-lb.conf`.
 //! - [`PostgresServer`] (`postgres.rs`): a real PostgreSQL in a temp dir.
+//! - [`Broker`] (`broker.rs`): a real Kafka-compatible broker (Tansu) on a free port.
 //! - [`free_port`]: a loopback port nothing listens on right now.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+mod broker;
 mod nginx;
 mod postgres;
 mod process;
 mod redis;
 
+pub use broker::{Broker, tansu_binary};
 pub use nginx::Nginx;
 pub use postgres::PostgresServer;
 pub use process::{Service, workspace_binary};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use history::Conversation;
 use node::Core;
 use protocol::rest::{CancelOutcome, ChatAccepted, ChatRequest};
-use protocol::{MessageId, SessionId};
+use protocol::{DomainEvent, MessageId, SessionId};
 use redis_state::Recovery;
 use tracing::debug;
 
@@ -44,6 +44,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
         message: &MessageId,
         from_index: u32,
     ) -> impl Future<Output = Result<Recovery, redis_state::Error>> + Send;
+
+    /// Sends a best-effort event (a recovery attempt) to Kafka, if configured. Never waits.
+    fn emit(&self, event: DomainEvent);
 
     /// A socket of `session` opened here: claim (or renew) the node's ownership of it, in the
     /// background (observability only; never delays the socket).
@@ -84,6 +87,10 @@ impl Backend for NodeBackend {
         from_index: u32,
     ) -> Result<Recovery, redis_state::Error> {
         self.core.state.recover(session, message, from_index).await
+    }
+
+    fn emit(&self, event: DomainEvent) {
+        self.core.events.emit(&event);
     }
 
     fn serving(&self, session: &SessionId) {

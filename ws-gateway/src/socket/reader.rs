@@ -6,7 +6,9 @@ use std::fmt::Display;
 use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::{Stream, StreamExt};
 use protocol::rest::{CancelOutcome, ChatRequest};
-use protocol::{ClientFrame, ErrorCode, MessageId, RecoveryStatus, ServerFrame, SessionId, UserId};
+use protocol::{
+    ClientFrame, DomainEvent, ErrorCode, MessageId, RecoveryStatus, ServerFrame, SessionId, UserId,
+};
 use redis_state::Recovery;
 use tracing::debug;
 
@@ -149,6 +151,15 @@ impl<B: Backend> Reader<B> {
                 (RecoveryStatus::Error, Vec::new(), None, None)
             }
         };
+        self.backend.emit(DomainEvent::recovery_attempt(
+            &self.session,
+            &self.user,
+            &message,
+            from_index,
+            status,
+            &uuid::Uuid::new_v4().to_string(),
+            protocol::now_ms(),
+        ));
         let frame = ServerFrame::Recovery {
             status,
             message_id: message.clone(),

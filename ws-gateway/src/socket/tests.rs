@@ -13,7 +13,8 @@ use futures_util::stream::BoxStream;
 use history::Conversation;
 use protocol::rest::{CancelOutcome, ChatAccepted, ChatRequest};
 use protocol::{
-    ChatMessage, MessageId, MessageStatus, ServerFrame, SessionId, StreamingState, UserId,
+    ChatMessage, DomainEvent, MessageId, MessageStatus, ServerFrame, SessionId, StreamingState,
+    UserId,
 };
 use redis_state::Recovery;
 use serde_json::Value;
@@ -81,6 +82,8 @@ struct FakeState {
     snapshots: AtomicUsize,
     serving: AtomicUsize,
     stopped: AtomicUsize,
+    /// Best-effort events emitted.
+    emitted: Mutex<Vec<DomainEvent>>,
 }
 
 impl Fake {
@@ -142,6 +145,14 @@ impl Backend for Fake {
                 .map(|i| answer("a").chunk_of(i, "r"))
                 .collect(),
         })
+    }
+
+    fn emit(&self, event: DomainEvent) {
+        self.0
+            .emitted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(event);
     }
 
     fn serving(&self, _: &SessionId) {
@@ -390,6 +401,15 @@ async fn bad_frames_get_errors_and_the_socket_keeps_serving() {
     let recovery = client.frame().await;
     assert_eq!(recovery["status"], "RECOVERED");
     assert_eq!(recovery["chunks"][1]["index"], 4);
+    let emitted = client.backend.0.emitted.lock().unwrap().clone();
+    assert_eq!(emitted.len(), 1, "a recovery attempt is an event");
+    assert_eq!(
+        emitted[0].details,
+        protocol::EventDetails::RecoveryAttempt {
+            from_index: 3,
+            status: protocol::RecoveryStatus::Recovered
+        }
+    );
     // What a recovery delivered is not delivered again live.
     client.bus.publish(&sid(), chunk("a", 4));
     client.bus.publish(&sid(), chunk("a", 5));

@@ -1,0 +1,102 @@
+//! What every rdkafka client here shares: its settings, and a context that turns librdkafka's
+//! logs into `tracing` events and its errors (a broker down, say) into one warning per 30 s.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ProducerContext;
+use tracing::{debug, trace, warn};
+
+/// Errors of one client are warned about at most this often; the rest are counted.
+const WARN_EVERY_MS: i64 = 30_000;
+
+/// Counters of the events a node sends. Shared by its producers.
+#[derive(Debug, Default)]
+pub struct EventStats {
+    /// Events the broker acknowledged (relayed and best effort).
+    pub sent: AtomicU64,
+    /// Best-effort events dropped because the producer's buffer was full.
+    pub dropped: AtomicU64,
+    /// Best-effort events the broker never acknowledged.
+    pub failed: AtomicU64,
+    /// Client errors reported by librdkafka (broker unreachable, ...).
+    pub client_errors: AtomicU64,
+}
+
+/// The context of every client: logs, errors, and (for the best-effort producer) deliveries.
+#[derive(Clone)]
+pub(crate) struct KafkaContext {
+    /// Which client this is, in log lines (`relay`, `events`, `replay`).
+    role: &'static str,
+    stats: Arc<EventStats>,
+    /// When the last warning was logged (ms since the epoch).
+    last_warning: Arc<AtomicI64>,
+}
+
+impl KafkaContext {
+    pub(crate) fn new(role: &'static str, stats: Arc<EventStats>) -> Self {
+        Self {
+            role,
+            stats,
+            last_warning: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    /// Whether a warning may be logged now (at most one per [`WARN_EVERY_MS`]).
+    pub(crate) fn may_warn(&self) -> bool {
+        let now = protocol::now_ms();
+        let last = self.last_warning.load(Ordering::Relaxed);
+        now - last >= WARN_EVERY_MS
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // librdkafka repeats a broker outage several times a second; `error` below reports it.
+        match level {
+            RDKafkaLogLevel::Debug => {
+                trace!(target: "librdkafka", role = self.role, facility, "{message}")
+            }
+            _ => debug!(target: "librdkafka", role = self.role, facility, ?level, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.stats.client_errors.fetch_add(1, Ordering::Relaxed);
+        if self.may_warn() {
+            warn!(role = self.role, %error, reason,
+                "Kafka client error (further ones for 30 s are only counted)");
+        }
+    }
+}
+
+impl ProducerContext for KafkaContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.stats.sent.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.stats.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// Settings for a client of `bootstrap`, plus `extra`.
+pub(crate) fn client_config(bootstrap: &str, extra: &[(&str, &str)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    // librdkafka logs through the context above; below warnings it has nothing for operators.
+    config.set_log_level(RDKafkaLogLevel::Warning);
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    config
+}

@@ -1,0 +1,311 @@
+//! [`Relay`]: publishes the SQL outbox to Kafka, from one node of the cluster at a time.
+//!
+//! Every AI node runs a relay; the one holding the Redis lease `events:relay:lease` publishes,
+//! the others wait to take over (within the lease's lifetime, 5 s, of its holder's death).
+//! The holder reads unpublished rows in `seq` order, sends them with an idempotent producer
+//! (`acks=all`, ordered per partition), and marks a row published only once the broker has
+//! acknowledged it and every row before it. Delivery is therefore at least once: a relay that
+//! dies, or loses its lease, between the broker's acknowledgement and the mark leaves rows that
+//! its successor sends again, with the same `eventId`. Per-session order holds because one
+//! session's events are one key (so one partition), sent in `seq` order, and a failure never
+//! marks a row published while an earlier one is not.
+//!
+//! New rows wake the relay at once (a signal through Redis from whichever node wrote them);
+//! it also looks every second in case a signal was lost. A broker that is down or frozen only
+//! delays: rows wait in SQL, the producer keeps its messages (they never time out), and a batch
+//! not acknowledged within 30 s is handed to a fresh producer.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use protocol::keys;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use redis_state::ChatState;
+use store::{OutboxRow, Store};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::client::{EventStats, KafkaContext, client_config};
+use crate::config::KafkaConfig;
+
+/// How long the lease lives without renewal; renewed every third of it.
+pub const RELAY_LEASE: Duration = Duration::from_secs(5);
+/// Rows read and sent at once.
+const BATCH: u32 = 256;
+/// How often the holder looks for rows when no signal came.
+const POLL: Duration = Duration::from_secs(1);
+/// A batch not acknowledged in this long is sent again by a fresh producer.
+const STALL: Duration = Duration::from_secs(30);
+/// How often published rows past their retention are deleted.
+const TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// The outbox relay of one node.
+pub struct Relay {
+    pub config: KafkaConfig,
+    pub store: Store,
+    pub state: ChatState,
+    /// For the wake-up subscription.
+    pub redis: redis::Client,
+    pub node_id: Arc<str>,
+    pub stats: Arc<EventStats>,
+}
+
+/// How a round of publishing ended.
+enum Round {
+    /// Nothing left to publish.
+    Drained,
+    /// The broker did not acknowledge a batch in time (or refused it): use a fresh producer.
+    Stalled,
+    /// Another node holds the lease now.
+    LostLease,
+}
+
+impl Relay {
+    /// Runs until `shutdown`, then gives the lease up so another node takes over at once.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(listen_for_signals(
+            self.redis.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        ));
+        let context = KafkaContext::new("relay", self.stats.clone());
+        let mut producer: Option<FutureProducer<KafkaContext>> = None;
+        let mut holding = false;
+        let mut last_trim: Option<Instant> = None;
+        loop {
+            holding = self.hold_lease(holding).await;
+            if !holding {
+                dispose(producer.take());
+            } else {
+                if producer.is_none() {
+                    producer = self.producer(&context);
+                }
+                if let Some(p) = &producer {
+                    match self.publish_backlog(p, &context).await {
+                        Ok(Round::Drained) => {}
+                        Ok(Round::Stalled) => dispose(producer.take()),
+                        Ok(Round::LostLease) => holding = false,
+                        Err(e) => {
+                            if context.may_warn() {
+                                warn!(cause = %e, "reading the event outbox failed; retrying");
+                            }
+                        }
+                    }
+                }
+                if last_trim.is_none_or(|t| t.elapsed() >= TRIM_EVERY) {
+                    last_trim = Some(Instant::now());
+                    self.trim().await;
+                }
+            }
+            let pause = if holding { POLL } else { RELAY_LEASE / 3 };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = wake.notified(), if holding => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        dispose(producer);
+        if holding {
+            let _ = self
+                .state
+                .release_lease(keys::RELAY_LEASE, &self.node_id)
+                .await;
+            info!("event relay stopped; lease released");
+        }
+    }
+
+    /// Takes or renews the lease; returns whether this node holds it.
+    async fn hold_lease(&self, was_holding: bool) -> bool {
+        match self
+            .state
+            .claim_lease(keys::RELAY_LEASE, &self.node_id, RELAY_LEASE)
+            .await
+        {
+            Ok(holder) if *holder == *self.node_id => {
+                if !was_holding {
+                    info!("this node relays the event outbox to Kafka");
+                }
+                true
+            }
+            Ok(holder) => {
+                if was_holding {
+                    warn!(%holder, "the event relay lease moved to another node");
+                }
+                false
+            }
+            Err(e) => {
+                // Without Redis this node cannot know it still holds the lease: stop.
+                if was_holding {
+                    warn!(cause = %e, "cannot renew the event relay lease; pausing the relay");
+                }
+                false
+            }
+        }
+    }
+
+    fn producer(&self, context: &KafkaContext) -> Option<FutureProducer<KafkaContext>> {
+        let made = client_config(
+            &self.config.bootstrap_servers,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("max.in.flight.requests.per.connection", "5"),
+                // Never give up on a message: a timed-out idempotent producer is fenced.
+                ("message.timeout.ms", "0"),
+                ("linger.ms", "5"),
+            ],
+        )
+        .create_with_context(context.clone());
+        match made {
+            Ok(producer) => Some(producer),
+            Err(e) => {
+                warn!(cause = %e, "cannot create the relay's Kafka producer");
+                None
+            }
+        }
+    }
+
+    /// Publishes batches until the outbox is empty, the broker stalls or the lease is lost.
+    async fn publish_backlog(
+        &self,
+        producer: &FutureProducer<KafkaContext>,
+        context: &KafkaContext,
+    ) -> store::Result<Round> {
+        loop {
+            let rows = self.store.unpublished_events(BATCH).await?;
+            if rows.is_empty() {
+                return Ok(Round::Drained);
+            }
+            let (acked, round) = self.publish_batch(producer, &rows).await;
+            if acked > 0 {
+                let seqs: Vec<i64> = rows[..acked].iter().map(|r| r.seq).collect();
+                self.store.mark_published(&seqs, protocol::now_ms()).await?;
+                self.stats.sent.fetch_add(acked as u64, Ordering::Relaxed);
+                debug!(events = acked, "relayed events to Kafka");
+            }
+            match round {
+                None => {}
+                Some(Round::Stalled) => {
+                    if context.may_warn() {
+                        let (waiting, _) = self.store.outbox_backlog().await.unwrap_or((0, None));
+                        warn!(
+                            waiting,
+                            "Kafka is not acknowledging events; they wait in the outbox"
+                        );
+                    }
+                    return Ok(Round::Stalled);
+                }
+                Some(other) => return Ok(other),
+            }
+        }
+    }
+
+    /// Sends `rows` and waits for the broker's acknowledgements, renewing the lease meanwhile.
+    /// Returns how many rows, from the first, were acknowledged, and why it stopped early.
+    async fn publish_batch(
+        &self,
+        producer: &FutureProducer<KafkaContext>,
+        rows: &[OutboxRow],
+    ) -> (usize, Option<Round>) {
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let record = FutureRecord::to(self.config.topic(row.topic))
+                .key(row.key.as_str())
+                .payload(row.payload.as_str());
+            match producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((error, _)) => {
+                    debug!(%error, "the relay's producer refused an event");
+                    break;
+                }
+            }
+        }
+        let deadline = Instant::now() + STALL;
+        let mut renew = tokio::time::interval_at(Instant::now() + RELAY_LEASE / 3, RELAY_LEASE / 3);
+        let sent = deliveries.len();
+        let mut acked = 0;
+        for delivery in deliveries {
+            tokio::pin!(delivery);
+            loop {
+                tokio::select! {
+                    result = &mut delivery => {
+                        match result {
+                            Ok(Ok(_)) => acked += 1,
+                            Ok(Err((error, _))) => {
+                                debug!(%error, "Kafka refused an event");
+                                return (acked, Some(Round::Stalled));
+                            }
+                            Err(_) => return (acked, Some(Round::Stalled)),
+                        }
+                        break;
+                    }
+                    _ = renew.tick() => {
+                        if !self.hold_lease(true).await {
+                            return (acked, Some(Round::LostLease));
+                        }
+                    }
+                    () = tokio::time::sleep_until(deadline) => return (acked, Some(Round::Stalled)),
+                }
+            }
+        }
+        let round = (sent < rows.len()).then_some(Round::Stalled);
+        (acked, round)
+    }
+
+    /// Deletes published rows older than the retention.
+    async fn trim(&self) {
+        let retention = i64::try_from(self.config.outbox_retention.as_millis()).unwrap_or(i64::MAX);
+        match self
+            .store
+            .trim_published(protocol::now_ms().saturating_sub(retention))
+            .await
+        {
+            Ok(0) => {}
+            Ok(trimmed) => debug!(trimmed, "published events trimmed from the outbox"),
+            Err(e) => debug!(cause = %e, "trimming the outbox failed"),
+        }
+    }
+}
+
+/// Drops a producer off the async threads: dropping purges its queue and waits briefly.
+fn dispose(producer: Option<FutureProducer<KafkaContext>>) {
+    if let Some(producer) = producer {
+        tokio::task::spawn_blocking(move || drop(producer));
+    }
+}
+
+/// Wakes the relay on every outbox signal, resubscribing after a lost connection (signals
+/// missed meanwhile cost only the poll interval).
+async fn listen_for_signals(client: redis::Client, wake: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(keys::OUTBOX_WAKE_CHANNEL).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match subscribed.await {
+            Ok(mut pubsub) => {
+                let mut messages = pubsub.on_message();
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        message = messages.next() => match message {
+                            Some(_) => wake.notify_one(),
+                            None => break,
+                        },
+                    }
+                }
+            }
+            Err(e) => debug!(cause = %e, "subscribing to outbox signals failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
