@@ -114,10 +114,12 @@ impl Streamer {
             }
         };
         info!(session_id = %session, message_id = %stream.message, "answer started");
-        self.core.writer.user_message(&user_message);
-        self.core
-            .writer
-            .answer_started(&stream.answer, &self.core.node_id);
+        self.core.writer.answer_started(
+            &user_message,
+            &stream.answer,
+            &self.core.node_id,
+            stream.change,
+        );
         let reply = simulator::reply_for(&user_message.content);
         let accepted = ChatAccepted {
             status: "accepted".into(),
@@ -178,11 +180,9 @@ impl Streamer {
                     return;
                 }
                 Some(ChunkOutcome::LeaseLost) => {
+                    // Whoever ended it (a reaper) failed it and records that in SQL.
                     warn!(session_id = %stream.session, message_id = %stream.message,
                         "stream lease lost; another node has ended this answer");
-                    // Whoever ended it failed it with the same text; make sure SQL says so too.
-                    let failed = stream.answer.finished(done.content, MessageStatus::Failed);
-                    self.core.writer.answer_ended(&failed, done.chunks);
                     return;
                 }
                 None => {
@@ -222,12 +222,10 @@ impl Streamer {
         }
     }
 
-    /// Ends the answer with what was produced, retrying Redis errors for a while.
+    /// Ends the answer with what was produced, retrying Redis errors for a while, and records
+    /// the end in SQL when this node ended it (otherwise whoever did records it).
     async fn finish(&self, stream: &StreamHandle, done: Produced, status: MessageStatus) {
         let Produced { content, chunks } = done;
-        self.core
-            .writer
-            .answer_ended(&stream.answer.finished(content.clone(), status), chunks);
         let deadline = tokio::time::Instant::now() + REDIS_RETRY_FOR;
         loop {
             match self
@@ -238,7 +236,11 @@ impl Streamer {
             {
                 Ok(ended) => {
                     info!(session_id = %stream.session, message_id = %stream.message,
-                        status = ?status, ended, "answer ended");
+                        status = ?status, ended = ended.is_some(), "answer ended");
+                    if let Some(change) = ended {
+                        let answer = stream.answer.finished(content, status);
+                        self.core.writer.answer_ended(&answer, chunks, change);
+                    }
                     return;
                 }
                 Err(e) if tokio::time::Instant::now() < deadline => {

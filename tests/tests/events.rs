@@ -221,3 +221,271 @@ async fn a_conversations_events_arrive_in_order_and_match_history() {
     let health = api::get_json(&format!("{gateway}/health")).await;
     assert_eq!(health["components"]["kafka"], "up");
 }
+
+/// Has `answers` exchanges in `session` on `stack`'s first gateway, watching them on a socket;
+/// returns the answers' ids.
+async fn converse(stack: &Stack, session: &str, answers: usize) -> Vec<String> {
+    let (mut ws, _, _) = WsClient::open(&stack.ws_url(0, session)).await;
+    let mut ids = Vec::new();
+    for i in 0..answers {
+        let accepted = api::chat(&stack.gateway(0), session, &format!("hello {i}")).await;
+        let id = accepted["message_id"].as_str().unwrap().to_owned();
+        ws.answer(session, &id).await;
+        ids.push(id);
+    }
+    ids
+}
+
+/// Twenty sessions chatting at once: every session's events arrive once each, in its order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_sessions_keep_per_session_order() {
+    let (broker, log) = broker().await;
+    let stack = std::sync::Arc::new(
+        Stack::start(StackOptions {
+            ai_nodes: 2,
+            stream_delay_ms: 2,
+            env: kafka_env(&broker, &[]),
+            ..StackOptions::default()
+        })
+        .await,
+    );
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let stack = stack.clone();
+        tasks.push(tokio::spawn(async move {
+            let session = format!("ev-many-{i}");
+            let answers = converse(&stack, &session, 2).await;
+            (session, answers)
+        }));
+    }
+    let mut sessions = Vec::new();
+    for task in tasks {
+        sessions.push(task.await.unwrap());
+    }
+    let records = log
+        .wait_until("every session's events", Duration::from_secs(20), |r| {
+            sessions.iter().all(|(s, _)| {
+                of_session(r, "chat-events", s).len() >= 5
+                    && of_session(r, "stream-events", s).len() >= 4
+            })
+        })
+        .await;
+    for (session, answers) in &sessions {
+        let stream = of_session(&records, "stream-events", session);
+        let got: Vec<String> = stream
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{}",
+                    r.event_type(),
+                    r.event["messageId"].as_str().unwrap()
+                )
+            })
+            .collect();
+        let want: Vec<String> = answers
+            .iter()
+            .flat_map(|a| {
+                [
+                    format!("STREAM_STARTED:{a}"),
+                    format!("STREAM_COMPLETED:{a}"),
+                ]
+            })
+            .collect();
+        assert_eq!(got, want, "{session}");
+        let chat = of_session(&records, "chat-events", session);
+        assert_eq!(chat.len(), 5, "{session}: each event once");
+        assert_eq!(chat[0].event_type(), "SESSION_STARTED");
+        let roles: Vec<&str> = chat[1..]
+            .iter()
+            .map(|r| r.event["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            roles,
+            ["user", "assistant", "user", "assistant"],
+            "{session}"
+        );
+        assert_eq!(chat[2].event["messageId"], answers[0].as_str());
+        assert_eq!(chat[4].event["messageId"], answers[1].as_str());
+    }
+}
+
+/// With the broker frozen for 10 s mid-stream, chunks keep their pace and the node stays
+/// healthy (Kafka shown down); after it thaws, every event arrives, repeats only with the same
+/// id and the same content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_broker_delays_events_but_loses_none_and_never_slows_a_stream() {
+    let (broker, log) = broker().await;
+    let stack = std::sync::Arc::new(
+        Stack::start(StackOptions {
+            stream_delay_ms: 20,
+            env: kafka_env(&broker, &[("KAFKA_CHUNK_EVENTS", "all")]),
+            ..StackOptions::default()
+        })
+        .await,
+    );
+    converse(&stack, "ev-frozen-before", 1).await;
+    log.wait_until("the first conversation", EVENT_DELAY, |r| {
+        of_session(r, "chat-events", "ev-frozen-before").len() == 3
+    })
+    .await;
+
+    broker.freeze();
+    let frozen_at = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let stack = stack.clone();
+        tasks.push(tokio::spawn(async move {
+            let session = format!("ev-frozen-{i}");
+            let (mut ws, _, _) = WsClient::open(&stack.ws_url(0, &session)).await;
+            let mut widest = Duration::ZERO;
+            for question in ["hello", "how does the workflow go?"] {
+                let accepted = api::chat(&stack.gateway(0), &session, question).await;
+                let id = accepted["message_id"].as_str().unwrap().to_owned();
+                let mut last = Instant::now();
+                loop {
+                    let frame = ws.frame_of("message").await;
+                    if frame["data"]["messageId"] != id.as_str() {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    if frame["data"]["index"].as_u64().is_some_and(|i| i > 0) {
+                        widest = widest.max(now - last);
+                    }
+                    last = now;
+                    if frame["data"]["isComplete"] == true {
+                        break;
+                    }
+                }
+            }
+            (session, widest)
+        }));
+    }
+    let health = api::get_json(&format!("{}/health", stack.gateway(0))).await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["components"]["kafka"], "down", "{health}");
+    let mut sessions = vec!["ev-frozen-before".to_owned()];
+    for task in tasks {
+        let (session, widest) = task.await.unwrap();
+        // 20 ms between chunks; a stream waiting on Kafka would stall for seconds.
+        assert!(
+            widest < Duration::from_secs(1),
+            "{session}: a {widest:?} gap between chunks"
+        );
+        sessions.push(session);
+    }
+    assert!(
+        frozen_at.elapsed() < Duration::from_secs(10),
+        "the answers should have ended while the broker was frozen"
+    );
+    tokio::time::sleep_until((frozen_at + Duration::from_secs(10)).into()).await;
+    broker.thaw();
+
+    let recorded = recorded_events(&stack, &sessions).await;
+    let records = log
+        .wait_until("every recorded event", Duration::from_secs(30), |r| {
+            let ids: HashSet<&str> = r.iter().map(Record::event_id).collect();
+            recorded.iter().all(|id| ids.contains(id.as_str()))
+        })
+        .await;
+    let mut by_id: HashMap<&str, &Json> = HashMap::new();
+    for record in &records {
+        if let Some(earlier) = by_id.insert(record.event_id(), &record.event) {
+            assert_eq!(
+                earlier,
+                &record.event,
+                "a repeat of {} differs",
+                record.event_id()
+            );
+        }
+    }
+    for session in &sessions[1..] {
+        let stream = first_of_each(&of_session(&records, "stream-events", session));
+        let lifecycle: Vec<String> = stream
+            .iter()
+            .filter(|r| r.event_type().starts_with("STREAM_"))
+            .map(|r| r.event_type().to_owned())
+            .collect();
+        assert_eq!(
+            lifecycle,
+            [
+                "STREAM_STARTED",
+                "STREAM_COMPLETED",
+                "STREAM_STARTED",
+                "STREAM_COMPLETED"
+            ],
+            "{session}"
+        );
+    }
+}
+
+/// `ai-service replay --from-beginning` rebuilds, in an empty database, the histories that
+/// were: answered, cancelled and deleted conversations alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_rebuilds_the_history_in_an_empty_database() {
+    let (broker, log) = broker().await;
+    let stack = Stack::start(StackOptions {
+        stream_delay_ms: 2,
+        env: kafka_env(&broker, &[]),
+        ..StackOptions::default()
+    })
+    .await;
+    let gateway = stack.gateway(0);
+    converse(&stack, "ev-replay-plain", 2).await;
+    // A cancelled answer.
+    let (mut ws, _, _) = WsClient::open(&stack.ws_url(0, "ev-replay-cancel")).await;
+    let accepted = api::chat(
+        &gateway,
+        "ev-replay-cancel",
+        "give me a technical deep dive",
+    )
+    .await;
+    let id = accepted["message_id"].as_str().unwrap().to_owned();
+    ws.frame_of("message").await;
+    api::post_json(
+        &format!("{gateway}/api/cancel"),
+        json!({"session_id": "ev-replay-cancel", "message_id": id}),
+    )
+    .await;
+    ws.answer("ev-replay-cancel", &id).await;
+    // A deleted history, then a new exchange.
+    converse(&stack, "ev-replay-deleted", 1).await;
+    api::delete_json(&format!("{gateway}/api/history/ev-replay-deleted")).await;
+    converse(&stack, "ev-replay-deleted", 1).await;
+
+    let sessions = ["ev-replay-plain", "ev-replay-cancel", "ev-replay-deleted"];
+    let mut before = Vec::new();
+    for session in sessions {
+        before.push(api::get_json(&format!("{gateway}/api/history/{session}")).await);
+    }
+    let store = store::Store::connect(&stack.database_url()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.outbox_backlog().await.unwrap().0 > 0 {
+        assert!(Instant::now() < deadline, "the outbox never drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(log);
+
+    let empty = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/replayed.db", empty.path().display());
+    let output = std::process::Command::new(testkit::workspace_binary("ai-service"))
+        .args(["replay", "--from-beginning", "--idle-seconds", "5"])
+        .env_clear()
+        .env("DATABASE_URL", &database_url)
+        .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap())
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "replay failed: {output:?}");
+
+    // A new system on the rebuilt database, with an empty Redis, reads the same histories.
+    let rebuilt = Stack::start(StackOptions {
+        database_url: Some(database_url),
+        ..StackOptions::default()
+    })
+    .await;
+    for (session, before) in sessions.iter().zip(&before) {
+        let after = api::get_json(&format!("{}/api/history/{session}", rebuilt.gateway(0))).await;
+        assert_eq!(after["messages"], before["messages"], "{session}");
+        assert!(after["count"].as_u64().unwrap() >= 2, "{session}: {after}");
+    }
+}

@@ -17,13 +17,15 @@
 //! - `client.rs`: what every client shares: librdkafka's logs into `tracing`, its errors as a
 //!   rate-limited warning, [`EventStats`].
 //! - `direct.rs`: [`Events`], the best-effort producer and the broker's health.
-//! - `relay.rs`: [`Relay`], the outbox relay.
+//! - `relay.rs`: [`Relay`], the outbox relay; `order.rs`: which rows it may publish, in which
+//!   order (a session's changes in the order they happened, not the order they committed).
 //! - `signal.rs`: [`OutboxSignal`], waking the relay when events were written.
 //! - `replay.rs`: [`replay`], rebuilding the SQL store from `chat-events`.
 
 mod client;
 mod config;
 mod direct;
+mod order;
 mod relay;
 mod replay;
 mod signal;

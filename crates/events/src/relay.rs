@@ -31,11 +31,14 @@ use tracing::{debug, info, warn};
 
 use crate::client::{EventStats, KafkaContext, client_config};
 use crate::config::KafkaConfig;
+use crate::order;
 
 /// How long the lease lives without renewal; renewed every third of it.
 pub const RELAY_LEASE: Duration = Duration::from_secs(5);
-/// Rows read and sent at once.
-const BATCH: u32 = 256;
+/// Rows read at once (sent as far as their sessions' order allows).
+const READ_AHEAD: u32 = 512;
+/// How long a session's change waits for an earlier one that has not been recorded yet.
+const GAP_GRACE: Duration = Duration::from_secs(30);
 /// How often the holder looks for rows when no signal came.
 const POLL: Duration = Duration::from_secs(1);
 /// A batch not acknowledged in this long is sent again by a fresh producer.
@@ -170,26 +173,48 @@ impl Relay {
         }
     }
 
-    /// Publishes batches until the outbox is empty, the broker stalls or the lease is lost.
+    /// Publishes batches until nothing more can go (the outbox is empty, or what is left waits
+    /// for an earlier change of its session), the broker stalls or the lease is lost.
     async fn publish_backlog(
         &self,
         producer: &FutureProducer<KafkaContext>,
         context: &KafkaContext,
     ) -> store::Result<Round> {
+        let grace = i64::try_from(GAP_GRACE.as_millis()).unwrap_or(i64::MAX);
         loop {
-            let rows = self.store.unpublished_events(BATCH).await?;
+            let rows = self.store.unpublished_events(READ_AHEAD).await?;
             if rows.is_empty() {
                 return Ok(Round::Drained);
             }
-            let (acked, round) = self.publish_batch(producer, &rows).await;
+            let mut sessions: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+            sessions.sort_unstable();
+            sessions.dedup();
+            let cursors = self.store.session_cursors(&sessions).await?;
+            let plan = order::plan(&rows, &cursors, protocol::now_ms(), grace);
+            for (session, change) in &plan.skipped {
+                warn!(session_id = %session, change,
+                    "an event change was never recorded; publishing the session's later ones");
+            }
+            if plan.order.is_empty() {
+                // Everything left waits for an earlier change of its session.
+                return Ok(Round::Drained);
+            }
+            let batch: Vec<&OutboxRow> = plan.order.iter().map(|&i| &rows[i]).collect();
+            let (acked, round) = self.publish_batch(producer, &batch).await;
             if acked > 0 {
-                let seqs: Vec<i64> = rows[..acked].iter().map(|r| r.seq).collect();
-                self.store.mark_published(&seqs, protocol::now_ms()).await?;
+                let published = &plan.order[..acked];
+                let seqs: Vec<i64> = published.iter().map(|&i| rows[i].seq).collect();
+                let moved = order::advanced_cursors(&rows, published, &cursors);
+                self.store
+                    .mark_published(&seqs, &moved, protocol::now_ms())
+                    .await?;
                 self.stats.sent.fetch_add(acked as u64, Ordering::Relaxed);
                 debug!(events = acked, "relayed events to Kafka");
             }
             match round {
-                None => {}
+                None if acked == rows.len() => {}
+                // Some rows were held back: look again when something new arrives.
+                None => return Ok(Round::Drained),
                 Some(Round::Stalled) => {
                     if context.may_warn() {
                         let (waiting, _) = self.store.outbox_backlog().await.unwrap_or((0, None));
@@ -210,7 +235,7 @@ impl Relay {
     async fn publish_batch(
         &self,
         producer: &FutureProducer<KafkaContext>,
-        rows: &[OutboxRow],
+        rows: &[&OutboxRow],
     ) -> (usize, Option<Round>) {
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in rows {

@@ -149,11 +149,13 @@ impl HistoryReader {
 
     /// Deletes the session's history in SQL and Redis; returns how many messages it held. SQL
     /// goes first: a read between the two steps must not re-warm Redis from rows that are
-    /// about to go.
+    /// about to go. The deletion takes its place in the session's changes first, so its event
+    /// is published in order with the answers'.
     pub async fn delete(&self, session: &SessionId) -> Result<usize> {
+        let change = self.state.next_change(session).await?;
         let in_sql = self
             .store
-            .delete_history(session, protocol::now_ms())
+            .delete_history(session, protocol::now_ms(), Some(change))
             .await?;
         let in_redis = self.state.delete_history(session).await?;
         self.l1.invalidate(session);

@@ -132,7 +132,7 @@ impl Core {
             self.state.clone(),
             redis_state::REAPER_INTERVAL,
             shutdown,
-            move |reaped| writer.answer_ended(&reaped.answer, reaped.chunks),
+            move |reaped| writer.answer_ended(&reaped.answer, reaped.chunks, reaped.change),
         ));
     }
 }

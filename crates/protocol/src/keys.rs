@@ -48,6 +48,17 @@ pub fn message(message: &MessageId) -> String {
     format!("{MESSAGE_PREFIX}{message}")
 }
 
+/// How long a session's change counter lives after its last change. When it is gone, numbering
+/// starts again at 1, which the event relay takes as a new beginning.
+pub const CHANGES_TTL_SECS: u64 = 7 * 24 * 60 * 60;
+
+/// `chat:changes:{sid}`: the number of the session's last change recorded as events (an
+/// answer started or ended, a history deleted): events of one session are published in this
+/// order.
+pub fn session_changes(session: &SessionId) -> String {
+    format!("chat:changes:{session}")
+}
+
 /// `streaming:active:{sid}`: the stream lease; its value is the streaming message's id.
 pub fn active_stream(session: &SessionId) -> String {
     format!("streaming:active:{session}")

@@ -30,6 +30,22 @@ impl ChatState {
         }
     }
 
+    /// Takes the session's next change number (for a change made outside the scripts: a
+    /// deletion).
+    pub async fn next_change(&self, session: &SessionId) -> Result<i64> {
+        let mut conn = self.conn();
+        let (change, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(keys::session_changes(session))
+            .cmd("EXPIRE")
+            .arg(keys::session_changes(session))
+            .arg(keys::CHANGES_TTL_SECS)
+            .query_async(&mut conn)
+            .await?;
+        Ok(change)
+    }
+
     /// Deletes the session's stored history; returns how many messages it held. An answer still
     /// streaming goes on and lands in the (new) history when it ends.
     pub async fn delete_history(&self, session: &SessionId) -> Result<usize> {

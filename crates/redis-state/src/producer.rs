@@ -38,6 +38,8 @@ pub struct StreamHandle {
     pub message: MessageId,
     /// The answer as it started: empty content, `streaming`.
     pub answer: ChatMessage,
+    /// The start's number in the session's changes (see [`keys::session_changes`]).
+    pub change: i64,
 }
 
 impl ChatState {
@@ -57,7 +59,7 @@ impl ChatState {
         let user_json = serde_json::to_string(user)?;
         let record = serde_json::to_string(&answer)?;
         let frame = ServerFrame::Message { data: user.clone() }.to_json();
-        let (started, active): (i64, String) = self
+        let (started, active, change): (i64, String, i64) = self
             .scripts()
             .start
             .key(keys::active_stream(session))
@@ -65,6 +67,7 @@ impl ChatState {
             .key(keys::message(&message))
             .key(keys::stream_channel(session))
             .key(keys::STREAM_DEADLINES)
+            .key(keys::session_changes(session))
             .arg(message.as_str())
             .arg(lease_secs)
             .arg(user_json)
@@ -74,6 +77,7 @@ impl ChatState {
             .arg(keys::LIVE_STREAM_TTL_SECS)
             .arg(keys::deadline_member(session, &message))
             .arg(if require_history { "1" } else { "0" })
+            .arg(keys::CHANGES_TTL_SECS)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(if started == 2 {
@@ -83,6 +87,7 @@ impl ChatState {
                 session: session.clone(),
                 message,
                 answer,
+                change,
             })
         } else {
             StartOutcome::Busy {
@@ -135,14 +140,14 @@ impl ChatState {
     }
 
     /// Ends the answer with `content` and `status`: appends it to history, releases the lease
-    /// and publishes the final frame, in one step. Returns false (and changes nothing) when the
-    /// answer had already ended.
+    /// and publishes the final frame, in one step. Returns the ending's number in the session's
+    /// changes, or `None` (and changes nothing) when the answer had already ended.
     pub async fn finish_stream(
         &self,
         stream: &StreamHandle,
         content: String,
         status: MessageStatus,
-    ) -> Result<bool> {
+    ) -> Result<Option<i64>> {
         let done = stream.answer.finished(content, status);
         let json = serde_json::to_string(&done)?;
         let frame = ServerFrame::Message { data: done }.to_json();
@@ -156,14 +161,16 @@ impl ChatState {
             .key(keys::cancel_flag(&stream.session, &stream.message))
             .key(keys::stream_channel(&stream.session))
             .key(keys::STREAM_DEADLINES)
+            .key(keys::session_changes(&stream.session))
             .arg(stream.message.as_str())
             .arg(json)
             .arg(frame)
             .arg(keys::HISTORY_TTL_SECS)
             .arg(keys::ENDED_STREAM_TTL_SECS)
             .arg(keys::deadline_member(&stream.session, &stream.message))
+            .arg(keys::CHANGES_TTL_SECS)
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(ended == 1)
+        Ok((ended > 0).then_some(ended))
     }
 }

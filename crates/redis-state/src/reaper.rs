@@ -24,6 +24,8 @@ pub struct Reaped {
     pub answer: ChatMessage,
     /// How many chunks it had.
     pub chunks: u32,
+    /// The failure's number in the session's changes.
+    pub change: i64,
 }
 
 /// What the `error` frame of a failed answer says.
@@ -97,16 +99,18 @@ impl ChatState {
             .key(keys::cancel_flag(session, message))
             .key(keys::stream_channel(session))
             .key(keys::STREAM_DEADLINES)
+            .key(keys::session_changes(session))
             .arg(message.as_str())
             .arg(json)
             .arg(frame)
             .arg(keys::HISTORY_TTL_SECS)
             .arg(keys::ENDED_STREAM_TTL_SECS)
             .arg(member)
+            .arg(keys::CHANGES_TTL_SECS)
             .arg(error)
             .invoke_async(&mut self.conn())
             .await?;
-        if outcome != 1 {
+        if outcome < 1 {
             return Ok(None);
         }
         warn!(session_id = %session, message_id = %message,
@@ -114,6 +118,7 @@ impl ChatState {
         Ok(Some(Reaped {
             answer: done,
             chunks: chunk_count,
+            change: outcome,
         }))
     }
 

@@ -7,6 +7,18 @@
 
 use redis::Script;
 
+/// Lua: the next number in a session's sequence of changes (KEYS: the counter; lifetime in
+/// ARGV at `ttl`). Every change that ends up in the SQL outbox (an answer started, an answer
+/// ended) takes one here, in the script that makes it, so the numbers follow the order in which
+/// the changes really happened, whichever node records them in SQL and however late.
+const NEXT_CHANGE: &str = r#"
+local function next_change(key, ttl)
+  local n = redis.call('INCR', key)
+  redis.call('EXPIRE', key, ttl)
+  return n
+end
+"#;
+
 /// Lua: milliseconds on Redis's clock, so that every node measures leases with one clock.
 const NOW_MS: &str = r#"
 local function now_ms()
@@ -24,23 +36,24 @@ end
 /// again, so a new chat can never overtake an unfinished one in history. The key's own TTL
 /// (live TTL, renewed every 100 chunks) is only a safety net should the deadline set be lost.
 ///
-/// KEYS: active, history, answer record, channel, deadlines.
+/// KEYS: active, history, answer record, channel, deadlines, change counter.
 /// ARGV: answer id, lease secs, user message JSON, answer record JSON, user frame, history TTL,
-/// live TTL, deadline member, "1" to refuse a session whose history Redis does not have.
-/// Returns `{1, ""}` when started, `{0, active_message_id}` when the session is busy, `{2, ""}`
-/// when the history is missing (expired or flushed: refill it from SQL first, or the new
-/// message would start a history that hides the old one).
+/// live TTL, deadline member, "1" to refuse a session whose history Redis does not have,
+/// change counter TTL.
+/// Returns `{1, "", change}` when started, `{0, active_message_id, 0}` when the session is
+/// busy, `{2, "", 0}` when the history is missing (expired or flushed: refill it from SQL
+/// first, or the new message would start a history that hides the old one).
 const START: &str = r#"
-if ARGV[9] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return {2, ''} end
+if ARGV[9] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return {2, '', 0} end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[7]) then
-  return {0, redis.call('GET', KEYS[1]) or ''}
+  return {0, redis.call('GET', KEYS[1]) or '', 0}
 end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[7])
 redis.call('ZADD', KEYS[5], now_ms() + 1000 * tonumber(ARGV[2]), ARGV[8])
 redis.call('PUBLISH', KEYS[4], ARGV[5])
-return {1, ''}
+return {1, '', next_change(KEYS[6], ARGV[10])}
 "#;
 
 /// Appends chunk `index` to the log and publishes its frame, in one step; pushes the answer's
@@ -71,13 +84,15 @@ return index
 "#;
 
 /// Lua: the steps every way of ending an answer shares (FINISH and FAIL take the same KEYS and
-/// first six ARGV). Returns 0 and changes nothing but the deadline set when the answer has
+/// first seven ARGV). Returns 0 and changes nothing but the deadline set when the answer has
 /// already ended; otherwise appends the final message to history, releases the lease, keeps the
 /// record and chunk log for a while, clears the cancel flag, publishes `before` (when given)
-/// and then the final frame, and returns 1.
+/// and then the final frame, and returns the ending's number in the session's changes (>= 1).
 ///
-/// KEYS: active, history, answer record, chunk log, cancel flag, channel, deadlines.
-/// ARGV: answer id, final message JSON, final frame, history TTL, ended TTL, deadline member.
+/// KEYS: active, history, answer record, chunk log, cancel flag, channel, deadlines, change
+/// counter.
+/// ARGV: answer id, final message JSON, final frame, history TTL, ended TTL, deadline member,
+/// change counter TTL.
 const END_ANSWER: &str = r#"
 local function end_answer(before)
   local record = redis.call('GET', KEYS[3])
@@ -97,7 +112,7 @@ local function end_answer(before)
   redis.call('ZREM', KEYS[7], ARGV[6])
   if before then redis.call('PUBLISH', KEYS[6], before) end
   redis.call('PUBLISH', KEYS[6], ARGV[3])
-  return 1
+  return next_change(KEYS[8], ARGV[7])
 end
 "#;
 
@@ -105,7 +120,7 @@ end
 /// nothing when the answer has already ended (a retry, or another node failed it).
 ///
 /// KEYS and ARGV: those of [`END_ANSWER`].
-/// Returns 1 when it ended the answer, 0 when it had already ended.
+/// Returns the ending's change number when it ended the answer, 0 when it had already ended.
 const FINISH: &str = r#"
 return end_answer(nil)
 "#;
@@ -114,13 +129,13 @@ return end_answer(nil)
 /// like [`FINISH`], but only once the deadline has passed, and publishing an `error` frame
 /// before the final one.
 ///
-/// KEYS and ARGV: those of [`END_ANSWER`], then ARGV[7] = the error frame.
-/// Returns 1 when it failed the answer, 0 when it had already ended, -1 when its producer is
-/// alive after all.
+/// KEYS and ARGV: those of [`END_ANSWER`], then ARGV[8] = the error frame.
+/// Returns the ending's change number when it failed the answer, 0 when it had already ended,
+/// -1 when its producer is alive after all.
 const FAIL: &str = r#"
 local deadline = redis.call('ZSCORE', KEYS[7], ARGV[6])
 if deadline and tonumber(deadline) > now_ms() then return -1 end
-return end_answer(ARGV[7])
+return end_answer(ARGV[8])
 "#;
 
 /// Answers whose lease deadline has passed: up to 100 deadline members.
@@ -237,14 +252,14 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub fn new() -> Self {
         Self {
-            start: Script::new(&format!("{NOW_MS}{START}")),
+            start: Script::new(&format!("{NOW_MS}{NEXT_CHANGE}{START}")),
             append: Script::new(&format!("{NOW_MS}{APPEND}")),
-            finish: Script::new(&format!("{END_ANSWER}{FINISH}")),
+            finish: Script::new(&format!("{NEXT_CHANGE}{END_ANSWER}{FINISH}")),
             snapshot: Script::new(SNAPSHOT),
             warm: Script::new(WARM),
             cancel: Script::new(&format!("{ANSWER_IN_HISTORY}{CANCEL}")),
             recover: Script::new(&format!("{ANSWER_IN_HISTORY}{RECOVER}")),
-            fail: Script::new(&format!("{NOW_MS}{END_ANSWER}{FAIL}")),
+            fail: Script::new(&format!("{NOW_MS}{NEXT_CHANGE}{END_ANSWER}{FAIL}")),
             due: Script::new(&format!("{NOW_MS}{DUE}")),
             claim_lease: Script::new(crate::lease::CLAIM),
             release_lease: Script::new(crate::lease::RELEASE),

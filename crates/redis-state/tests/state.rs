@@ -96,19 +96,24 @@ async fn snapshot_shows_partial_answer_then_final_history() {
     assert!(!messages[1].is_complete);
     assert_eq!(streaming.unwrap().last_index, 2);
 
-    assert!(
+    // The start was the session's change 1; the end is change 2.
+    assert_eq!(stream.change, 1);
+    assert_eq!(
         state
             .finish_stream(&stream, "Hi there!".into(), MessageStatus::Completed)
             .await
-            .unwrap()
+            .unwrap(),
+        Some(2)
     );
     // Finishing twice changes nothing.
-    assert!(
-        !state
+    assert_eq!(
+        state
             .finish_stream(&stream, "Hi there!".into(), MessageStatus::Completed)
             .await
-            .unwrap()
+            .unwrap(),
+        None
     );
+    assert_eq!(state.next_change(&sid).await.unwrap(), 3);
     let snap = state.snapshot(&sid).await.unwrap();
     assert!(snap.streaming.is_none());
     let roles: Vec<Role> = snap.history.iter().map(|m| m.role).collect();

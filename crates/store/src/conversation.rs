@@ -9,79 +9,78 @@ use crate::events::write_events;
 use crate::{ChunkRow, Error, Result, SessionSummary, Store, TITLE_CHARS};
 
 impl Store {
-    /// Records a new user message: the message, the session (created with this message as its
-    /// title, or its last activity moved), and its events (`SESSION_STARTED` for a new
-    /// session, `CHAT_MESSAGE`), in one transaction. A retry changes nothing more.
-    pub async fn record_user_message(&self, message: &ChatMessage) -> Result<()> {
+    /// Records the start of an exchange, the session's change number `change`: the user's
+    /// message, the session (created with this message as its title, or its last activity
+    /// moved), the answer `node_id` started (streaming), and their events (`SESSION_STARTED`
+    /// for a new session, `CHAT_MESSAGE`, `STREAM_STARTED`), in one transaction. A retry
+    /// changes nothing more.
+    pub async fn record_answer_started(
+        &self,
+        user_message: &ChatMessage,
+        answer: &ChatMessage,
+        node_id: &str,
+        change: i64,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        upsert_message(&mut *tx, message).await?;
-        let title: String = message.content.chars().take(TITLE_CHARS).collect();
+        upsert_message(&mut *tx, user_message).await?;
+        let title: String = user_message.content.chars().take(TITLE_CHARS).collect();
         let created = sqlx::query(
             "INSERT INTO chat_session \
                (session_id, user_id, conversation_id, title, status, start_time, last_activity_time) \
              VALUES ($1, $2, $3, $4, 'active', $5, $6) ON CONFLICT (session_id) DO NOTHING",
         )
-        .bind(message.session_id.as_str())
-        .bind(message.user_id.as_str())
-        .bind(message.session_id.as_str())
+        .bind(user_message.session_id.as_str())
+        .bind(user_message.user_id.as_str())
+        .bind(user_message.session_id.as_str())
         .bind(title.as_str())
-        .bind(message.timestamp)
-        .bind(message.timestamp)
+        .bind(user_message.timestamp)
+        .bind(user_message.timestamp)
         .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
-        let mut events = Vec::with_capacity(2);
-        if created {
-            events.push(DomainEvent::session_started(message, title));
-        } else {
-            touch_session(&mut *tx, &message.session_id, message.timestamp).await?;
+        if !created {
+            touch_session(&mut *tx, &user_message.session_id, user_message.timestamp).await?;
         }
-        events.push(DomainEvent::chat_message(message, message.timestamp));
-        write_events(&mut tx, self.outbox.is_some(), &events).await?;
+        upsert_message(&mut *tx, answer).await?;
+        let mut events = Vec::with_capacity(3);
+        if created {
+            events.push(DomainEvent::session_started(user_message, title));
+        }
+        events.push(DomainEvent::chat_message(
+            user_message,
+            user_message.timestamp,
+        ));
+        events.push(DomainEvent::stream_started(
+            answer,
+            node_id,
+            answer.timestamp,
+        ));
+        write_events(&mut tx, self.outbox.is_some(), &events, Some(change)).await?;
         tx.commit().await?;
         self.events_committed();
         Ok(())
     }
 
-    /// Records that `node_id` started `answer` at `at`: the message (streaming), the session's
-    /// last activity and `STREAM_STARTED`, in one transaction.
-    pub async fn record_answer_started(
-        &self,
-        answer: &ChatMessage,
-        node_id: &str,
-        at: i64,
-    ) -> Result<()> {
-        let event = DomainEvent::stream_started(answer, node_id, at);
-        self.record_answer(answer, &[event], at).await
-    }
-
-    /// Records that `answer` ended (its final content and status) after `total_chunks` chunks:
-    /// the message, the session's last activity, `STREAM_COMPLETED` / `STREAM_CANCELLED` /
-    /// `STREAM_FAILED` and `CHAT_MESSAGE`, in one transaction. A retry changes nothing more.
+    /// Records that `answer` ended (its final content and status) after `total_chunks` chunks,
+    /// the session's change number `change`: the message, the session's last activity,
+    /// `STREAM_COMPLETED` / `STREAM_CANCELLED` / `STREAM_FAILED` and `CHAT_MESSAGE`, in one
+    /// transaction. A retry changes nothing more.
     pub async fn record_answer_ended(
         &self,
         answer: &ChatMessage,
         total_chunks: u32,
+        change: i64,
         at: i64,
     ) -> Result<()> {
         let mut events: Vec<DomainEvent> = DomainEvent::stream_ended(answer, total_chunks, at)
             .into_iter()
             .collect();
         events.push(DomainEvent::chat_message(answer, at));
-        self.record_answer(answer, &events, at).await
-    }
-
-    async fn record_answer(
-        &self,
-        answer: &ChatMessage,
-        events: &[DomainEvent],
-        at: i64,
-    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         upsert_message(&mut *tx, answer).await?;
         touch_session(&mut *tx, &answer.session_id, at).await?;
-        write_events(&mut tx, self.outbox.is_some(), events).await?;
+        write_events(&mut tx, self.outbox.is_some(), &events, Some(change)).await?;
         tx.commit().await?;
         self.events_committed();
         Ok(())
@@ -149,14 +148,19 @@ impl Store {
 
     /// Deletes a session's messages and their chunks (the session row and the audit trail
     /// stay), and marks the session cleared at `at`, so that messages created until then stay
-    /// hidden even if a write queued earlier lands later; writes `HISTORY_DELETED`. Returns how
-    /// many messages were deleted.
-    pub async fn delete_history(&self, session_id: &SessionId, at: i64) -> Result<u64> {
+    /// hidden even if a write queued earlier lands later; writes `HISTORY_DELETED` as the
+    /// session's change number `change`. Returns how many messages were deleted.
+    pub async fn delete_history(
+        &self,
+        session_id: &SessionId,
+        at: i64,
+        change: Option<i64>,
+    ) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let (deleted, owner) = delete_messages(&mut tx, session_id, at).await?;
         let user = owner.unwrap_or_default();
         let event = DomainEvent::history_deleted(session_id, &user, deleted, at);
-        write_events(&mut tx, self.outbox.is_some(), &[event]).await?;
+        write_events(&mut tx, self.outbox.is_some(), &[event], change).await?;
         tx.commit().await?;
         self.events_committed();
         Ok(deleted)

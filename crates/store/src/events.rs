@@ -6,8 +6,13 @@
 //!
 //! Outbox rows get their `seq` from the one-row counter `outbox_sequence`, incremented in the
 //! same transaction: the counter's row lock makes concurrent writers take turns, so `seq` grows
-//! in commit order and a relay that publishes in `seq` order never publishes an event before
-//! one committed earlier.
+//! in commit order. Commit order is not always a session's order, though: two AI nodes record
+//! two answers of one session, and the first one's end may commit after the second one's
+//! start. So each row also carries its change's number in the session (`session_change`, taken
+//! in Redis by the script that made the change), and the relay publishes a session's changes in
+//! that order, with the help of a cursor per session (its last published change).
+
+use std::collections::HashMap;
 
 use protocol::{DomainEvent, Topic};
 use sqlx::{AnyConnection, Row};
@@ -23,18 +28,23 @@ pub struct OutboxRow {
     pub topic: Topic,
     /// The record key: the session id, so one session's events stay in one partition.
     pub key: String,
+    /// The change's number in its session, when it has one (events of best-effort origin do
+    /// not reach the outbox; every lifecycle change has one).
+    pub change: Option<i64>,
     /// The event's JSON.
     pub payload: String,
     /// When it was written (ms since the epoch).
     pub created_at: i64,
 }
 
-/// Writes `events` to the audit trail, and to the outbox when `outbox` is set, on `conn` (a
-/// transaction's connection). Events already written (same id) are skipped.
+/// Writes `events` (of the session's change number `change`) to the audit trail, and to the
+/// outbox when `outbox` is set, on `conn` (a transaction's connection). Events already written
+/// (same id) are skipped.
 pub(crate) async fn write_events(
     conn: &mut AnyConnection,
     outbox: bool,
     events: &[DomainEvent],
+    change: Option<i64>,
 ) -> Result<()> {
     for event in events {
         let payload = event.to_json();
@@ -61,13 +71,15 @@ pub(crate) async fn write_events(
             .await?
             .try_get("value")?;
             sqlx::query(
-                "INSERT INTO event_outbox (seq, event_id, topic, event_key, payload, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO event_outbox \
+                   (seq, event_id, topic, event_key, session_change, payload, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(seq)
             .bind(event.event_id.as_str())
             .bind(topic_text(event.event_type().topic()))
             .bind(event.session_id.as_str())
+            .bind(change)
             .bind(payload.as_str())
             .bind(protocol::now_ms())
             .execute(&mut *conn)
@@ -81,8 +93,8 @@ impl Store {
     /// Up to `limit` unpublished events, oldest first (by `seq`).
     pub async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxRow>> {
         let rows = sqlx::query(
-            "SELECT seq, event_id, topic, event_key, payload, created_at FROM event_outbox \
-             WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            "SELECT seq, event_id, topic, event_key, session_change, payload, created_at \
+             FROM event_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -90,9 +102,38 @@ impl Store {
         rows.iter().map(outbox_row).collect()
     }
 
-    /// Marks events `seqs` published at `at` (after the broker acknowledged them).
-    pub async fn mark_published(&self, seqs: &[i64], at: i64) -> Result<()> {
-        if seqs.is_empty() {
+    /// The last published change of each of `sessions` that has one.
+    pub async fn session_cursors(&self, sessions: &[&str]) -> Result<HashMap<String, i64>> {
+        let mut cursors = HashMap::new();
+        for chunk in sessions.chunks(100) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT session_id, last_change FROM outbox_session_cursor \
+                 WHERE session_id IN ({})",
+                placeholders.join(", ")
+            );
+            // Only numbered placeholders are spliced in; the ids are bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for session in chunk {
+                query = query.bind(*session);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                cursors.insert(row.try_get("session_id")?, row.try_get("last_change")?);
+            }
+        }
+        Ok(cursors)
+    }
+
+    /// Marks events `seqs` published at `at` (after the broker acknowledged them) and moves
+    /// the sessions' cursors to `cursors` (session, last published change), in one
+    /// transaction.
+    pub async fn mark_published(
+        &self,
+        seqs: &[i64],
+        cursors: &[(String, i64)],
+        at: i64,
+    ) -> Result<()> {
+        if seqs.is_empty() && cursors.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
@@ -102,6 +143,16 @@ impl Store {
                 .bind(*seq)
                 .execute(&mut *tx)
                 .await?;
+        }
+        for (session, change) in cursors {
+            sqlx::query(
+                "INSERT INTO outbox_session_cursor (session_id, last_change) VALUES ($1, $2) \
+                 ON CONFLICT (session_id) DO UPDATE SET last_change = excluded.last_change",
+            )
+            .bind(session.as_str())
+            .bind(*change)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -145,8 +196,8 @@ impl Store {
     /// Every outbox row, published or not, in `seq` order.
     pub async fn outbox_rows(&self) -> Result<Vec<OutboxRow>> {
         let rows = sqlx::query(
-            "SELECT seq, event_id, topic, event_key, payload, created_at FROM event_outbox \
-             ORDER BY seq",
+            "SELECT seq, event_id, topic, event_key, session_change, payload, created_at \
+             FROM event_outbox ORDER BY seq",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -177,6 +228,7 @@ fn outbox_row(row: &sqlx::any::AnyRow) -> Result<OutboxRow> {
         event_id: row.try_get("event_id")?,
         topic: topic_from(&topic)?,
         key: row.try_get("event_key")?,
+        change: row.try_get("session_change")?,
         payload: row.try_get("payload")?,
         created_at: row.try_get("created_at")?,
     })

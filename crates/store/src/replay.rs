@@ -49,7 +49,7 @@ impl Store {
             }
             _ => return Ok(false),
         }
-        write_events(&mut tx, false, std::slice::from_ref(event)).await?;
+        write_events(&mut tx, false, std::slice::from_ref(event), None).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -28,14 +28,16 @@ const ATTEMPTS: u32 = 5;
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 
 enum Op {
-    UserMessage(ChatMessage),
     AnswerStarted {
+        user_message: ChatMessage,
         answer: ChatMessage,
         node_id: String,
+        change: i64,
     },
     AnswerEnded {
         answer: ChatMessage,
         total_chunks: u32,
+        change: i64,
     },
     Chunk(ChunkRow),
     /// Resolves once everything queued before it is written (tests, shutdown).
@@ -70,22 +72,27 @@ impl StoreWriter {
         StoreWriter { queue, stats }
     }
 
-    /// A user message arrived (creates or touches the session).
-    pub fn user_message(&self, message: &ChatMessage) {
-        self.push(Op::UserMessage(message.clone()));
-    }
-
-    /// `node_id` started `answer` (`STREAM_STARTED`): stores it, streaming.
-    pub fn answer_started(&self, answer: &ChatMessage, node_id: &str) {
+    /// `node_id` started `answer` to `user_message`, the session's change `change`: stores
+    /// both (`CHAT_MESSAGE`, `STREAM_STARTED`, and `SESSION_STARTED` for a new session).
+    pub fn answer_started(
+        &self,
+        user_message: &ChatMessage,
+        answer: &ChatMessage,
+        node_id: &str,
+        change: i64,
+    ) {
         self.push(Op::AnswerStarted {
+            user_message: user_message.clone(),
             answer: answer.clone(),
             node_id: node_id.to_owned(),
+            change,
         });
     }
 
-    /// `answer` ended, in its final form, after `total_chunks` chunks (`STREAM_COMPLETED`,
-    /// `STREAM_CANCELLED` or `STREAM_FAILED` by its status, and `CHAT_MESSAGE`).
-    pub fn answer_ended(&self, answer: &ChatMessage, total_chunks: u32) {
+    /// `answer` ended, in its final form, after `total_chunks` chunks, the session's change
+    /// `change` (`STREAM_COMPLETED`, `STREAM_CANCELLED` or `STREAM_FAILED` by its status, and
+    /// `CHAT_MESSAGE`).
+    pub fn answer_ended(&self, answer: &ChatMessage, total_chunks: u32, change: i64) {
         if !answer.status.is_final() {
             warn!(message_id = %answer.message_id, status = ?answer.status,
                 "an answer reported ended is not final; not stored");
@@ -94,6 +101,7 @@ impl StoreWriter {
         self.push(Op::AnswerEnded {
             answer: answer.clone(),
             total_chunks,
+            change,
         });
     }
 
@@ -167,26 +175,25 @@ async fn write_chunks(store: &Store, batch: &mut Vec<ChunkRow>, stats: &WriterSt
 
 async fn apply(store: &Store, op: Op, stats: &WriterStats) {
     match op {
-        Op::UserMessage(message) => {
-            retry(stats, "user message", || {
-                store.record_user_message(&message)
-            })
-            .await;
-        }
-        Op::AnswerStarted { answer, node_id } => {
-            let at = protocol::now_ms();
+        Op::AnswerStarted {
+            user_message,
+            answer,
+            node_id,
+            change,
+        } => {
             retry(stats, "answer start", || {
-                store.record_answer_started(&answer, &node_id, at)
+                store.record_answer_started(&user_message, &answer, &node_id, change)
             })
             .await;
         }
         Op::AnswerEnded {
             answer,
             total_chunks,
+            change,
         } => {
             let at = protocol::now_ms();
             retry(stats, "answer end", || {
-                store.record_answer_ended(&answer, total_chunks, at)
+                store.record_answer_ended(&answer, total_chunks, change, at)
             })
             .await;
         }

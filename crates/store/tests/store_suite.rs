@@ -47,6 +47,16 @@ fn message(
     }
 }
 
+/// The answer that starts with `user`'s message.
+fn answer_to(user: &ChatMessage) -> ChatMessage {
+    ChatMessage::started_answer(
+        mid(&format!("{}-a", user.message_id)),
+        user.session_id.clone(),
+        user.user_id.clone(),
+        user.timestamp,
+    )
+}
+
 fn sqlite_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}/nested/chat.db", dir.path().display())
 }
@@ -72,10 +82,14 @@ async fn conversation_round_trip(url: &str) {
         100,
         MessageStatus::Streaming,
     );
-    store.record_user_message(&u1).await.unwrap();
-    store.record_user_message(&u1).await.unwrap(); // a retry changes nothing
-    store.record_answer_started(&a1, "ai-1", 101).await.unwrap();
-    store.record_answer_started(&a1, "ai-1", 101).await.unwrap(); // nor here
+    store
+        .record_answer_started(&u1, &a1, "ai-1", 1)
+        .await
+        .unwrap();
+    store
+        .record_answer_started(&u1, &a1, "ai-1", 1)
+        .await
+        .unwrap(); // a retry changes nothing
     store
         .append_chunks(&[chunk("a1", 0, "Hi", 102), chunk("a1", 1, " there", 103)])
         .await
@@ -93,8 +107,8 @@ async fn conversation_round_trip(url: &str) {
         100,
         MessageStatus::Completed,
     );
-    store.record_answer_ended(&done, 2, 104).await.unwrap();
-    store.record_answer_ended(&done, 2, 104).await.unwrap();
+    store.record_answer_ended(&done, 2, 2, 104).await.unwrap();
+    store.record_answer_ended(&done, 2, 2, 104).await.unwrap();
     let mut trail: Vec<String> = store
         .audit_trail(&sid("s1"))
         .await
@@ -126,22 +140,27 @@ async fn conversation_round_trip(url: &str) {
         200,
         MessageStatus::Completed,
     );
-    store.record_user_message(&u2).await.unwrap();
     store
-        .record_user_message(&message(
-            "x",
-            "s2",
-            Role::User,
-            "other",
-            150,
-            MessageStatus::Completed,
-        ))
+        .record_answer_started(&u2, &answer_to(&u2), "ai-1", 3)
+        .await
+        .unwrap();
+    let x = message(
+        "x",
+        "s2",
+        Role::User,
+        "other",
+        150,
+        MessageStatus::Completed,
+    );
+    store
+        .record_answer_started(&x, &answer_to(&x), "ai-1", 1)
         .await
         .unwrap();
 
     let history = store.history(&sid("s1")).await.unwrap();
     let ids: Vec<&str> = history.iter().map(|m| m.message_id.as_str()).collect();
-    assert_eq!(ids, ["u1", "a1", "u2"]);
+    assert_eq!(ids, ["u1", "a1", "u2", "u2-a"]);
+    assert_eq!(history[3].status, MessageStatus::Streaming);
     assert_eq!(history[1].content, "Hi there");
     assert_eq!(history[1].status, MessageStatus::Completed);
     assert!(history[1].is_complete);
@@ -158,11 +177,20 @@ async fn conversation_round_trip(url: &str) {
     );
     assert_eq!(sessions[0].last_activity_time, 200);
 
-    assert_eq!(store.delete_history(&sid("s1"), 300).await.unwrap(), 3);
+    assert_eq!(
+        store
+            .delete_history(&sid("s1"), 300, Some(4))
+            .await
+            .unwrap(),
+        4
+    );
     assert!(store.history(&sid("s1")).await.unwrap().is_empty());
     assert_eq!(store.chunk_count(&mid("a1")).await.unwrap(), 0);
     // A write queued before the deletion that lands after it stays hidden.
-    store.record_user_message(&u2).await.unwrap();
+    store
+        .record_answer_started(&u2, &answer_to(&u2), "ai-1", 3)
+        .await
+        .unwrap();
     assert!(store.history(&sid("s1")).await.unwrap().is_empty());
 }
 
@@ -201,14 +229,22 @@ async fn outbox_holds_each_event_once_in_order(url: &str) {
         100,
         MessageStatus::Cancelled,
     );
-    store.record_user_message(&u1).await.unwrap();
-    store.record_user_message(&u1).await.unwrap();
-    store.record_answer_started(&a1, "ai-1", 101).await.unwrap();
-    store.record_answer_ended(&done, 1, 150).await.unwrap();
-    store.delete_history(&sid("os"), 200).await.unwrap();
+    store
+        .record_answer_started(&u1, &a1, "ai-1", 1)
+        .await
+        .unwrap();
+    store
+        .record_answer_started(&u1, &a1, "ai-1", 1)
+        .await
+        .unwrap();
+    store.record_answer_ended(&done, 1, 2, 150).await.unwrap();
+    store
+        .delete_history(&sid("os"), 200, Some(3))
+        .await
+        .unwrap();
     assert_eq!(
         woken.load(Ordering::SeqCst),
-        5,
+        4,
         "every commit wakes the relay"
     );
 
@@ -227,6 +263,12 @@ async fn outbox_holds_each_event_once_in_order(url: &str) {
     );
     assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
     assert!(rows.iter().all(|r| r.key == "os"));
+    let changes: Vec<Option<i64>> = rows.iter().map(|r| r.change).collect();
+    assert_eq!(
+        changes,
+        [Some(1), Some(1), Some(1), Some(2), Some(2), Some(3)],
+        "each event carries its change's number in the session"
+    );
     assert_eq!(rows[0].topic, Topic::Chat);
     assert_eq!(rows[2].topic, Topic::Stream);
     let ended: protocol::DomainEvent = serde_json::from_str(&rows[3].payload).unwrap();
@@ -240,7 +282,15 @@ async fn outbox_holds_each_event_once_in_order(url: &str) {
     assert_eq!(store.outbox_backlog().await.unwrap().0, 6);
 
     let first: Vec<i64> = rows[..4].iter().map(|r| r.seq).collect();
-    store.mark_published(&first, 1_000).await.unwrap();
+    assert!(store.session_cursors(&["os"]).await.unwrap().is_empty());
+    store
+        .mark_published(&first, &[("os".to_owned(), 2)], 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session_cursors(&["os", "other"]).await.unwrap()["os"],
+        2
+    );
     let rest = store.unpublished_events(100).await.unwrap();
     assert_eq!(rest.len(), 2);
     assert_eq!(rest[0].event_id, "CHAT_MESSAGE:oa1");
@@ -266,7 +316,10 @@ async fn concurrent_writers_share_one_database(url: &str) {
                 let id = format!("m{n}-{i}");
                 let session = format!("s{}", i % 7);
                 let m = message(&id, &session, Role::User, "hi", i, MessageStatus::Completed);
-                store.record_user_message(&m).await.unwrap();
+                store
+                    .record_answer_started(&m, &answer_to(&m), "ai", i)
+                    .await
+                    .unwrap();
                 store
                     .append_chunks(&[chunk(&id, 0, "a", i), chunk(&id, 1, "b", i)])
                     .await
@@ -286,7 +339,7 @@ async fn concurrent_writers_share_one_database(url: &str) {
             .unwrap()
             .len();
     }
-    assert_eq!(total, 120);
+    assert_eq!(total, 240, "each user message and its answer");
     // Every event is in the outbox once, each with its own place in the order.
     let events = reopened.unpublished_events(1_000).await.unwrap();
     let chat_messages = events
@@ -294,7 +347,11 @@ async fn concurrent_writers_share_one_database(url: &str) {
         .filter(|e| e.event_id.starts_with("CHAT_MESSAGE:"))
         .count();
     assert_eq!(chat_messages, 120);
-    assert_eq!(events.len(), 120 + 7, "and one SESSION_STARTED per session");
+    assert_eq!(
+        events.len(),
+        2 * 120 + 7,
+        "a STREAM_STARTED each, and one SESSION_STARTED per session"
+    );
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
 }
 
