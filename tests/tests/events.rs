@@ -489,3 +489,122 @@ async fn replay_rebuilds_the_history_in_an_empty_database() {
         assert!(after["count"].as_u64().unwrap() >= 2, "{session}: {after}");
     }
 }
+
+/// The outbox rows of `sessions` in the order their sessions' events must keep: by change,
+/// then as written.
+fn session_order(rows: &[store::OutboxRow], session: &str, topic: protocol::Topic) -> Vec<String> {
+    let mut mine: Vec<&store::OutboxRow> = rows
+        .iter()
+        .filter(|r| r.key == session && r.topic == topic)
+        .collect();
+    mine.sort_by_key(|r| (r.change, r.seq));
+    mine.iter().map(|r| r.event_id.clone()).collect()
+}
+
+/// kill -9 of the node relaying the outbox while the broker is frozen with events in flight:
+/// another AI node takes the lease, and once the broker thaws every event arrives, each
+/// session's in its order (repeats only of the same event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_relays_node_hands_the_lease_to_another_without_reordering() {
+    let (broker, log) = broker().await;
+    let mut cluster = e2e::Cluster::start(e2e::ClusterOptions {
+        ai_nodes: 3,
+        gateways: 1,
+        stream_delay_ms: 5,
+        env: kafka_env(&broker, &[]),
+        ..e2e::ClusterOptions::default()
+    })
+    .await;
+    let redis = redis::Client::open(cluster.redis.url()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let holder = loop {
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(protocol::keys::RELAY_LEASE)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if let Some(holder) = holder {
+            break holder;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let sessions: Vec<String> = (0..5).map(|i| format!("ev-takeover-{i}")).collect();
+    let exchange = |session: String| {
+        let url = cluster.ws_url(0, &session);
+        let gateway = cluster.gateway(0);
+        async move {
+            let (mut ws, _, _) = WsClient::open(&url).await;
+            let accepted = api::chat(&gateway, &session, "hello").await;
+            ws.answer(&session, accepted["message_id"].as_str().unwrap())
+                .await;
+        }
+    };
+    for session in &sessions {
+        exchange(session.clone()).await;
+    }
+    log.wait_until("the first exchanges", EVENT_DELAY, |r| {
+        sessions
+            .iter()
+            .all(|s| of_session(r, "stream-events", s).len() == 2)
+    })
+    .await;
+
+    broker.freeze();
+    for session in &sessions {
+        exchange(session.clone()).await;
+    }
+    let database_url = format!("sqlite://{}/chat.db", cluster.data_dir.path().display());
+    let store = store::Store::connect(&database_url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.outbox_backlog().await.unwrap().0 < 5 * 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the second exchanges were never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let victim = e2e::Cluster::index_of(&cluster.ai, &holder);
+    cluster.ai[victim].kill9();
+    broker.thaw();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now: Option<String> = redis::cmd("GET")
+            .arg(protocol::keys::RELAY_LEASE)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let drained = store.outbox_backlog().await.unwrap().0 == 0;
+        if drained && now.as_ref().is_some_and(|n| *n != holder) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no other node took over ({now:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = store.outbox_rows().await.unwrap();
+    let records = log
+        .wait_until("every outbox row", Duration::from_secs(10), |r| {
+            let ids: HashSet<&str> = r.iter().map(Record::event_id).collect();
+            rows.iter().all(|row| ids.contains(row.event_id.as_str()))
+        })
+        .await;
+    for session in &sessions {
+        for (topic, name) in [
+            (protocol::Topic::Chat, "chat-events"),
+            (protocol::Topic::Stream, "stream-events"),
+        ] {
+            let got: Vec<String> = first_of_each(&of_session(&records, name, session))
+                .iter()
+                .map(|r| r.event_id().to_owned())
+                .collect();
+            assert_eq!(
+                got,
+                session_order(&rows, session, topic),
+                "{session} on {name}"
+            );
+        }
+    }
+}
