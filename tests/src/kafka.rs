@@ -61,6 +61,35 @@ pub async fn create_topics(bootstrap: &str) {
     }
 }
 
+/// Waits until both topics exist (created by the system itself), and returns their partition
+/// counts. Blocking: call it from `spawn_blocking`.
+pub fn wait_for_topics(bootstrap: &str, limit: Duration) -> Vec<usize> {
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .expect("metadata client");
+    let deadline = Instant::now() + limit;
+    loop {
+        let counts: Vec<usize> = TOPICS
+            .iter()
+            .filter_map(|topic| {
+                let metadata = consumer
+                    .fetch_metadata(Some(topic), Duration::from_secs(2))
+                    .ok()?;
+                let found = metadata.topics().iter().find(|t| t.name() == *topic)?;
+                (found.error().is_none() && !found.partitions().is_empty())
+                    .then(|| found.partitions().len())
+            })
+            .collect();
+        if counts.len() == TOPICS.len() {
+            return counts;
+        }
+        assert!(Instant::now() < deadline, "the topics were never created");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Every record of both topics, from the beginning, collected in the background.
 pub struct EventLog {
     records: Arc<Mutex<Vec<Record>>>,

@@ -608,3 +608,44 @@ async fn killing_the_relays_node_hands_the_lease_to_another_without_reordering()
         }
     }
 }
+
+/// With no topics on the broker, the nodes create them (partitions as configured) before
+/// sending anything, so a session's events all land in one partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_create_the_topics_so_a_session_stays_in_one_partition() {
+    let broker = Broker::start();
+    let stack = Stack::start(StackOptions {
+        stream_delay_ms: 2,
+        env: kafka_env(&broker, &[("KAFKA_TOPIC_PARTITIONS", "6")]),
+        ..StackOptions::default()
+    })
+    .await;
+    let bootstrap = broker.bootstrap();
+    let counts = tokio::task::spawn_blocking(move || {
+        e2e::kafka::wait_for_topics(&bootstrap, Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
+    assert_eq!(counts, [6, 6]);
+    let log = EventLog::start(&broker.bootstrap());
+    let sessions: Vec<String> = (0..6).map(|i| format!("ev-partition-{i}")).collect();
+    for session in &sessions {
+        converse(&stack, session, 2).await;
+    }
+    let records = log
+        .wait_until("every session's events", Duration::from_secs(10), |r| {
+            sessions
+                .iter()
+                .all(|s| of_session(r, "chat-events", s).len() == 5)
+        })
+        .await;
+    for session in &sessions {
+        for topic in ["chat-events", "stream-events"] {
+            let partitions: HashSet<i32> = of_session(&records, topic, session)
+                .iter()
+                .map(|r| r.partition)
+                .collect();
+            assert_eq!(partitions.len(), 1, "{session} on {topic}: {partitions:?}");
+        }
+    }
+}

@@ -89,6 +89,75 @@ impl ProducerContext for KafkaContext {
     }
 }
 
+/// Creates the two topics unless they exist, with the configured partitions and replicas.
+///
+/// A producer sending to a topic the broker creates on the fly can place a key's first records
+/// before the topic's partitions are all known, and its later ones elsewhere: a session's
+/// events would then span partitions and lose their order. So the nodes create the topics
+/// themselves, before producing. A refusal (no permission to create topics, say) is logged and
+/// counts as done: topics made by an operator work as well. Returns false when the broker could
+/// not be asked (it is down): try again before producing.
+pub(crate) async fn ensure_topics(config: &crate::KafkaConfig, stats: Arc<EventStats>) -> bool {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let admin: AdminClient<KafkaContext> = match client_config(&config.bootstrap_servers, &[])
+        .create_with_context(KafkaContext::new("admin", stats))
+    {
+        Ok(admin) => admin,
+        Err(e) => {
+            warn!(cause = %e, "cannot create a Kafka admin client");
+            return true;
+        }
+    };
+    let topics: Vec<NewTopic<'_>> = [&config.topic_chat_events, &config.topic_stream_events]
+        .into_iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                config.topic_partitions,
+                TopicReplication::Fixed(config.topic_replication),
+            )
+        })
+        .collect();
+    // Bounded: the relay calls this between renewals of its lease, and the broker may be down.
+    let limit = std::time::Duration::from_secs(2);
+    let options = AdminOptions::new()
+        .operation_timeout(Some(limit))
+        .request_timeout(Some(limit));
+    let created = tokio::time::timeout(limit * 2, admin.create_topics(&topics, &options)).await;
+    let asked = match created {
+        Err(_) => {
+            debug!("creating Kafka topics timed out; retrying later");
+            false
+        }
+        Ok(Ok(results)) => {
+            let mut asked = true;
+            for result in results {
+                match result {
+                    Ok(topic) => debug!(%topic, "created Kafka topic"),
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((
+                        _,
+                        RDKafkaErrorCode::RequestTimedOut | RDKafkaErrorCode::OperationTimedOut,
+                    )) => {
+                        asked = false;
+                    }
+                    Err((topic, code)) => warn!(%topic, ?code, "cannot create Kafka topic"),
+                }
+            }
+            asked
+        }
+        Ok(Err(e)) => {
+            debug!(cause = %e, "creating Kafka topics failed; retrying later");
+            false
+        }
+    };
+    // Dropping an admin client waits for its thread: not on the async threads.
+    tokio::task::spawn_blocking(move || drop(admin));
+    asked
+}
+
 /// Settings for a client of `bootstrap`, plus `extra`.
 pub(crate) fn client_config(bootstrap: &str, extra: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();

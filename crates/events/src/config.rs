@@ -21,6 +21,11 @@ pub struct KafkaConfig {
     /// `KAFKA_OUTBOX_RETENTION_HOURS`, default 24: published events are deleted from the SQL
     /// outbox this long after they were published.
     pub outbox_retention: Duration,
+    /// `KAFKA_TOPIC_PARTITIONS`, default 4: partitions of the topics when the nodes create
+    /// them (they do when the topics are missing; existing topics are left as they are).
+    pub topic_partitions: i32,
+    /// `KAFKA_TOPIC_REPLICATION_FACTOR`, default 1: replicas of the topics the nodes create.
+    pub topic_replication: i32,
 }
 
 /// Which chunks become `CHUNK_RECEIVED` events.
@@ -68,12 +73,28 @@ impl KafkaConfig {
             reason: "must be off, all or sample:N with N >= 1".into(),
         })?;
         let hours = parse_or(vars, "KAFKA_OUTBOX_RETENTION_HOURS", 24u64)?;
+        let topic_partitions = parse_or(vars, "KAFKA_TOPIC_PARTITIONS", 4i32)?;
+        let topic_replication = parse_or(vars, "KAFKA_TOPIC_REPLICATION_FACTOR", 1i32)?;
+        for (name, value) in [
+            ("KAFKA_TOPIC_PARTITIONS", topic_partitions),
+            ("KAFKA_TOPIC_REPLICATION_FACTOR", topic_replication),
+        ] {
+            if value < 1 {
+                return Err(BadVar {
+                    name,
+                    value: value.to_string(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
         Ok(Some(Self {
             bootstrap_servers,
             topic_chat_events: string_or(vars, "KAFKA_TOPIC_CHAT_EVENTS", "chat-events"),
             topic_stream_events: string_or(vars, "KAFKA_TOPIC_STREAM_EVENTS", "stream-events"),
             chunk_events,
             outbox_retention: Duration::from_secs(hours * 3600),
+            topic_partitions,
+            topic_replication,
         }))
     }
 

@@ -16,7 +16,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use tracing::warn;
 
 use crate::Result;
-use crate::client::{EventStats, KafkaContext, client_config};
+use crate::client::{EventStats, KafkaContext, client_config, ensure_topics};
 use crate::config::{ChunkEvents, KafkaConfig};
 
 /// Best-effort events buffered before new ones are dropped.
@@ -57,6 +57,13 @@ impl Events {
             ],
         )
         .create_with_context(KafkaContext::new("events", stats.clone()))?;
+        tokio::spawn({
+            let (config, stats) = (config.clone(), stats.clone());
+            async move {
+                // Best effort: the relay makes sure of them before it publishes.
+                ensure_topics(&config, stats).await;
+            }
+        });
         Ok(Events {
             inner: Some(Arc::new(Direct {
                 config: config.clone(),

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::client::{EventStats, KafkaContext, client_config};
+use crate::client::{EventStats, KafkaContext, client_config, ensure_topics};
 use crate::config::KafkaConfig;
 use crate::order;
 
@@ -78,6 +78,7 @@ impl Relay {
         ));
         let context = KafkaContext::new("relay", self.stats.clone());
         let mut producer: Option<FutureProducer<KafkaContext>> = None;
+        let mut topics_ready = false;
         let mut holding = false;
         let mut last_trim: Option<Instant> = None;
         loop {
@@ -85,7 +86,10 @@ impl Relay {
             if !holding {
                 dispose(producer.take());
             } else {
-                if producer.is_none() {
+                if !topics_ready {
+                    topics_ready = ensure_topics(&self.config, self.stats.clone()).await;
+                }
+                if producer.is_none() && topics_ready {
                     producer = self.producer(&context);
                 }
                 if let Some(p) = &producer {
