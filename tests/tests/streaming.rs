@@ -438,6 +438,10 @@ async fn health_and_metrics_report_the_node() {
     assert_eq!(gateway["status"], "ok");
     assert_eq!(gateway["node_id"], "ws-test-0");
     assert_eq!(gateway["components"]["redis"], "up");
+    assert_eq!(
+        gateway["components"]["kafka"], "disabled",
+        "without KAFKA_BOOTSTRAP_SERVERS"
+    );
     let ai = api::get_json(&format!("{}/health", stack.ai[0].url())).await;
     assert_eq!(ai["components"]["redis"], "up");
     let info = api::get_json(&stack.ai[0].url()).await;
