@@ -95,7 +95,12 @@ impl Relay {
                 if let Some(p) = &producer {
                     match self.publish_backlog(p, &context).await {
                         Ok(Round::Drained) => {}
-                        Ok(Round::Stalled) => dispose(producer.take()),
+                        Ok(Round::Stalled) => {
+                            // A fresh producer, and the topics checked again: a broker that
+                            // lost its data has lost them too.
+                            dispose(producer.take());
+                            topics_ready = false;
+                        }
                         Ok(Round::LostLease) => holding = false,
                         Err(e) => {
                             if context.may_warn() {
