@@ -30,6 +30,20 @@ fn kafka_env(broker: &Broker, extra: &[(&'static str, &str)]) -> Vec<(&'static s
     env
 }
 
+/// `TYPE:messageId` of each record.
+fn typed_ids(records: &[&Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r.event_type(),
+                r.event["messageId"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
 fn types(records: &[&Record]) -> Vec<String> {
     records.iter().map(|r| r.event_type().to_owned()).collect()
 }
@@ -125,17 +139,12 @@ async fn a_conversations_events_arrive_in_order_and_match_history() {
         ]
     );
     let stream = of_session(&records, "stream-events", session);
-    let lifecycle: Vec<String> = stream
+    let lifecycle: Vec<&Record> = stream
         .iter()
         .filter(|r| r.event_type().starts_with("STREAM_"))
-        .map(|r| {
-            format!(
-                "{}:{}",
-                r.event_type(),
-                r.event["messageId"].as_str().unwrap()
-            )
-        })
+        .copied()
         .collect();
+    let lifecycle = typed_ids(&lifecycle);
     assert_eq!(
         lifecycle,
         [
@@ -271,17 +280,7 @@ async fn twenty_concurrent_sessions_keep_per_session_order() {
         })
         .await;
     for (session, answers) in &sessions {
-        let stream = of_session(&records, "stream-events", session);
-        let got: Vec<String> = stream
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}:{}",
-                    r.event_type(),
-                    r.event["messageId"].as_str().unwrap()
-                )
-            })
-            .collect();
+        let got = typed_ids(&of_session(&records, "stream-events", session));
         let want: Vec<String> = answers
             .iter()
             .flat_map(|a| {

@@ -23,22 +23,15 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         upsert_message(&mut *tx, user_message).await?;
-        let title: String = user_message.content.chars().take(TITLE_CHARS).collect();
-        let created = sqlx::query(
-            "INSERT INTO chat_session \
-               (session_id, user_id, conversation_id, title, status, start_time, last_activity_time) \
-             VALUES ($1, $2, $3, $4, 'active', $5, $6) ON CONFLICT (session_id) DO NOTHING",
+        let title = session_title(&user_message.content);
+        let created = insert_session(
+            &mut tx,
+            &user_message.session_id,
+            &user_message.user_id,
+            &title,
+            user_message.timestamp,
         )
-        .bind(user_message.session_id.as_str())
-        .bind(user_message.user_id.as_str())
-        .bind(user_message.session_id.as_str())
-        .bind(title.as_str())
-        .bind(user_message.timestamp)
-        .bind(user_message.timestamp)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        .await?;
         if !created {
             touch_session(&mut *tx, &user_message.session_id, user_message.timestamp).await?;
         }
@@ -205,6 +198,37 @@ pub(crate) async fn delete_messages(
         None => None,
     };
     Ok((deleted, user))
+}
+
+/// A session's title: its first message, shortened.
+pub(crate) fn session_title(first_message: &str) -> String {
+    first_message.chars().take(TITLE_CHARS).collect()
+}
+
+/// Creates the row of `session` (of `user`, titled `title`, started at `start_time`) unless it
+/// exists; returns whether it did.
+pub(crate) async fn insert_session(
+    conn: &mut sqlx::AnyConnection,
+    session: &SessionId,
+    user: &UserId,
+    title: &str,
+    start_time: i64,
+) -> Result<bool> {
+    let created = sqlx::query(
+        "INSERT INTO chat_session \
+           (session_id, user_id, conversation_id, title, status, start_time, last_activity_time) \
+         VALUES ($1, $2, $3, $4, 'active', $5, $6) ON CONFLICT (session_id) DO NOTHING",
+    )
+    .bind(session.as_str())
+    .bind(user.as_str())
+    .bind(session.as_str())
+    .bind(title)
+    .bind(start_time)
+    .bind(start_time)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(created == 1)
 }
 
 /// Moves a session's last activity to `at`.

@@ -3,9 +3,11 @@
 
 use protocol::{ChatMessage, DomainEvent, EventDetails};
 
-use crate::conversation::{delete_messages, touch_session, upsert_message};
+use crate::conversation::{
+    delete_messages, insert_session, session_title, touch_session, upsert_message,
+};
 use crate::events::write_events;
-use crate::{Result, Store, TITLE_CHARS};
+use crate::{Result, Store};
 
 impl Store {
     /// Applies `event` (with its audit row, never to the outbox): a session's start creates
@@ -15,7 +17,14 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         match &event.details {
             EventDetails::SessionStarted { title, start_time } => {
-                insert_session(&mut tx, event, title, *start_time).await?;
+                insert_session(
+                    &mut tx,
+                    &event.session_id,
+                    &event.user_id,
+                    title,
+                    *start_time,
+                )
+                .await?;
             }
             EventDetails::ChatMessage {
                 role,
@@ -40,8 +49,15 @@ impl Store {
                 };
                 upsert_message(&mut *tx, &message).await?;
                 // The session's own event may be gone (topic retention): start it from here.
-                let title: String = content.chars().take(TITLE_CHARS).collect();
-                insert_session(&mut tx, event, &title, *created_at).await?;
+                let title = session_title(content);
+                insert_session(
+                    &mut tx,
+                    &event.session_id,
+                    &event.user_id,
+                    &title,
+                    *created_at,
+                )
+                .await?;
                 touch_session(&mut *tx, &event.session_id, event.timestamp).await?;
             }
             EventDetails::HistoryDeleted { .. } => {
@@ -53,26 +69,4 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
-}
-
-async fn insert_session(
-    conn: &mut sqlx::AnyConnection,
-    event: &DomainEvent,
-    title: &str,
-    start_time: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO chat_session \
-           (session_id, user_id, conversation_id, title, status, start_time, last_activity_time) \
-         VALUES ($1, $2, $3, $4, 'active', $5, $6) ON CONFLICT (session_id) DO NOTHING",
-    )
-    .bind(event.session_id.as_str())
-    .bind(event.user_id.as_str())
-    .bind(event.session_id.as_str())
-    .bind(title)
-    .bind(start_time)
-    .bind(start_time)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
