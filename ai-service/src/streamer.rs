@@ -28,6 +28,9 @@ pub enum StartError {
         session: SessionId,
         active_message_id: MessageId,
     },
+    /// The session belongs to another user (only when ownership is enforced).
+    #[error("the session belongs to another user")]
+    Forbidden,
     #[error(transparent)]
     Redis(#[from] redis_state::Error),
     #[error(transparent)]
@@ -69,8 +72,13 @@ impl Streamer {
     }
 
     /// Stores the user message, takes the lease and spawns the answer's task. Returns once the
-    /// answer is registered, so a cancel sent right after the 202 finds it.
-    pub async fn start(&self, request: ChatRequest) -> Result<ChatAccepted, StartError> {
+    /// answer is registered, so a cancel sent right after the 202 finds it. With
+    /// `enforce_owner`, a chat in another user's session is refused.
+    pub async fn start(
+        &self,
+        request: ChatRequest,
+        enforce_owner: bool,
+    ) -> Result<ChatAccepted, StartError> {
         let ChatRequest {
             session_id: session,
             message: text,
@@ -93,10 +101,12 @@ impl Streamer {
                     answer.clone(),
                     self.lease_secs,
                     require_history,
+                    enforce_owner,
                 )
                 .await?;
             match outcome {
                 StartOutcome::Started(stream) => break stream,
+                StartOutcome::Forbidden { .. } => return Err(StartError::Forbidden),
                 StartOutcome::Busy { active_message_id } => {
                     return Err(StartError::Busy {
                         session,

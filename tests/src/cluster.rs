@@ -73,6 +73,9 @@ impl Cluster {
                     ("REDIS_URL", redis.url()),
                     ("DATABASE_URL", database_url.clone()),
                     ("AI_SERVICE_URLS", urls.join(",")),
+                    // Tests of other things chat and reconnect faster than a person.
+                    ("CHAT_RATE_LIMIT_PER_MINUTE", "0".into()),
+                    ("MAX_SOCKETS_PER_USER", "0".into()),
                 ],
             );
             gateways.push(Service::start(&format!("ws-node-{i}"), "ws-gateway", &env));

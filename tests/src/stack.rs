@@ -215,6 +215,10 @@ async fn start_nodes(
                 ("STREAM_MAX_PENDING_CHUNKS", &pending),
                 ("STATIC_DIR", static_dir),
                 ("DATABASE_URL", &database_url),
+                // Tests of other things chat and reconnect faster than a person; the limits'
+                // own tests set them.
+                ("CHAT_RATE_LIMIT_PER_MINUTE", "0"),
+                ("MAX_SOCKETS_PER_USER", "0"),
             ],
         );
         let config = ws_gateway::Config::from_vars(&vars).expect("gateway config");

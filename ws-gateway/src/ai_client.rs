@@ -27,6 +27,8 @@ pub enum ForwardError {
     Rejected { status: StatusCode, body: ErrorBody },
     /// No AI node took it.
     Unavailable(String),
+    /// The user sent too many chats; the next one may go after this many seconds.
+    RateLimited { retry_after_secs: u64 },
 }
 
 impl From<ForwardError> for AppError {
@@ -34,6 +36,10 @@ impl From<ForwardError> for AppError {
         match e {
             ForwardError::Rejected { status, body } => AppError::Refused { status, body },
             ForwardError::Unavailable(why) => AppError::AiUnavailable(why),
+            ForwardError::RateLimited { retry_after_secs } => AppError::RateLimited {
+                retry_after_secs,
+                message: format!("too many chats; retry in {retry_after_secs} s"),
+            },
         }
     }
 }
@@ -68,25 +74,31 @@ impl AiClient {
     }
 
     /// Sends `request` to the next AI node, moving on to the following ones on connection
-    /// errors and 5xx.
-    pub async fn chat(&self, request: &ChatRequest) -> Result<ChatAccepted, ForwardError> {
-        let accepted = self.forward(request).await?;
+    /// errors and 5xx. `token`, when given, vouches for the user to the AI node.
+    pub async fn chat(
+        &self,
+        request: &ChatRequest,
+        token: Option<&str>,
+    ) -> Result<ChatAccepted, ForwardError> {
+        let accepted = self.forward(request, token).await?;
         Stats::inc(&self.stats.chats_forwarded);
         Ok(accepted)
     }
 
-    async fn forward(&self, request: &ChatRequest) -> Result<ChatAccepted, ForwardError> {
+    async fn forward(
+        &self,
+        request: &ChatRequest,
+        token: Option<&str>,
+    ) -> Result<ChatAccepted, ForwardError> {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut failures = Vec::new();
         for k in 0..self.urls.len() {
             let base = &self.urls[(first + k) % self.urls.len()];
-            let response = match self
-                .http
-                .post(format!("{base}/chat"))
-                .json(request)
-                .send()
-                .await
-            {
+            let mut post = self.http.post(format!("{base}/chat")).json(request);
+            if let Some(token) = token {
+                post = post.bearer_auth(token);
+            }
+            let response = match post.send().await {
                 Ok(response) => response,
                 Err(e) if e.is_connect() => {
                     warn!(ai_node = %base, cause = %e, "AI node unreachable; trying the next");

@@ -7,6 +7,8 @@
 //! - `socket/`: the node's WebSockets: the hub (local sockets per session, fed by the bus), and
 //!   each socket's handshake, reader, single writer, queue and delivery filter, generic over
 //!   the socket and the [`socket::Backend`] it talks to.
+//! - `gate.rs`: what a chat passes before an AI node gets it (the user's rate limit, a token
+//!   vouching for the user).
 //! - `ai_client.rs`: forwarding chats to AI nodes, round robin with failover.
 //! - `stats.rs`: the node's counters.
 
@@ -20,6 +22,7 @@ use tracing::info;
 
 mod ai_client;
 mod config;
+mod gate;
 mod routes;
 pub mod socket;
 mod state;
@@ -35,6 +38,18 @@ pub use stats::Stats;
 /// How long open sockets get to take their close frame at shutdown, and queued SQL writes to
 /// land.
 const SOCKET_DRAIN: Duration = Duration::from_secs(5);
+
+/// A token for `user` from the settings in `vars` (`JWT_SECRET`, `JWT_EXPIRATION_MS`; dev
+/// mode's built-in secret when no secret is set): `ws-gateway token --user alice`.
+pub fn mint_token(
+    vars: &std::collections::HashMap<String, String>,
+    user: &str,
+) -> anyhow::Result<String> {
+    let config = auth::AuthConfig::from_vars(vars).context("configuration")?;
+    let user = protocol::UserId::parse(user).context("--user")?;
+    let authenticator = auth::Authenticator::new(&config).context("JWT_SECRET")?;
+    Ok(authenticator.mint(&user))
+}
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then closes every socket
 /// with 1001.

@@ -1,22 +1,24 @@
 //! The gateway's HTTP surface.
 
+use auth::AuthMode;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
-use http_api::{AppError, Valid, conversation_routes, health_routes};
+use http_api::{
+    AppError, Caller, Valid, conversation_routes, cors_layer, forbidden, health_routes, trace_layer,
+};
 use protocol::rest::{ChatAccepted, ChatRequest};
 use protocol::{ErrorCode, SessionId, UserId};
 use serde::Deserialize;
 use tower_http::services::{ServeDir, ServeFile};
-use tower_http::trace::TraceLayer;
 
 use crate::config::WS_HARD_LIMIT;
-use crate::socket;
+use crate::socket::{self, Backend, Identity, ReadError, TooManySockets};
 use crate::state::AppState;
 
 /// Largest REST body accepted.
@@ -30,6 +32,7 @@ pub fn router(app: AppState) -> Router {
     // Unknown paths get the app's index.html, so client-side routes survive a reload.
     let app_files =
         ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
+    let cors = cors_layer(app.core.auth.allowed_origins());
     Router::new()
         .route("/ws/chat", get(ws_chat))
         .route("/api/chat", post(chat))
@@ -38,7 +41,8 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback_service(app_files)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(TraceLayer::new_for_http())
+        .layer(cors)
+        .layer(trace_layer())
         .with_state(app)
 }
 
@@ -47,11 +51,16 @@ pub fn router(app: AppState) -> Router {
 struct WsParams {
     session_id: Option<String>,
     user_id: Option<String>,
+    token: Option<String>,
 }
 
-/// `GET /ws/chat?session_id=..&user_id=..`: validates the ids by name, then upgrades.
+/// `GET /ws/chat?session_id=..&user_id=..&token=..`: checks everything that can be checked
+/// before the upgrade, each refusal an HTTP answer with a JSON body: the ids (400), the page's
+/// origin (403), the token (401), the session's owner (403), the user's sockets (429). Without
+/// a token on a node that requires one, the socket must authenticate with its first frame.
 async fn ws_chat(
     State(app): State<AppState>,
+    headers: HeaderMap,
     Query(params): Query<WsParams>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
@@ -62,9 +71,30 @@ async fn ws_chat(
         });
     };
     let session = SessionId::parse(raw_session)?;
-    let user = match params.user_id {
-        Some(raw) => UserId::parse(raw)?,
-        None => UserId::default(),
+    let claimed = params.user_id.map(UserId::parse).transpose()?;
+    check_origin(&app, &headers)?;
+    let backend = &app.sockets.backend;
+    let user = match params.token.filter(|t| !t.is_empty()) {
+        Some(token) => Some(backend.verify(&token)?),
+        None if app.core.auth.mode() == AuthMode::Required => None,
+        None => Some(claimed.unwrap_or_default()),
+    };
+    let identity = match user {
+        Some(user) => {
+            if !backend.may_use(&user, &session).await? {
+                return Err(forbidden(&session));
+            }
+            let pass =
+                backend
+                    .admit(&user)
+                    .await
+                    .map_err(|TooManySockets| AppError::RateLimited {
+                        retry_after_secs: 60,
+                        message: "too many open sockets for this user".into(),
+                    })?;
+            Identity::Known { user, pass }
+        }
+        None => Identity::AwaitAuth,
     };
     let upgrade = match upgrade {
         Ok(u) => u,
@@ -78,16 +108,46 @@ async fn ws_chat(
         .max_frame_size(WS_HARD_LIMIT)
         .on_upgrade(move |ws| {
             let (sink, stream) = ws.split();
-            tasks.track_future(socket::serve(env, sink, stream, session, user))
+            let stream = stream.map(|item| item.map_err(read_error));
+            tasks.track_future(socket::serve(env, sink, stream, session, identity))
         }))
 }
 
-/// `POST /api/chat`: validated on the way in, then forwarded to an AI node.
+/// A browser page may open a socket only from an allowed origin (or the node's own).
+fn check_origin(app: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        // Not a browser: nothing for CORS to protect.
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("null");
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if app.core.auth.allowed_origins().allows(origin, host) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(format!(
+            "origin {origin} is not allowed"
+        )))
+    }
+}
+
+/// Tells a frame above the hard limit (it gets a 1009) from a broken connection.
+fn read_error(error: axum::Error) -> ReadError {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => ReadError::TooBig,
+        _ => ReadError::Broken(inner.to_string()),
+    }
+}
+
+/// `POST /api/chat`: validated on the way in, acted on for the caller (a token's subject wins
+/// over the body's `user_id`), then forwarded to an AI node.
 async fn chat(
     State(app): State<AppState>,
-    Valid(request): Valid<ChatRequest>,
+    caller: Caller,
+    Valid(mut request): Valid<ChatRequest>,
 ) -> Result<(StatusCode, Json<ChatAccepted>), AppError> {
-    let accepted = app.ai.chat(&request).await?;
+    request.user_id = caller.acting_as(request.user_id);
+    let accepted = app.gate.forward(&request).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 

@@ -11,7 +11,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::ai_client::{AiClient, AiProbe};
 use crate::config::Config;
-use crate::socket::{Hub, NodeBackend, SocketEnv};
+use crate::gate::ChatGate;
+use crate::socket::{Hub, NodeBackend, SocketEnv, UserSockets};
 use crate::stats::Stats;
 
 /// Handles shared by every request and socket; cheap to clone.
@@ -24,6 +25,8 @@ pub struct AppState {
     pub health: Health,
     /// The AI nodes chats are forwarded to.
     pub ai: Arc<AiClient>,
+    /// What every chat passes on its way to an AI node (REST and sockets alike).
+    pub gate: ChatGate,
     /// What each socket is given: the hub, the bus, the backend, the limits.
     pub sockets: SocketEnv<NodeBackend>,
     /// Every socket task, so shutdown can wait for their close frames.
@@ -54,13 +57,26 @@ impl AppState {
             )
             .context("building the AI client")?,
         );
+        let gate = ChatGate {
+            ai: ai.clone(),
+            state: core.state.clone(),
+            auth: core.auth.clone(),
+            per_minute: config.service.chat_rate_limit_per_minute,
+        };
+        let user_sockets = UserSockets::start(
+            core.state.clone(),
+            core.node_id.clone(),
+            config.service.max_sockets_per_user,
+            shutdown.clone(),
+        );
         let sockets = SocketEnv {
             node_id: core.node_id.clone(),
             hub,
             bus: Arc::new(bus),
             backend: NodeBackend {
                 core: core.clone(),
-                ai: ai.clone(),
+                gate: gate.clone(),
+                sockets: user_sockets,
             },
             max_pending_frames: config.service.max_pending_frames,
             max_message_bytes: config.service.ws_max_message_bytes,
@@ -72,6 +88,7 @@ impl AppState {
             health: core.health().with(AiProbe(ai.clone())),
             core,
             ai,
+            gate,
             sockets,
             socket_tasks: TaskTracker::new(),
         })

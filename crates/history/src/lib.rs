@@ -162,10 +162,24 @@ impl HistoryReader {
         Ok(in_redis.max(usize::try_from(in_sql).unwrap_or(usize::MAX)))
     }
 
-    /// Redis has no history for `session`: refill it from SQL (completed messages only; an
-    /// in-flight answer lives in its chunk log). Returns whether SQL had any. Writers call it
-    /// too, before appending to a history that Redis has lost.
+    /// The user `session` belongs to: Redis, else SQL (then Redis is told again). `None` for
+    /// a session nobody has chatted in.
+    pub async fn owner(&self, session: &SessionId) -> Result<Option<UserId>> {
+        if let Some(user) = self.state.session_user(session).await? {
+            return Ok(Some(user));
+        }
+        let user = self.store.session_user(session).await?;
+        if let Some(user) = &user {
+            self.state.warm_session_user(session, user).await?;
+        }
+        Ok(user)
+    }
+
+    /// Redis has no history (or no user) for `session`: refill them from SQL (completed
+    /// messages only; an in-flight answer lives in its chunk log). Returns whether SQL had any
+    /// messages. Writers call it too, before appending to a history that Redis has lost.
     pub async fn rewarm(&self, session: &SessionId) -> Result<bool> {
+        self.owner(session).await?;
         let stored: Vec<ChatMessage> = self
             .store
             .history(session)

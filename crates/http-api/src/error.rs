@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use protocol::rest::ErrorBody;
 use protocol::{ErrorCode, InvalidInput};
@@ -13,8 +13,17 @@ use protocol::{ErrorCode, InvalidInput};
 pub enum AppError {
     /// 400 (or 413 for a body too large): the request is wrong; `message` says how.
     BadRequest { code: ErrorCode, message: String },
+    /// 401: no valid token; the text says what was wrong with it (never what it was).
+    Unauthorized(String),
+    /// 403: the session is another user's, or the page's origin is not allowed.
+    Forbidden(String),
     /// 409: the session already streams an answer.
     Busy(String),
+    /// 429: too many chats (or sockets) for this user; `Retry-After` says when to come back.
+    RateLimited {
+        retry_after_secs: u64,
+        message: String,
+    },
     /// 503: a store the request needs cannot be reached. `what` names it in the log
     /// (`Redis`, `the database`); the client is only told to try again.
     Unavailable { what: &'static str, cause: String },
@@ -32,6 +41,12 @@ impl From<InvalidInput> for AppError {
             code: e.code(),
             message: e.to_string(),
         }
+    }
+}
+
+impl From<auth::AuthError> for AppError {
+    fn from(e: auth::AuthError) -> Self {
+        AppError::Unauthorized(e.to_string())
     }
 }
 
@@ -102,7 +117,25 @@ impl IntoResponse for AppError {
                 };
                 (status, code, message)
             }
+            AppError::Unauthorized(message) => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+            }
+            AppError::Forbidden(message) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden, message),
             AppError::Busy(message) => (StatusCode::CONFLICT, ErrorCode::StreamActive, message),
+            AppError::RateLimited {
+                retry_after_secs,
+                message,
+            } => {
+                let body = Json(ErrorBody {
+                    error: message,
+                    code: ErrorCode::RateLimited,
+                });
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                return response;
+            }
             AppError::Unavailable { what, cause } => {
                 tracing::error!(%cause, "request failed: {what} unavailable");
                 (

@@ -8,13 +8,21 @@
 //!   `GET /sessions` and `POST /cancel`, which both binaries serve from the same
 //!   [`node::Core`] (the gateway under `/api`).
 //! - [`health_routes`] (`health.rs`): `GET /health` from the node's [`node::Health`].
+//! - [`Caller`] (`access.rs`): who a request comes from (its token), and whose sessions it may
+//!   touch.
+//! - [`trace_layer`], [`cors_layer`] (`layers.rs`): request logs without query strings (they
+//!   may hold tokens), and which browser origins may call.
 
+mod access;
 mod conversation;
 mod error;
 mod extract;
 mod health;
+mod layers;
 
+pub use access::{Caller, forbidden};
 pub use conversation::conversation_routes;
 pub use error::AppError;
 pub use extract::Valid;
 pub use health::health_routes;
+pub use layers::{cors_layer, trace_layer};

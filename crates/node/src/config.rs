@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use auth::AuthConfig;
 use events::KafkaConfig;
 use runtime::env::{BadVar, parse_or, string_or};
 
@@ -64,6 +65,8 @@ pub struct NodeConfig {
     /// `KAFKA_BOOTSTRAP_SERVERS` and the other `KAFKA_*` settings; `None` (events disabled)
     /// when `KAFKA_BOOTSTRAP_SERVERS` is unset.
     pub kafka: Option<KafkaConfig>,
+    /// `AUTH_MODE`, `JWT_SECRET`, `JWT_EXPIRATION_MS`, `CORS_ALLOWED_ORIGINS`.
+    pub auth: AuthConfig,
     /// `LOG_LEVEL`, default `info` (an `EnvFilter` directive).
     pub log_level: String,
 }
@@ -82,6 +85,7 @@ impl NodeConfig {
             redis_url: redis_url(vars)?,
             persistence: Persistence::from_vars(vars)?,
             kafka: KafkaConfig::from_vars(vars)?,
+            auth: AuthConfig::from_vars(vars)?,
             log_level: string_or(vars, "LOG_LEVEL", "info"),
         })
     }

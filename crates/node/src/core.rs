@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use auth::Authenticator;
 use events::{EventStats, Events, KafkaConfig, OutboxSignal, Relay};
 use history::HistoryReader;
 use redis_state::ChatState;
@@ -29,6 +30,8 @@ pub struct Core {
     /// Best-effort events to Kafka (lifecycle events go through the SQL outbox instead);
     /// disabled when Kafka is not configured.
     pub events: Events,
+    /// Checks callers' tokens (and mints them); knows the auth mode.
+    pub auth: Authenticator,
 }
 
 impl Core {
@@ -41,6 +44,7 @@ impl Core {
         config: &NodeConfig,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Core> {
+        let auth = Authenticator::new(&config.auth).context("JWT_SECRET")?;
         let state = ChatState::connect(&config.redis_url)
             .await
             .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
@@ -70,6 +74,7 @@ impl Core {
             history,
             writer,
             events,
+            auth,
         };
         core.start_reaper(shutdown.clone());
         Ok(core)

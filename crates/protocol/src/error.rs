@@ -20,6 +20,13 @@ pub enum ErrorCode {
     InvalidId,
     /// A chat message that is empty after trimming or longer than the limit.
     InvalidMessage,
+    /// No valid token: missing (when the node requires one), expired, forged or malformed.
+    Unauthorized,
+    /// The caller is authenticated but the session belongs to another user, or the page's
+    /// origin is not allowed.
+    Forbidden,
+    /// Too many chats (or sockets) for this user; retry after the time given.
+    RateLimited,
     /// The session already has an answer streaming (its stream lease is held).
     StreamActive,
     /// The thing asked for does not exist (or no longer exists).

@@ -3,7 +3,7 @@
 //! Key names follow the seed; `chat:chunks:{mid}` (the chunk log) and `chat:message:{mid}` (the
 //! record of an answer while it streams and for a while after) are ours.
 
-use crate::validate::{MessageId, SessionId};
+use crate::validate::{MessageId, SessionId, UserId};
 
 /// Prefix of the per-session pub/sub channel.
 pub const STREAM_CHANNEL_PREFIX: &str = "chat:stream:";
@@ -57,6 +57,23 @@ pub const CHANGES_TTL_SECS: u64 = 7 * 24 * 60 * 60;
 /// order.
 pub fn session_changes(session: &SessionId) -> String {
     format!("chat:changes:{session}")
+}
+
+/// `session:user:{sid}`: the user the session belongs to (whose chat created it), a cache of
+/// the SQL session row; same lifetime as the history, renewed by every chat.
+pub fn session_user(session: &SessionId) -> String {
+    format!("session:user:{session}")
+}
+
+/// `ratelimit:chat:{uid}`: when the user's chat budget is full again (GCRA; ms, Redis clock).
+pub fn chat_rate(user: &UserId) -> String {
+    format!("ratelimit:chat:{user}")
+}
+
+/// `user:sockets:{uid}`: the user's open sockets across nodes (`{node}:{socket}`), scored by
+/// when each entry expires unless its node renews it.
+pub fn user_sockets(user: &UserId) -> String {
+    format!("user:sockets:{user}")
 }
 
 /// `streaming:active:{sid}`: the stream lease; its value is the streaming message's id.

@@ -161,6 +161,14 @@ pub struct SessionSummary {
     pub start_time: i64,
 }
 
+/// `GET /api/me`: who the node thinks the caller is, and whether it requires tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeResponse {
+    pub user_id: UserId,
+    /// `dev` or `required`.
+    pub auth_mode: String,
+}
+
 /// Body of every 4xx and 5xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

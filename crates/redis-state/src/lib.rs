@@ -12,6 +12,7 @@
 //! - `producer.rs`: what an AI node does: start a stream, append chunks, finish it.
 //! - `reader.rs`: what anyone reads: snapshots, history, recovery of missed chunks.
 //! - `control.rs`: cancel and delete.
+//! - `access.rs`: whose session it is; the per-user limits (chats a minute, open sockets).
 //! - `reaper.rs`: failing answers whose producer vanished (lease ran out).
 //! - `lease.rs`: leases naming the node that holds a role: the `session:owner:{sid}` claim
 //!   (observability only) and the event relay's lease.
@@ -23,6 +24,7 @@ use redis::aio::ConnectionManager;
 
 use crate::scripts::Scripts;
 
+mod access;
 mod control;
 mod lease;
 mod producer;

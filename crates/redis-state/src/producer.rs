@@ -3,7 +3,7 @@
 //! `start_stream` → `append_chunk` (0, 1, 2, ...) → `finish_stream`, each one atomic script.
 //! Every frame published is the exact text a socket receives.
 
-use protocol::{ChatMessage, MessageId, MessageStatus, ServerFrame, SessionId, keys};
+use protocol::{ChatMessage, MessageId, MessageStatus, ServerFrame, SessionId, UserId, keys};
 
 use crate::{ChatState, Error, Result};
 
@@ -14,6 +14,9 @@ pub enum StartOutcome {
     Started(StreamHandle),
     /// Another answer holds the session's lease.
     Busy { active_message_id: MessageId },
+    /// The session belongs to another user (only when ownership is enforced): nothing was
+    /// written.
+    Forbidden { owner: UserId },
     /// Redis has no history for the session (it expired or was flushed) and the caller asked
     /// to be told: nothing was written.
     HistoryMissing,
@@ -44,9 +47,11 @@ pub struct StreamHandle {
 
 impl ChatState {
     /// Takes `session`'s stream lease for `answer` and stores and publishes `user`, in one step.
-    /// With `require_history`, a session whose Redis history is missing is refused with
-    /// [`StartOutcome::HistoryMissing`] (a brand-new session is refused too; start it again
-    /// without the flag once any stored history has been put back).
+    /// The session's user is recorded by its first chat; with `enforce_owner`, another user's
+    /// chat is refused with [`StartOutcome::Forbidden`]. With `require_history`, a session whose
+    /// Redis history (or user) is missing is refused with [`StartOutcome::HistoryMissing`] (a
+    /// brand-new session is refused too; start it again without the flag once any stored
+    /// history and user have been put back).
     pub async fn start_stream(
         &self,
         session: &SessionId,
@@ -54,6 +59,7 @@ impl ChatState {
         answer: ChatMessage,
         lease_secs: u64,
         require_history: bool,
+        enforce_owner: bool,
     ) -> Result<StartOutcome> {
         let message = answer.message_id.clone();
         let user_json = serde_json::to_string(user)?;
@@ -68,6 +74,7 @@ impl ChatState {
             .key(keys::stream_channel(session))
             .key(keys::STREAM_DEADLINES)
             .key(keys::session_changes(session))
+            .key(keys::session_user(session))
             .arg(message.as_str())
             .arg(lease_secs)
             .arg(user_json)
@@ -78,9 +85,16 @@ impl ChatState {
             .arg(keys::deadline_member(session, &message))
             .arg(if require_history { "1" } else { "0" })
             .arg(keys::CHANGES_TTL_SECS)
+            .arg(user.user_id.as_str())
+            .arg(if enforce_owner { "1" } else { "0" })
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(if started == 2 {
+        Ok(if started == 3 {
+            StartOutcome::Forbidden {
+                owner: UserId::parse(active.as_str())
+                    .map_err(|_| Error::Reply(format!("the session's user is {active:?}")))?,
+            }
+        } else if started == 2 {
             StartOutcome::HistoryMissing
         } else if started == 1 {
             StartOutcome::Started(StreamHandle {

@@ -28,7 +28,7 @@ end
 "#;
 
 /// Takes the session's stream lease and records the user message, in one step; enters the
-/// answer in the deadline set the reaper watches.
+/// answer in the deadline set the reaper watches; records (or checks) whose session it is.
 ///
 /// The lease key (`streaming:active:{sid}`) is held until FINISH or FAIL releases it, not until
 /// a TTL runs out: liveness is the answer's deadline (now + lease secs, pushed forward by each
@@ -36,18 +36,29 @@ end
 /// again, so a new chat can never overtake an unfinished one in history. The key's own TTL
 /// (live TTL, renewed every 100 chunks) is only a safety net should the deadline set be lost.
 ///
-/// KEYS: active, history, answer record, channel, deadlines, change counter.
+/// The session's user (`session:user:{sid}`) is set by the first chat and renewed with the
+/// history; with enforcement on, another user's chat is refused.
+///
+/// KEYS: active, history, answer record, channel, deadlines, change counter, session user.
 /// ARGV: answer id, lease secs, user message JSON, answer record JSON, user frame, history TTL,
-/// live TTL, deadline member, "1" to refuse a session whose history Redis does not have,
-/// change counter TTL.
+/// live TTL, deadline member, "1" to refuse a session whose history or user Redis does not
+/// have, change counter TTL, user id, "1" to refuse another user's session.
 /// Returns `{1, "", change}` when started, `{0, active_message_id, 0}` when the session is
-/// busy, `{2, "", 0}` when the history is missing (expired or flushed: refill it from SQL
-/// first, or the new message would start a history that hides the old one).
+/// busy, `{2, "", 0}` when the history or the session's user is missing (expired or flushed:
+/// refill them from SQL first, or the new message would start a history that hides the old
+/// one, or hand the session to whoever chats first), `{3, owner, 0}` when the session is
+/// another user's.
 const START: &str = r#"
-if ARGV[9] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return {2, '', 0} end
+if ARGV[9] == '1' and (redis.call('EXISTS', KEYS[2]) == 0 or redis.call('EXISTS', KEYS[7]) == 0) then
+  return {2, '', 0}
+end
+local owner = redis.call('GET', KEYS[7])
+if owner and owner ~= ARGV[11] and ARGV[12] == '1' then return {3, owner, 0} end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[7]) then
   return {0, redis.call('GET', KEYS[1]) or '', 0}
 end
+if not owner then redis.call('SET', KEYS[7], ARGV[11]) end
+redis.call('EXPIRE', KEYS[7], ARGV[6])
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[7])
@@ -247,6 +258,9 @@ pub(crate) struct Scripts {
     pub due: Script,
     pub claim_lease: Script,
     pub release_lease: Script,
+    pub take_chat: Script,
+    pub open_socket: Script,
+    pub renew_sockets: Script,
 }
 
 impl Scripts {
@@ -263,6 +277,9 @@ impl Scripts {
             due: Script::new(&format!("{NOW_MS}{DUE}")),
             claim_lease: Script::new(crate::lease::CLAIM),
             release_lease: Script::new(crate::lease::RELEASE),
+            take_chat: Script::new(crate::access::TAKE_CHAT),
+            open_socket: Script::new(crate::access::OPEN_SOCKET),
+            renew_sockets: Script::new(crate::access::RENEW_SOCKETS),
         }
     }
 }

@@ -35,7 +35,7 @@ async fn start_with_lease(state: &ChatState, session: &SessionId, lease: u64) ->
     let user = message(session, Role::User, "hello");
     let answer = message(session, Role::Assistant, "");
     match state
-        .start_stream(session, &user, answer, lease, false)
+        .start_stream(session, &user, answer, lease, false, false)
         .await
         .unwrap()
     {
@@ -53,7 +53,14 @@ async fn second_stream_in_a_session_is_busy() {
     let first = start(&state, &sid).await;
     let user = message(&sid, Role::User, "again");
     let outcome = state
-        .start_stream(&sid, &user, message(&sid, Role::Assistant, ""), 10, false)
+        .start_stream(
+            &sid,
+            &user,
+            message(&sid, Role::Assistant, ""),
+            10,
+            false,
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -328,4 +335,140 @@ async fn a_lease_has_one_holder_until_it_expires() {
     }
     state.release_lease("l", "b").await.unwrap();
     assert_eq!(state.claim_lease("l", "a", life).await.unwrap(), "a");
+}
+
+/// A session is its first user's: with enforcement, another user's chat is refused and writes
+/// nothing; without, it goes through. A session whose user Redis lost must be refilled first.
+#[tokio::test]
+async fn a_session_is_its_first_users() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let sid = SessionId::parse("owned").unwrap();
+    let first = start(&state, &sid).await; // by u1
+    state
+        .finish_stream(&first, "x".into(), MessageStatus::Completed)
+        .await
+        .unwrap();
+    assert_eq!(
+        state.session_user(&sid).await.unwrap(),
+        Some(UserId::parse("u1").unwrap())
+    );
+    let mut intruder = message(&sid, Role::User, "mine now");
+    intruder.user_id = UserId::parse("mallory").unwrap();
+    let mut answer = message(&sid, Role::Assistant, "");
+    answer.user_id = intruder.user_id.clone();
+    let refused = state
+        .start_stream(&sid, &intruder, answer.clone(), 10, true, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        StartOutcome::Forbidden {
+            owner: UserId::parse("u1").unwrap()
+        }
+    );
+    assert_eq!(
+        state.snapshot(&sid).await.unwrap().history.len(),
+        2,
+        "nothing written"
+    );
+    // Redis lost whose session it is: the chat must wait for SQL to say.
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("DEL")
+        .arg(protocol::keys::session_user(&sid))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        state
+            .start_stream(&sid, &intruder, answer.clone(), 10, true, true)
+            .await
+            .unwrap(),
+        StartOutcome::HistoryMissing
+    );
+    state
+        .warm_session_user(&sid, &UserId::parse("u1").unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        state
+            .start_stream(&sid, &intruder, answer.clone(), 10, true, true)
+            .await
+            .unwrap(),
+        StartOutcome::Forbidden { .. }
+    ));
+    // Without enforcement (dev mode) the chat goes through; the session stays u1's.
+    assert!(matches!(
+        state
+            .start_stream(&sid, &intruder, answer, 10, true, false)
+            .await
+            .unwrap(),
+        StartOutcome::Started(_)
+    ));
+    assert_eq!(
+        state.session_user(&sid).await.unwrap(),
+        Some(UserId::parse("u1").unwrap())
+    );
+}
+
+/// A user gets `per_minute` chats in a burst, then waits; another user is not affected.
+#[tokio::test]
+async fn chats_are_limited_per_user() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let alice = UserId::parse("alice").unwrap();
+    for _ in 0..3 {
+        assert_eq!(state.take_chat(&alice, 3).await.unwrap(), None);
+    }
+    let wait = state.take_chat(&alice, 3).await.unwrap().expect("limited");
+    assert!(
+        wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_secs(20),
+        "{wait:?}"
+    );
+    assert_eq!(
+        state
+            .take_chat(&UserId::parse("bob").unwrap(), 3)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// A user's open sockets are counted across nodes up to the limit; closed or unrenewed ones
+/// stop counting.
+#[tokio::test]
+async fn open_sockets_are_limited_per_user() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let alice = UserId::parse("alice").unwrap();
+    let life = std::time::Duration::from_millis(400);
+    assert!(state.open_socket(&alice, "n1:a", 2, life).await.unwrap());
+    assert!(state.open_socket(&alice, "n2:b", 2, life).await.unwrap());
+    assert!(!state.open_socket(&alice, "n1:c", 2, life).await.unwrap());
+    state.close_socket(&alice, "n2:b").await.unwrap();
+    assert!(state.open_socket(&alice, "n1:c", 2, life).await.unwrap());
+    // n1 renews its sockets; n2's node is gone and never renews.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        state
+            .renew_sockets(&[(alice.clone(), "n1:a".into())], life)
+            .await
+            .unwrap();
+        if state.open_socket(&alice, "n3:d", 2, life).await.unwrap() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a dead node's socket never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        !state.open_socket(&alice, "n3:e", 2, life).await.unwrap(),
+        "n1:a was renewed"
+    );
 }

@@ -117,6 +117,15 @@ impl Store {
         rows.iter().map(message_from_row).collect()
     }
 
+    /// The user `session_id` belongs to (whose chat created it), if it exists.
+    pub async fn session_user(&self, session_id: &SessionId) -> Result<Option<UserId>> {
+        let row = sqlx::query("SELECT user_id FROM chat_session WHERE session_id = $1")
+            .bind(session_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| id_from(&row, "user_id")).transpose()
+    }
+
     /// `user_id`'s sessions, most recent first.
     pub async fn sessions(&self, user_id: &UserId, limit: u32) -> Result<Vec<SessionSummary>> {
         let rows = sqlx::query(

@@ -7,24 +7,44 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use auth::{AuthError, AuthMode};
 use history::Conversation;
 use node::Core;
 use protocol::rest::{CancelOutcome, ChatAccepted, ChatRequest};
-use protocol::{DomainEvent, MessageId, SessionId};
+use protocol::{DomainEvent, MessageId, SessionId, UserId};
 use redis_state::Recovery;
 use tracing::debug;
 
-use crate::ai_client::{AiClient, ForwardError};
+use super::limits::{SocketPass, TooManySockets, UserSockets};
+use crate::ai_client::ForwardError;
+use crate::gate::ChatGate;
 
 /// What a socket needs from the node it lives on.
 pub trait Backend: Clone + Send + Sync + 'static {
+    /// The user `token` names (a socket's `auth` frame).
+    fn verify(&self, token: &str) -> Result<UserId, AuthError>;
+
+    /// Whether `user` may watch `session`: always, unless sessions are guarded by their owner
+    /// (required mode) and it is another user's.
+    fn may_use(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+    ) -> impl Future<Output = Result<bool, history::Error>> + Send;
+
+    /// A place among `user`'s open sockets, unless the user holds the most already.
+    fn admit(
+        &self,
+        user: &UserId,
+    ) -> impl Future<Output = Result<SocketPass, TooManySockets>> + Send;
+
     /// The session's history and in-flight answer, as one consistent snapshot.
     fn conversation(
         &self,
         session: &SessionId,
     ) -> impl Future<Output = Result<Conversation, history::Error>> + Send;
 
-    /// Forwards a chat to an AI node.
+    /// Forwards a chat to an AI node (after the user's rate limit).
     fn chat(
         &self,
         request: ChatRequest,
@@ -60,16 +80,33 @@ pub trait Backend: Clone + Send + Sync + 'static {
 #[derive(Clone)]
 pub struct NodeBackend {
     pub core: Core,
-    pub ai: Arc<AiClient>,
+    pub gate: ChatGate,
+    pub sockets: Arc<UserSockets>,
 }
 
 impl Backend for NodeBackend {
+    fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+        self.core.auth.verify(token)
+    }
+
+    async fn may_use(&self, user: &UserId, session: &SessionId) -> Result<bool, history::Error> {
+        if self.core.auth.mode() == AuthMode::Dev {
+            return Ok(true);
+        }
+        let owner = self.core.history.owner(session).await?;
+        Ok(owner.is_none_or(|owner| owner == *user))
+    }
+
+    async fn admit(&self, user: &UserId) -> Result<SocketPass, TooManySockets> {
+        self.sockets.admit(user).await
+    }
+
     async fn conversation(&self, session: &SessionId) -> Result<Conversation, history::Error> {
         self.core.history.conversation(session).await
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatAccepted, ForwardError> {
-        self.ai.chat(&request).await
+        self.gate.forward(&request).await
     }
 
     async fn cancel(

@@ -3,6 +3,9 @@
 //! `select!`.
 //!
 //! Handshake, in this order (docs/PROTOCOL.md explains why):
+//! 0. when the node requires a token and the upgrade carried none, the first frame must be a
+//!    valid `auth` (within 5 s, else close 4401) of a user who may use the session (else 4403)
+//!    and has a socket to spare (else 4429); nothing of the session is sent before;
 //! 1. join the hub (the socket's queue starts collecting frames) and subscribe the session,
 //!    waiting for Redis to confirm;
 //! 2. send `welcome`;
@@ -22,6 +25,7 @@
 //! - `reader.rs`: client frames in; `writer.rs`: the single writer; `filter.rs`: what makes
 //!   delivery exactly-once.
 //! - `backend.rs`: [`Backend`], what a socket needs from the node, and [`NodeBackend`].
+//! - `limits.rs`: [`UserSockets`], open sockets per user across the cluster.
 
 use std::fmt::Display;
 use std::sync::Arc;
@@ -29,8 +33,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use bus::Bus;
-use futures_util::{Sink, SinkExt, Stream};
-use protocol::{ErrorCode, ServerFrame, SessionId, UserId};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use protocol::{ClientFrame, ErrorCode, ServerFrame, SessionId, UserId};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -39,6 +43,7 @@ use crate::stats::Stats;
 mod backend;
 mod filter;
 mod hub;
+mod limits;
 mod queue;
 mod reader;
 mod snapshot;
@@ -49,10 +54,14 @@ mod writer;
 pub use backend::{Backend, NodeBackend};
 pub use filter::DeliveryFilter;
 pub use hub::{Hub, Membership};
+pub use limits::{SocketPass, TooManySockets, UserSockets};
 pub use queue::{Outbound, Recovered, SocketQueue};
+pub use reader::ReadError;
 
 /// How long the handshake waits for Redis (subscription and snapshot).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a socket that must authenticate has to send its `auth` frame.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing socket gets to take its close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a slow consumer gets to take its 1013: its kernel buffers are full, so the close
@@ -65,8 +74,25 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// Redis could not be reached during the handshake.
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The client sent a frame above the hard limit (1 MiB).
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The socket fell too far behind (its queue filled): reconnect and resume.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// No valid `auth` frame first (within 5 s), or its token was refused.
+    pub const UNAUTHORIZED: u16 = 4401;
+    /// The session belongs to another user.
+    pub const FORBIDDEN: u16 = 4403;
+    /// The user holds the most sockets allowed (`MAX_SOCKETS_PER_USER`).
+    pub const TOO_MANY_SOCKETS: u16 = 4429;
+}
+
+/// Who a socket belongs to, as far as the upgrade could tell.
+pub enum Identity {
+    /// Known before the upgrade (a token in the query, or dev mode's `user_id`), with the
+    /// socket's place among the user's sockets.
+    Known { user: UserId, pass: SocketPass },
+    /// The node requires a token and the upgrade had none: the first frame must be `auth`.
+    AwaitAuth,
 }
 
 /// Everything a socket needs from its node. Cheap to clone.
@@ -105,19 +131,29 @@ enum HandshakeError {
 
 /// Serves one socket of `session`, given as its `sink` and `stream` halves, until it closes,
 /// the node shuts down or it falls behind.
-pub async fn serve<B, S, R, E>(
+pub async fn serve<B, S, R>(
     env: SocketEnv<B>,
     mut sink: S,
-    stream: R,
+    mut stream: R,
     session: SessionId,
-    user: UserId,
+    identity: Identity,
 ) where
     B: Backend,
     S: Sink<Message> + Unpin,
     S::Error: Display,
-    R: Stream<Item = Result<Message, E>> + Unpin,
-    E: Display,
+    R: Stream<Item = Result<Message, ReadError>> + Unpin,
 {
+    let (user, _pass) = match identity {
+        Identity::Known { user, pass } => (user, pass),
+        Identity::AwaitAuth => match authenticate(&env, &mut stream, &session).await {
+            Ok(known) => known,
+            Err((code, reason)) => {
+                debug!(session_id = %session, reason, "socket refused before its handshake");
+                close(&mut sink, code, reason, CLOSE_TIMEOUT).await;
+                return;
+            }
+        },
+    };
     let (queue, rx) = SocketQueue::new(env.max_pending_frames, session.clone(), env.stats.clone());
     let (membership, subscribed) = Membership::join(&env.hub, &env.bus, &session, queue.clone());
 
@@ -176,12 +212,24 @@ pub async fn serve<B, S, R, E>(
         backend: env.backend.clone(),
         session: session.clone(),
         user,
-        queue,
+        queue: queue.clone(),
         max_message_bytes: env.max_message_bytes,
     };
+    let writer = writer.run();
+    tokio::pin!(writer);
     let ended = tokio::select! {
-        ended = writer.run() => Some(ended),
-        () = reader.run(stream) => None,
+        ended = &mut writer => Some(ended),
+        end = reader.run(stream) => match end {
+            reader::ReaderEnd::Gone => None,
+            // The writer says so, after what was queued before.
+            reader::ReaderEnd::TooBig => {
+                queue.offer(Outbound::Close {
+                    code: close_code::MESSAGE_TOO_BIG,
+                    reason: "message too big",
+                });
+                tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.ok()
+            }
+        },
     };
     drop(membership);
     Stats::dec(&env.stats.sockets_open);
@@ -207,9 +255,48 @@ pub async fn serve<B, S, R, E>(
             )
             .await;
         }
-        Some((_, writer::End::Gone)) | None => {}
+        Some((_, writer::End::Gone | writer::End::Closed)) | None => {}
     }
     debug!(session_id = %session, "socket closed");
+}
+
+/// The first frame of a socket that must authenticate: a valid `auth`, of a user who may use
+/// `session` and has a socket to spare. Otherwise the close code and reason to send.
+async fn authenticate<B, R>(
+    env: &SocketEnv<B>,
+    stream: &mut R,
+    session: &SessionId,
+) -> Result<(UserId, SocketPass), (u16, &'static str)>
+where
+    B: Backend,
+    R: Stream<Item = Result<Message, ReadError>> + Unpin,
+{
+    const UNAUTHORIZED: (u16, &str) = (close_code::UNAUTHORIZED, "unauthorized");
+    let first = loop {
+        match tokio::time::timeout(AUTH_TIMEOUT, stream.next()).await {
+            Err(_) | Ok(None | Some(Err(_))) => return Err(UNAUTHORIZED),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(Some(Ok(message))) => break message,
+        }
+    };
+    let Message::Text(text) = first else {
+        return Err(UNAUTHORIZED);
+    };
+    let Ok(ClientFrame::Auth { token }) = ClientFrame::parse(&text) else {
+        return Err(UNAUTHORIZED);
+    };
+    let user = env.backend.verify(&token).map_err(|_| UNAUTHORIZED)?;
+    match env.backend.may_use(&user, session).await {
+        Ok(true) => {}
+        Ok(false) => return Err((close_code::FORBIDDEN, "not your session")),
+        Err(_) => return Err((close_code::INTERNAL_ERROR, "storage unavailable")),
+    }
+    let pass = env
+        .backend
+        .admit(&user)
+        .await
+        .map_err(|TooManySockets| (close_code::TOO_MANY_SOCKETS, "too many sockets"))?;
+    Ok((user, pass))
 }
 
 fn welcome<B>(env: &SocketEnv<B>, session: &SessionId) -> ServerFrame {

@@ -39,6 +39,8 @@ pub enum Outbound {
     },
     /// The bus reconnected: frames may have been lost; resend a fresh snapshot.
     Resync,
+    /// Close the socket with this code (after what was queued before).
+    Close { code: u16, reason: &'static str },
 }
 
 /// What a `recovery` frame delivered of an answer.

@@ -1,8 +1,6 @@
 //! The socket's reader: parses client frames and acts on them. Answers go through the socket's
 //! queue like everything else, so the writer stays the only one writing.
 
-use std::fmt::Display;
-
 use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::{Stream, StreamExt};
 use protocol::rest::{CancelOutcome, ChatRequest};
@@ -15,6 +13,24 @@ use tracing::debug;
 use super::backend::Backend;
 use super::queue::{Outbound, Recovered, SocketQueue};
 use crate::ai_client::ForwardError;
+
+/// Why reading a socket failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The client sent a frame above the WebSocket layer's hard limit: close with 1009.
+    TooBig,
+    /// The connection broke.
+    Broken(String),
+}
+
+/// How the reader ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReaderEnd {
+    /// The client closed, or the connection broke.
+    Gone,
+    /// The client sent a frame too big to read: it gets a 1009.
+    TooBig,
+}
 
 /// Everything the reader needs.
 pub(super) struct Reader<B> {
@@ -29,10 +45,9 @@ pub(super) struct Reader<B> {
 
 impl<B: Backend> Reader<B> {
     /// Reads until the client closes or the connection fails.
-    pub async fn run<R, E>(self, mut stream: R)
+    pub async fn run<R>(self, mut stream: R) -> ReaderEnd
     where
-        R: Stream<Item = Result<Message, E>> + Unpin,
-        E: Display,
+        R: Stream<Item = Result<Message, ReadError>> + Unpin,
     {
         while let Some(message) = stream.next().await {
             match message {
@@ -41,15 +56,17 @@ impl<B: Backend> Reader<B> {
                     ErrorCode::BinaryNotSupported,
                     "binary frames are not supported; send JSON text frames",
                 ),
-                Ok(Message::Close(_)) => return,
+                Ok(Message::Close(_)) => return ReaderEnd::Gone,
                 // Pings are answered by the WebSocket layer itself.
                 Ok(Message::Ping(_) | Message::Pong(_)) => {}
-                Err(e) => {
-                    debug!(session_id = %self.session, cause = %e, "socket read ended");
-                    return;
+                Err(ReadError::TooBig) => return ReaderEnd::TooBig,
+                Err(ReadError::Broken(cause)) => {
+                    debug!(session_id = %self.session, %cause, "socket read ended");
+                    return ReaderEnd::Gone;
                 }
             }
         }
+        ReaderEnd::Gone
     }
 
     async fn on_text(&self, text: &str) {
@@ -72,7 +89,8 @@ impl<B: Backend> Reader<B> {
             ClientFrame::Ping => self.queue.local(&ServerFrame::Pong {
                 timestamp: protocol::now_ms(),
             }),
-            // Tokens are checked once authentication is enabled; until then they are accepted.
+            // A socket is authenticated before it is served (by its query or a first `auth`
+            // frame); a later `auth` frame changes nothing.
             ClientFrame::Auth { .. } => {}
             ClientFrame::Chat { message } => self.chat(message),
             ClientFrame::Cancel { message_id } => self.cancel(message_id).await,
@@ -107,6 +125,10 @@ impl<B: Backend> Reader<B> {
                 Err(ForwardError::Unavailable(why)) => {
                     ServerFrame::error(ErrorCode::AiUnavailable, why)
                 }
+                Err(ForwardError::RateLimited { retry_after_secs }) => ServerFrame::error(
+                    ErrorCode::RateLimited,
+                    format!("too many chats; retry in {retry_after_secs} s"),
+                ),
             };
             queue.local(&frame);
         });

@@ -22,11 +22,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, PollSender};
 
-use super::{Backend, Hub, SocketEnv, close_code, serve};
+use super::{
+    Backend, Hub, Identity, ReadError, SocketEnv, SocketPass, TooManySockets, close_code, serve,
+};
 use crate::ai_client::ForwardError;
 use crate::stats::Stats;
 
-const PATIENCE: Duration = Duration::from_secs(5);
+const PATIENCE: Duration = Duration::from_secs(10);
 
 fn sid() -> SessionId {
     SessionId::parse("s1").unwrap()
@@ -84,6 +86,10 @@ struct FakeState {
     stopped: AtomicUsize,
     /// Best-effort events emitted.
     emitted: Mutex<Vec<DomainEvent>>,
+    /// The session's owner, when sessions are guarded (`None`: anybody's).
+    owner: Mutex<Option<UserId>>,
+    /// Sockets `admit` still lets in (`None`: any number).
+    places: Mutex<Option<usize>>,
 }
 
 impl Fake {
@@ -103,6 +109,31 @@ impl Fake {
 }
 
 impl Backend for Fake {
+    /// `good-{user}` is a valid token of `user`.
+    fn verify(&self, token: &str) -> Result<UserId, auth::AuthError> {
+        token
+            .strip_prefix("good-")
+            .and_then(|user| UserId::parse(user).ok())
+            .ok_or(auth::AuthError::Invalid)
+    }
+
+    async fn may_use(&self, user: &UserId, _: &SessionId) -> Result<bool, history::Error> {
+        let owner = self.0.owner.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(owner.as_ref().is_none_or(|owner| owner == user))
+    }
+
+    async fn admit(&self, _: &UserId) -> Result<SocketPass, TooManySockets> {
+        let mut places = self.0.places.lock().unwrap_or_else(PoisonError::into_inner);
+        match places.as_mut() {
+            None => Ok(SocketPass::unlimited()),
+            Some(0) => Err(TooManySockets),
+            Some(n) => {
+                *n -= 1;
+                Ok(SocketPass::unlimited())
+            }
+        }
+    }
+
     async fn conversation(&self, _: &SessionId) -> Result<Conversation, history::Error> {
         self.0.snapshots.fetch_add(1, Ordering::SeqCst);
         let current = self
@@ -167,7 +198,7 @@ impl Backend for Fake {
 /// One socket served on channels: the test is its client.
 struct Client {
     /// Frames the client sends.
-    to_server: mpsc::UnboundedSender<Result<Message, String>>,
+    to_server: mpsc::UnboundedSender<Result<Message, ReadError>>,
     /// Frames the server wrote.
     from_server: mpsc::Receiver<Message>,
     task: JoinHandle<()>,
@@ -183,6 +214,8 @@ struct Options {
     /// Frames the server may write before the client reads (the socket's buffers).
     socket_buffer: usize,
     max_pending_frames: usize,
+    /// Whether the socket must authenticate with its first frame (else it is `default_user`'s).
+    await_auth: bool,
 }
 
 impl Default for Options {
@@ -194,6 +227,7 @@ impl Default for Options {
             })),
             socket_buffer: 64,
             max_pending_frames: 64,
+            await_auth: false,
         }
     }
 }
@@ -216,17 +250,25 @@ impl Client {
         };
         let (server_tx, from_server) = mpsc::channel(options.socket_buffer);
         let (to_server, server_rx) = mpsc::unbounded_channel();
-        let stream: BoxStream<'static, Result<Message, String>> =
+        let stream: BoxStream<'static, Result<Message, ReadError>> =
             futures_util::stream::unfold(server_rx, |mut rx| async move {
                 rx.recv().await.map(|m| (m, rx))
             })
             .boxed();
+        let identity = if options.await_auth {
+            Identity::AwaitAuth
+        } else {
+            Identity::Known {
+                user: UserId::default(),
+                pass: SocketPass::unlimited(),
+            }
+        };
         let task = tokio::spawn(serve(
             env,
             PollSender::new(server_tx),
             stream,
             sid(),
-            UserId::default(),
+            identity,
         ));
         Client {
             to_server,
@@ -500,4 +542,75 @@ async fn the_clients_close_ends_the_socket() {
     assert_eq!(client.hub.session_count(), 0);
     assert_eq!(client.backend.0.stopped.load(Ordering::SeqCst), 1);
     assert_eq!(client.stats.sockets_open.load(Ordering::SeqCst), 0);
+}
+
+fn must_authenticate(backend: Fake) -> Options {
+    Options {
+        backend,
+        await_auth: true,
+        ..Options::default()
+    }
+}
+
+/// A socket that must authenticate gets nothing until its `auth` frame is accepted; then the
+/// usual handshake.
+#[tokio::test]
+async fn a_valid_auth_frame_opens_the_socket_and_nothing_comes_before_it() {
+    let mut client = Client::connect(must_authenticate(Options::default().backend));
+    client.bus.publish(&sid(), chunk("a", 0));
+    assert!(
+        client.from_server.try_recv().is_err(),
+        "nothing before the auth frame"
+    );
+    assert!(client.bus.subscribed().is_empty(), "not even subscribed");
+    client.send(r#"{"type":"auth","token":"good-alice"}"#);
+    client.handshake().await;
+    assert_eq!(client.bus.subscribed(), vec![sid()]);
+}
+
+/// A socket that must authenticate is closed with 4401 for a bad token, a first frame that is
+/// not `auth`, or silence for 5 s; with 4403 for another user's session; with 4429 when its
+/// user has no socket to spare. It never gets a frame of the session.
+#[tokio::test(start_paused = true)]
+async fn a_socket_without_valid_auth_is_closed_with_its_reason() {
+    for first in [
+        Some(r#"{"type":"auth","token":"forged"}"#),
+        Some(r#"{"type":"ping"}"#),
+        Some("not json"),
+        None,
+    ] {
+        let mut client = Client::connect(must_authenticate(Options::default().backend));
+        if let Some(first) = first {
+            client.send(first);
+        }
+        assert_eq!(
+            client.close_code().await,
+            close_code::UNAUTHORIZED,
+            "{first:?}"
+        );
+        let client = client.ended().await;
+        assert!(client.bus.subscribed().is_empty());
+    }
+    let backend = Options::default().backend;
+    *backend.0.owner.lock().unwrap() = Some(UserId::parse("bob").unwrap());
+    let mut client = Client::connect(must_authenticate(backend));
+    client.send(r#"{"type":"auth","token":"good-alice"}"#);
+    assert_eq!(client.close_code().await, close_code::FORBIDDEN);
+    let backend = Options::default().backend;
+    *backend.0.places.lock().unwrap() = Some(0);
+    let mut client = Client::connect(must_authenticate(backend));
+    client.send(r#"{"type":"auth","token":"good-alice"}"#);
+    assert_eq!(client.close_code().await, close_code::TOO_MANY_SOCKETS);
+    assert_eq!(client.backend.0.snapshots.load(Ordering::SeqCst), 0);
+}
+
+/// A frame above the hard limit gets a 1009 close, after what was already queued.
+#[tokio::test]
+async fn a_frame_too_big_to_read_is_closed_with_1009() {
+    let mut client = Client::connect(Options::default());
+    client.handshake().await;
+    client.to_server.send(Err(ReadError::TooBig)).unwrap();
+    assert_eq!(client.close_code().await, close_code::MESSAGE_TOO_BIG);
+    let client = client.ended().await;
+    assert_eq!(client.hub.session_count(), 0);
 }

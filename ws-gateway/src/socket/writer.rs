@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::Message;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt};
 use protocol::SessionId;
 use tokio::sync::mpsc;
@@ -38,6 +38,8 @@ pub(super) enum End {
     Shutdown,
     /// The peer is gone or the queue closed: nothing to say.
     Gone,
+    /// A close frame was written (asked for through the queue).
+    Closed,
 }
 
 impl<S, B> Writer<S, B>
@@ -81,6 +83,14 @@ where
             let Some(item) = item else {
                 return End::Gone;
             };
+            if let Outbound::Close { code, reason } = item {
+                let frame = Message::Close(Some(CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(reason),
+                }));
+                let _ = self.sink.send(frame).await;
+                return End::Closed;
+            }
             let Some(message) = self.prepare(item).await else {
                 continue;
             };
@@ -121,6 +131,7 @@ where
                 Some(Message::Text(text))
             }
             Outbound::Resync => self.resync().await,
+            Outbound::Close { .. } => None,
         }
     }
 
