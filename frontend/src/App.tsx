@@ -1,15 +1,55 @@
-// The page: header (title, connection, session, New chat), the conversation, errors and the
-// composer. All state comes from useChat.
+// The page. Until GET /api/me has answered: a short wait. When it answers 401: the sign-in step.
+// Otherwise the chat: header (title, connection, session, New chat, Sign out when a token is in
+// use), the conversation, errors and the composer. All chat state comes from useChat, all
+// sign-in state from useAuth.
 
-import { useCallback, useRef } from 'react';
+import { useCallback, useRef, useState } from 'react';
 import { ChatInput, type ChatInputHandle } from './components/ChatInput';
 import { ConnectionIndicator } from './components/ConnectionIndicator';
 import { MessageList } from './components/MessageList';
 import { Notices } from './components/Notices';
+import { SignIn } from './components/SignIn';
+import { useAuth } from './hooks/useAuth';
 import { useChat } from './hooks/useChat';
+import type { Identity } from './lib/auth';
+import { browserEnv, type AppEnv } from './lib/env';
 
-export default function App() {
-  const chat = useChat();
+export default function App({ env: given }: { env?: AppEnv } = {}) {
+  const [env] = useState(() => given ?? browserEnv());
+  const auth = useAuth(env);
+  const { view } = auth;
+
+  if (view.step === 'signIn') {
+    return (
+      <div className="app">
+        <SignIn error={view.error} busy={view.busy} onSubmit={auth.signIn} />
+      </div>
+    );
+  }
+  if (view.step === 'checking') {
+    return (
+      <div className="app">
+        <p className="empty empty--loading" role="status" data-testid="auth-checking">
+          Connecting…
+        </p>
+      </div>
+    );
+  }
+  return <ChatScreen env={env} identity={view.identity} onSignOut={auth.signOut} onUnauthorized={auth.rejected} />;
+}
+
+function ChatScreen({
+  env,
+  identity,
+  onSignOut,
+  onUnauthorized,
+}: {
+  env: AppEnv;
+  identity: Identity;
+  onSignOut: () => void;
+  onUnauthorized: () => void;
+}) {
+  const chat = useChat({ env, identity, onUnauthorized });
   const input = useRef<ChatInputHandle>(null);
   const { state, connection, stopTarget } = chat;
 
@@ -52,6 +92,29 @@ export default function App() {
             </svg>
             <span className="button__label">New chat</span>
           </button>
+          {identity.token && (
+            <button
+              type="button"
+              className="button button--ghost"
+              data-testid="sign-out-button"
+              data-user-id={chat.userId}
+              onClick={onSignOut}
+              aria-label="Sign out"
+              title={`Signed in as ${chat.userId}. Sign out (forget the token in this tab)`}
+            >
+              <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
+                <path
+                  d="M6 3H3v10h3M10 5l3 3-3 3M13 8H6"
+                  fill="none"
+                  stroke="currentColor"
+                  strokeWidth="1.8"
+                  strokeLinecap="round"
+                  strokeLinejoin="round"
+                />
+              </svg>
+              <span className="button__label">Sign out</span>
+            </button>
+          )}
         </div>
       </header>
 

@@ -1,5 +1,6 @@
-// Errors from the server (`error` frames) and from the client, each dismissable; they also go
-// away by themselves after a while.
+// Errors from the server (`error` frames, refused REST calls, auth close codes) and from the
+// client, each dismissable; they also go away by themselves after a while. A known code gets a
+// plain-language headline; the server's own text follows as the detail.
 
 import { useEffect } from 'react';
 import type { Notice } from '../lib/chatState';
@@ -13,6 +14,11 @@ const FRIENDLY: Record<string, string> = {
   NOT_FOUND: 'That answer no longer exists.',
   NOT_CONNECTED: 'Not connected: your message was not sent.',
   RATE_LIMITED: 'Too many requests. Slow down a little.',
+  FORBIDDEN: 'Your account is not allowed to do that.',
+  UNAUTHORIZED: 'You are not signed in, or your token has expired. Sign in again.',
+  // Close codes 4403 and 4429 (lib/auth).
+  SESSION_FORBIDDEN: 'This conversation belongs to another account.',
+  TOO_MANY_TABS: 'Too many open tabs; close some and retry.',
 };
 
 const AUTO_DISMISS_MS = 12_000;

@@ -7,6 +7,8 @@ import { ChatInput } from './ChatInput';
 import { ConnectionIndicator } from './ConnectionIndicator';
 import { Markdown } from './Markdown';
 import { MessageList } from './MessageList';
+import { Notices } from './Notices';
+import { SignIn } from './SignIn';
 
 afterEach(cleanup);
 
@@ -219,5 +221,71 @@ describe('Markdown cursor in code', () => {
     const cursor = screen.getByTestId('streaming-cursor');
     expect(cursor.parentElement?.tagName).toBe('CODE');
     expect(cursor.parentElement?.textContent).toBe('1. one\n2. tw');
+  });
+});
+
+describe('SignIn', () => {
+  it('is an accessible form: a heading, a labelled password field, a button and a hint', () => {
+    render(<SignIn error={null} busy={false} onSubmit={() => {}} />);
+    expect(screen.getByRole('heading', { name: 'Sign in' })).toBeTruthy();
+    const field = screen.getByLabelText('Access token') as HTMLInputElement;
+    expect(field).toBe(screen.getByTestId('token-input'));
+    expect(field.type).toBe('password');
+    expect(document.activeElement).toBe(field);
+    expect(screen.getByTestId('sign-in-button').textContent).toBe('Sign in');
+    expect(screen.getByRole('form', { name: 'Sign in' })).toBeTruthy();
+    expect(document.body.textContent).toContain(
+      'Ask your administrator for a token. On a development server you can mint one with: ws-gateway token --user <name>',
+    );
+    expect(screen.queryByTestId('sign-in-error')).toBeNull();
+  });
+
+  it('submits the typed token (button or Enter)', () => {
+    const onSubmit = vi.fn();
+    render(<SignIn error={null} busy={false} onSubmit={onSubmit} />);
+    fireEvent.change(screen.getByTestId('token-input'), { target: { value: 'eyJ.abc.def' } });
+    fireEvent.click(screen.getByTestId('sign-in-button'));
+    expect(onSubmit).toHaveBeenCalledWith('eyJ.abc.def');
+    fireEvent.submit(screen.getByTestId('token-input').closest('form')!);
+    expect(onSubmit).toHaveBeenCalledTimes(2);
+  });
+
+  it('shows a refusal as an alert tied to the field, and waits while a token is checked', () => {
+    const onSubmit = vi.fn();
+    const { rerender } = render(<SignIn error={null} busy onSubmit={onSubmit} />);
+    const button = screen.getByTestId('sign-in-button') as HTMLButtonElement;
+    expect(button.disabled).toBe(true);
+    expect(button.textContent).toBe('Signing in…');
+    fireEvent.submit(button.closest('form')!);
+    expect(onSubmit).not.toHaveBeenCalled();
+    rerender(<SignIn error="That token was refused: it is invalid or has expired." busy={false} onSubmit={onSubmit} />);
+    const error = screen.getByTestId('sign-in-error');
+    expect(error.getAttribute('role')).toBe('alert');
+    expect(error.textContent).toMatch(/refused/);
+    const field = screen.getByTestId('token-input');
+    expect(field.getAttribute('aria-invalid')).toBe('true');
+    expect(field.getAttribute('aria-describedby')).toContain(error.id);
+  });
+});
+
+describe('Notices', () => {
+  it('gives the auth codes a plain-language headline, with the server text as detail', () => {
+    const notices = [
+      { id: 1, code: 'RATE_LIMITED', text: 'Wait 30 s before trying again.' },
+      { id: 2, code: 'FORBIDDEN', text: 'session belongs to another user' },
+      { id: 3, code: 'UNAUTHORIZED', text: 'token expired' },
+      { id: 4, code: 'SESSION_FORBIDDEN', text: 'A new conversation was started.' },
+      { id: 5, code: 'TOO_MANY_TABS', text: '' },
+    ];
+    render(<Notices notices={notices} onDismiss={() => {}} />);
+    const shown = screen.getAllByTestId('notice').map((n) => [n.dataset.code, n.querySelector('strong')!.textContent]);
+    expect(shown).toEqual([
+      ['RATE_LIMITED', 'Too many requests. Slow down a little.'],
+      ['FORBIDDEN', 'Your account is not allowed to do that.'],
+      ['UNAUTHORIZED', 'You are not signed in, or your token has expired. Sign in again.'],
+      ['SESSION_FORBIDDEN', 'This conversation belongs to another account.'],
+      ['TOO_MANY_TABS', 'Too many open tabs; close some and retry.'],
+    ]);
+    expect(screen.getByText('Wait 30 s before trying again.')).toBeTruthy();
   });
 });

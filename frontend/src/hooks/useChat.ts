@@ -1,6 +1,9 @@
 // The conversation for the UI: session ids, the socket (useWebSocket), the chat reducer
 // (lib/chatState) and the user's actions. Chats and cancels go on the socket; a cancel falls
 // back to POST /api/cancel while the socket is down, so Stop works during a reconnect too.
+// Authentication: the socket sends the token first when the server requires one (lib/auth),
+// REST calls carry it, and the auth close codes end in the sign-in step (4401), a new
+// conversation (4403) or a notice (4429).
 
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import {
@@ -12,18 +15,21 @@ import {
   type ChatState,
   type UiMessage,
 } from '../lib/chatState';
-import { resolveEndpoints, socketUrl } from '../lib/config';
+import { cancelAnswer, RestError } from '../lib/api';
+import {
+  closeAction,
+  effectiveUserId,
+  reconnectsAfter,
+  socketAuthToken,
+  type Identity,
+  type NoticeInput,
+} from '../lib/auth';
+import { socketUrl } from '../lib/config';
 import type { ConnectionStatus } from '../lib/connection';
 import { runEffects } from '../lib/effects';
+import type { AppEnv } from '../lib/env';
 import { MAX_CHAT_CHARS } from '../lib/protocol';
-import {
-  browserStore,
-  loadOrCreateId,
-  randomId,
-  SESSION_KEY,
-  storeId,
-  USER_KEY,
-} from '../lib/session';
+import { loadOrCreateId, randomId, SESSION_KEY, storeId, USER_KEY } from '../lib/session';
 import { useWebSocket } from './useWebSocket';
 
 export interface ChatApi {
@@ -45,24 +51,60 @@ export interface ChatApi {
   dismissNotice: (id: number) => void;
 }
 
-const endpoints = resolveEndpoints(import.meta.env, window.location);
+export interface ChatOptions {
+  env: AppEnv;
+  /** Who the server says we are (lib/auth); fixed for the hook's life. */
+  identity: Identity;
+  /** The server refused the token: a 4401 close, or a REST 401. */
+  onUnauthorized: () => void;
+}
 
-export function useChat(): ChatApi {
-  const store = browserStore();
-  const [userId] = useState(() => loadOrCreateId(store, USER_KEY, 'u'));
+export function useChat({ env, identity, onUnauthorized }: ChatOptions): ChatApi {
+  const store = env.idStore;
+  const [localUserId] = useState(() => loadOrCreateId(store, USER_KEY, 'u'));
+  const userId = effectiveUserId(identity, localUserId);
   const [sessionId, setSessionId] = useState(() => loadOrCreateId(store, SESSION_KEY, 's'));
   const [state, setState] = useState<ChatState>(() => initialChatState(sessionId));
   // The reducer runs synchronously on each frame, against the latest state.
   const stateRef = useRef(state);
   const timers = useRef(new Set<ReturnType<typeof setTimeout>>());
 
-  const url = useMemo(() => socketUrl(endpoints.wsUrl, sessionId, userId), [sessionId, userId]);
+  const { wsUrl, apiUrl } = env.endpoints;
+  const url = useMemo(() => socketUrl(wsUrl, sessionId, userId), [wsUrl, sessionId, userId]);
+  const unauthorizedRef = useRef(onUnauthorized);
+  unauthorizedRef.current = onUnauthorized;
 
   const dispatchRef = useRef<(event: ChatEvent) => void>(() => {});
-  const ws = useWebSocket(url, {
-    onFrame: (frame) => dispatchRef.current({ type: 'frame', frame }),
-    onClose: () => dispatchRef.current({ type: 'disconnected' }),
-  });
+  const startOverRef = useRef<(notice?: NoticeInput) => void>(() => {});
+  const ws = useWebSocket(
+    url,
+    {
+      onFrame: (frame) => dispatchRef.current({ type: 'frame', frame }),
+      onClose: ({ code }) => {
+        dispatchRef.current({ type: 'disconnected' });
+        const action = closeAction(code);
+        switch (action.type) {
+          case 'signIn':
+            unauthorizedRef.current();
+            break;
+          case 'newConversation':
+            startOverRef.current(action.notice);
+            break;
+          case 'noticeAndReconnect':
+            dispatchRef.current({ type: 'localError', ...action.notice });
+            break;
+          case 'reconnect':
+            break;
+        }
+      },
+    },
+    {
+      authToken: () => socketAuthToken(identity.mode, identity.token),
+      reconnectAfter: ({ code }) => reconnectsAfter(code),
+      ...(env.createSocket ? { createSocket: env.createSocket } : {}),
+      ...(env.timers ? { timers: env.timers } : {}),
+    },
+  );
 
   const dispatch = useCallback(
     (event: ChatEvent) => {
@@ -82,17 +124,24 @@ export function useChat(): ChatApi {
           timers.current.add(handle);
         },
         cancelOffline: (messageId) => {
-          void cancelOverRest(stateRef.current.sessionId, messageId).catch((e: unknown) =>
-            dispatchRef.current({
-              type: 'localError',
-              code: 'CANCEL_FAILED',
-              text: `Stop failed: ${String(e)}`,
-            }),
-          );
+          const client = {
+            apiUrl,
+            token: () => identity.token,
+            ...(env.fetch ? { fetch: env.fetch } : {}),
+          };
+          void cancelAnswer(client, stateRef.current.sessionId, messageId).catch((e: unknown) => {
+            if (e instanceof RestError && e.failure.kind === 'unauthorized') {
+              unauthorizedRef.current();
+            } else if (e instanceof RestError && e.failure.kind === 'notice') {
+              dispatchRef.current({ type: 'localError', code: e.failure.code, text: e.failure.text });
+            } else {
+              dispatchRef.current({ type: 'localError', code: 'CANCEL_FAILED', text: `Stop failed: ${String(e)}` });
+            }
+          });
         },
       });
     },
-    [ws.send, ws.reconnectNow],
+    [ws.send, ws.reconnectNow, apiUrl, identity.token, env.fetch],
   );
   dispatchRef.current = dispatch;
 
@@ -133,14 +182,22 @@ export function useChat(): ChatApi {
 
   const stop = useCallback(() => dispatch({ type: 'stop' }), [dispatch]);
 
-  const newChat = useCallback(() => {
-    const id = storeId(store, SESSION_KEY, randomId('s'));
-    timers.current.forEach(clearTimeout);
-    timers.current.clear();
-    stateRef.current = initialChatState(id);
-    setState(stateRef.current);
-    setSessionId(id);
-  }, [store]);
+  /** A new conversation (new session id); `notice` says why, when it was not the user's idea. */
+  const startOver = useCallback(
+    (notice?: NoticeInput) => {
+      const id = storeId(store, SESSION_KEY, randomId('s'));
+      timers.current.forEach(clearTimeout);
+      timers.current.clear();
+      // Notice ids go on counting, so a new notice never takes an old one's React key.
+      const fresh = { ...initialChatState(id), nextNoticeId: stateRef.current.nextNoticeId };
+      stateRef.current = notice ? reduce(fresh, { type: 'localError', ...notice }).state : fresh;
+      setState(stateRef.current);
+      setSessionId(id);
+    },
+    [store],
+  );
+  startOverRef.current = startOver;
+  const newChat = useCallback(() => startOver(), [startOver]);
 
   const dismissNotice = useCallback((id: number) => dispatch({ type: 'dismissNotice', id }), [dispatch]);
 
@@ -158,16 +215,4 @@ export function useChat(): ChatApi {
     retryNow: ws.reconnectNow,
     dismissNotice,
   };
-}
-
-async function cancelOverRest(sessionId: string, messageId: string): Promise<void> {
-  const response = await fetch(`${endpoints.apiUrl}/cancel`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ session_id: sessionId, message_id: messageId }),
-  });
-  // 404 not_found: the answer ended meanwhile; its final frame arrives on the next history.
-  if (!response.ok && response.status !== 404) {
-    throw new Error(`HTTP ${response.status}`);
-  }
 }

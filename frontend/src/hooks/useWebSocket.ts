@@ -1,14 +1,23 @@
 // React binding of lib/connection: one Connection per URL (a new URL, i.e. a new session,
 // replaces the socket), its status as state, and the browser's online/offline events.
-// Reconnect, backoff, ping and dead-socket detection live in the Connection class.
+// Reconnect, backoff, ping, dead-socket detection and the auth frame live in the Connection class.
 
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { Connection, type ConnectionStatus } from '../lib/connection';
+import { Connection, type ConnectionStatus, type SocketFactory, type Timers } from '../lib/connection';
 import type { ClientFrame, ServerFrame } from '../lib/protocol';
 
 export interface WebSocketHandlers {
   onFrame: (frame: ServerFrame) => void;
-  onClose?: () => void;
+  onClose?: (info: { code: number; reason: string }) => void;
+}
+
+export interface WebSocketOptions {
+  /** The token to send as the first frame of each socket (null: none). */
+  authToken?: () => string | null;
+  /** Whether to try again after a close with this code. */
+  reconnectAfter?: (close: { code: number; reason: string }) => boolean;
+  createSocket?: SocketFactory;
+  timers?: Timers;
 }
 
 export interface WebSocketApi {
@@ -25,19 +34,26 @@ const INITIAL: ConnectionStatus = {
   lastClose: null,
 };
 
-export function useWebSocket(url: string, handlers: WebSocketHandlers): WebSocketApi {
+export function useWebSocket(url: string, handlers: WebSocketHandlers, options: WebSocketOptions = {}): WebSocketApi {
   const [status, setStatus] = useState<ConnectionStatus>(INITIAL);
   const connection = useRef<Connection | null>(null);
-  // The latest handlers, so a re-render never needs a new socket.
+  // The latest handlers and options, so a re-render never needs a new socket.
   const handlersRef = useRef(handlers);
   handlersRef.current = handlers;
+  const optionsRef = useRef(options);
+  optionsRef.current = options;
 
   useEffect(() => {
+    const { createSocket, timers } = optionsRef.current;
     const conn = new Connection({
       url,
       onFrame: (frame) => handlersRef.current.onFrame(frame),
-      onClose: () => handlersRef.current.onClose?.(),
+      onClose: (info) => handlersRef.current.onClose?.(info),
       onStatus: setStatus,
+      authToken: () => optionsRef.current.authToken?.() ?? null,
+      reconnectAfter: (close) => optionsRef.current.reconnectAfter?.(close) ?? true,
+      ...(createSocket ? { createSocket } : {}),
+      ...(timers ? { timers } : {}),
     });
     connection.current = conn;
     const online = () => conn.setOnline(true);

@@ -340,6 +340,27 @@ describe('errors', () => {
     expect(state.notices).toEqual([]);
   });
 
+  it('shows the auth error frames (RATE_LIMITED, FORBIDDEN, UNAUTHORIZED) as notices', () => {
+    const { state } = run([
+      history([]),
+      errorFrame('RATE_LIMITED', 'too many chats; retry in 12 s'),
+      errorFrame('FORBIDDEN', 'session belongs to another user'),
+      errorFrame('UNAUTHORIZED', 'token expired'),
+    ]);
+    expect(state.notices.map((n) => [n.code, n.text])).toEqual([
+      ['RATE_LIMITED', 'too many chats; retry in 12 s'],
+      ['FORBIDDEN', 'session belongs to another user'],
+      ['UNAUTHORIZED', 'token expired'],
+    ]);
+  });
+
+  it('a notice that repeats a shown one replaces it instead of piling up', () => {
+    const tooMany = { type: 'localError', code: 'TOO_MANY_TABS', text: 'This tab keeps trying to reconnect.' } as const;
+    const { state } = run([history([]), tooMany, errorFrame('AI_UNAVAILABLE', 'x'), tooMany, tooMany]);
+    expect(state.notices.map((n) => n.code)).toEqual(['AI_UNAVAILABLE', 'TOO_MANY_TABS']);
+    expect(state.notices[1]!.id).toBe(4);
+  });
+
   it('keeps the last few notices and lets the user dismiss them', () => {
     let { state } = run([history([])]);
     for (let i = 0; i < 6; i += 1) state = run([errorFrame('AI_UNAVAILABLE', `try ${i}`)], state).state;

@@ -361,8 +361,12 @@ function applyError(state: ChatState, frame: Extract<ServerFrame, { type: 'error
   return done(next);
 }
 
+/** Adds a notice; one that repeats a shown one (same code and text) replaces it. */
 function addNotice(state: ChatState, notice: Omit<Notice, 'id'>): ChatState {
-  const notices = [...state.notices, { ...notice, id: state.nextNoticeId }].slice(-MAX_NOTICES);
+  const others = state.notices.filter(
+    (n) => !(n.code === notice.code && n.text === notice.text && n.messageId === notice.messageId),
+  );
+  const notices = [...others, { ...notice, id: state.nextNoticeId }].slice(-MAX_NOTICES);
   return { ...state, notices, nextNoticeId: state.nextNoticeId + 1 };
 }
 

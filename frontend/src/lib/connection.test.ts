@@ -1,12 +1,13 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { FakeTimers, socketFactory } from '../test/fakes';
 import { chunk, history, welcome } from '../test/frames';
-import { Connection, type ConnectionStatus } from './connection';
+import { reconnectsAfter } from './auth';
+import { Connection, type ConnectionOptions, type ConnectionStatus } from './connection';
 import type { ServerFrame } from './protocol';
 
 const URL = 'ws://example.test/ws/chat?session_id=demo-1&user_id=alice';
 
-function setup(random = () => 0.5) {
+function setup(random = () => 0.5, extra: Partial<ConnectionOptions> = {}) {
   const timers = new FakeTimers();
   const factory = socketFactory();
   const frames: ServerFrame[] = [];
@@ -20,6 +21,7 @@ function setup(random = () => 0.5) {
     onFrame: (f) => frames.push(f),
     onStatus: (s) => statuses.push(s),
     onClose: (c) => closes.push(c.code),
+    ...extra,
   });
   return { conn, timers, factory, frames, statuses, closes };
 }
@@ -219,5 +221,89 @@ describe('Connection', () => {
     expect(calls).toBe(2);
     timers.advance(4000);
     expect(calls).toBe(3);
+  });
+});
+
+describe('Connection with authentication', () => {
+  it('sends the auth frame first on every open socket, before pings and chats, never in the URL', () => {
+    let token: string | null = 'jwt-1';
+    const t = setup(() => 0.5, { authToken: () => token });
+    t.conn.start();
+    expect(t.factory.last.url).toBe(URL);
+    expect(t.factory.last.url).not.toContain('jwt');
+    t.factory.last.open();
+    expect(t.factory.last.sent).toEqual([{ type: 'auth', token: 'jwt-1' }]);
+    t.factory.last.receive(welcome());
+    t.conn.send({ type: 'chat', message: 'hi' });
+    t.timers.advance(30_000);
+    expect(t.factory.last.sent).toEqual([
+      { type: 'auth', token: 'jwt-1' },
+      { type: 'chat', message: 'hi' },
+      { type: 'ping' },
+    ]);
+    // The token is read again for the next socket.
+    token = 'jwt-2';
+    t.factory.last.serverClose(1001);
+    t.timers.advance(2000);
+    t.factory.last.open();
+    expect(t.factory.last.sent).toEqual([{ type: 'auth', token: 'jwt-2' }]);
+  });
+
+  it('sends no auth frame when there is no token to send (dev mode)', () => {
+    const t = setup(() => 0.5, { authToken: () => null });
+    t.conn.start();
+    t.factory.last.open();
+    t.factory.last.receive(welcome());
+    t.conn.send({ type: 'chat', message: 'hi' });
+    expect(t.factory.last.sent).toEqual([{ type: 'chat', message: 'hi' }]);
+  });
+
+  it('4401: reports the close and stops trying (the token is no good)', () => {
+    const t = setup(() => 0.5, { authToken: () => 'bad', reconnectAfter: ({ code }) => reconnectsAfter(code) });
+    t.conn.start();
+    t.factory.last.open();
+    t.factory.last.serverClose(4401, 'invalid token');
+    expect(t.closes).toEqual([4401]);
+    expect(t.conn.status).toMatchObject({ state: 'disconnected', retryAt: null, lastClose: { code: 4401 } });
+    t.timers.advance(120_000);
+    expect(t.factory.sockets).toHaveLength(1);
+    // reconnectNow() still works (after a new sign-in, say).
+    t.conn.reconnectNow();
+    expect(t.factory.sockets).toHaveLength(2);
+  });
+
+  it('4403: stops trying this session', () => {
+    const t = setup(() => 0.5, { reconnectAfter: ({ code }) => reconnectsAfter(code) });
+    t.conn.start();
+    t.factory.last.open();
+    t.factory.last.serverClose(4403, 'session belongs to another user');
+    expect(t.conn.status.state).toBe('disconnected');
+    t.timers.advance(120_000);
+    expect(t.factory.sockets).toHaveLength(1);
+  });
+
+  it('4429: keeps reconnecting with the normal backoff', () => {
+    const t = setup(() => 0.5, { reconnectAfter: ({ code }) => reconnectsAfter(code) });
+    t.conn.start();
+    const waits: number[] = [];
+    for (let i = 0; i < 4; i += 1) {
+      t.factory.last.open();
+      t.factory.last.serverClose(4429, 'too many sockets');
+      expect(t.conn.status.state).toBe('reconnecting');
+      waits.push(timeToNextSocket(t));
+    }
+    expect(waits).toEqual([2000, 4000, 8000, 16000]);
+    expect(t.closes).toEqual([4429, 4429, 4429, 4429]);
+  });
+
+  it('1001, 1011 and 1013 keep reconnecting with the auth close codes in place', () => {
+    const t = setup(() => 0.5, { reconnectAfter: ({ code }) => reconnectsAfter(code) });
+    t.conn.start();
+    for (const code of [1001, 1011, 1013]) {
+      t.factory.last.open();
+      t.factory.last.receive(welcome());
+      t.factory.last.serverClose(code);
+      expect(timeToNextSocket(t)).toBe(2000);
+    }
   });
 });

@@ -1,6 +1,8 @@
 // One conversation's WebSocket, kept open: opens it, reconnects after every close with the
 // backoff schedule, pings every 30 s, and closes a socket that stops answering. It knows nothing
 // about chat state: parsed frames go to `onFrame`, and the chat reducer decides what they mean.
+// When the server requires a token, the first frame on every socket is `auth` (`authToken`);
+// closes that retrying cannot fix (a refused token) end the attempts (`reconnectAfter`).
 //
 // The socket factory and the timers are injectable so the whole life cycle can be driven by a
 // fake socket and fake timers in unit tests.
@@ -71,6 +73,16 @@ export interface ConnectionOptions {
   onStatus?: (status: ConnectionStatus) => void;
   /** Called once for every socket that is gone (closed by the server, the network or us). */
   onClose?: (info: { code: number; reason: string }) => void;
+  /**
+   * Read when a socket opens: a token to send as its first frame (`{"type":"auth","token"}`),
+   * or null to send none. The token never goes in the URL (URLs end up in proxy logs).
+   */
+  authToken?: () => string | null;
+  /**
+   * Whether to try again after the server closed the socket with this code (default: always).
+   * False stops the attempts: the state becomes `disconnected` until `reconnectNow()`.
+   */
+  reconnectAfter?: (close: { code: number; reason: string }) => boolean;
   createSocket?: SocketFactory;
   timers?: Timers;
   random?: () => number;
@@ -105,6 +117,8 @@ export class Connection {
       random: Math.random,
       pingIntervalMs: PING_INTERVAL_MS,
       pongTimeoutMs: PONG_TIMEOUT_MS,
+      authToken: () => null,
+      reconnectAfter: () => true,
       ...options,
     };
   }
@@ -149,7 +163,7 @@ export class Connection {
   reconnectNow(): void {
     if (!this.started || this.stopped || this.offline) return;
     this.clearRetry();
-    if (this.socket) this.lose(4000, 'client reconnect', false);
+    if (this.socket) this.lose(4000, 'client reconnect', 'none');
     this.open();
   }
 
@@ -187,6 +201,9 @@ export class Connection {
     socket.onopen = () => {
       if (this.socket !== socket) return;
       this.lastReceivedAt = this.opts.timers.now();
+      // Before anything else: until the server accepts it, it reads no other frame.
+      const token = this.opts.authToken();
+      if (token) this.send({ type: 'auth', token });
       this.pingTimer = this.opts.timers.setInterval(() => this.ping(), this.opts.pingIntervalMs);
     };
     socket.onmessage = (event) => {
@@ -207,7 +224,8 @@ export class Connection {
     };
     socket.onclose = (event) => {
       if (this.socket !== socket) return;
-      this.lose(event.code, event.reason, true);
+      const close = { code: event.code, reason: event.reason };
+      this.lose(close.code, close.reason, this.opts.reconnectAfter(close) ? 'retry' : 'halt');
     };
   }
 
@@ -217,17 +235,24 @@ export class Connection {
     this.clearPongTimer();
     this.pongTimer = this.opts.timers.setTimeout(() => {
       this.pongTimer = null;
-      if (this.lastReceivedAt < sentAt) this.lose(4001, 'no answer to ping', true);
+      if (this.lastReceivedAt < sentAt) this.lose(4001, 'no answer to ping', 'retry');
     }, this.opts.pongTimeoutMs);
   }
 
-  /** The current socket is gone (closed by the server, the network, or us). */
-  private lose(code: number, reason: string, scheduleRetry: boolean): void {
+  /**
+   * The current socket is gone (closed by the server, the network, or us). Then: `retry` with
+   * the backoff, `none` (the caller opens the next socket), or `halt` (a close that retrying
+   * cannot fix: no more attempts until reconnectNow()).
+   */
+  private lose(code: number, reason: string, then: 'retry' | 'none' | 'halt'): void {
     const socket = this.socket;
     const wasConnected = this.current.state === 'connected';
     this.dropSocket(reason);
+    if (then === 'halt' && !this.stopped) {
+      this.setStatus({ state: 'disconnected', nodeId: null, retryAt: null, lastClose: { code, reason } });
+    }
     if (socket) this.opts.onClose?.({ code, reason });
-    if (scheduleRetry) this.afterClose({ code, reason }, wasConnected);
+    if (then === 'retry') this.afterClose({ code, reason }, wasConnected);
   }
 
   /** Schedules the next attempt (or waits for `online`). */

@@ -50,6 +50,8 @@ export type ServerFrame =
   | { type: 'error'; error: string; code: string; timestamp: number; messageId?: string };
 
 export type ClientFrame =
+  /** The first frame on a socket when the server requires a token (lib/auth). */
+  | { type: 'auth'; token: string }
   | { type: 'ping' }
   | { type: 'chat'; message: string }
   | { type: 'cancel'; messageId: string }

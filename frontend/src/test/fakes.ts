@@ -119,3 +119,50 @@ export class FakeTimers implements Timers {
     return id;
   }
 }
+
+/** A Storage (localStorage, sessionStorage) kept in a Map. */
+export function memoryStorage(initial: Record<string, string> = {}) {
+  const data = new Map(Object.entries(initial));
+  return {
+    data,
+    getItem: (k: string) => data.get(k) ?? null,
+    setItem: (k: string, v: string) => void data.set(k, String(v)),
+    removeItem: (k: string) => void data.delete(k),
+  };
+}
+
+/** A JSON response, as the gateway sends them. */
+export function jsonResponse(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { 'content-type': 'application/json', ...headers },
+  });
+}
+
+export interface FetchCall {
+  url: string;
+  method: string;
+  headers: Record<string, string>;
+  body: string | undefined;
+}
+
+/**
+ * A fetch that records each request and answers with `answer(url, call)`; an answer that is an
+ * Error rejects, as fetch does when the request cannot be made.
+ */
+export function fakeFetch(answer: (url: string, call: FetchCall) => Response | Error | Promise<Response>) {
+  const calls: FetchCall[] = [];
+  const fetch = async (url: string, init: RequestInit = {}): Promise<Response> => {
+    const call: FetchCall = {
+      url,
+      method: init.method ?? 'GET',
+      headers: Object.fromEntries(new Headers(init.headers).entries()),
+      body: typeof init.body === 'string' ? init.body : undefined,
+    };
+    calls.push(call);
+    const result = await answer(url, call);
+    if (result instanceof Error) throw result;
+    return result;
+  };
+  return { fetch, calls };
+}
