@@ -89,3 +89,45 @@ pub async fn metric(base: &str, series: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {series} in {text}"))
 }
+
+/// What a request got back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// The `Retry-After` header, when there is one.
+    pub retry_after: Option<String>,
+    /// The JSON body, or null.
+    pub body: Json,
+}
+
+/// Sends `method url` with `body` (JSON), as the user of `token` (`None`: no Authorization
+/// header).
+pub async fn send_as(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Json>,
+) -> Reply {
+    let mut request = http().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Reply {
+        status,
+        retry_after,
+        body: response.json().await.unwrap_or(Json::Null),
+    }
+}

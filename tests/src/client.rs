@@ -167,3 +167,54 @@ impl WsClient {
         let _ = self.ws.close(None).await;
     }
 }
+
+/// How a WebSocket upgrade went.
+pub enum Upgrade {
+    /// The socket is open.
+    Open(Box<WsClient>),
+    /// The server answered this HTTP status (and JSON body) instead of upgrading.
+    Refused(u16, crate::Json),
+}
+
+/// Opens a socket at `url` with extra request headers (an `Origin`, say).
+pub async fn upgrade(url: &str, headers: &[(&'static str, &str)]) -> Upgrade {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let mut request = url.into_client_request().expect("request");
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, HeaderValue::from_str(value).expect("header value"));
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Upgrade::Open(Box::new(WsClient::from_stream(ws))),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let status = response.status().as_u16();
+            let body = response
+                .body()
+                .as_ref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(crate::Json::Null);
+            Upgrade::Refused(status, body)
+        }
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
+impl Upgrade {
+    /// The refusal's status and body; panics if the socket opened.
+    pub fn refused(self) -> (u16, crate::Json) {
+        match self {
+            Upgrade::Refused(status, body) => (status, body),
+            Upgrade::Open(_) => panic!("the socket opened"),
+        }
+    }
+
+    /// The open socket; panics on a refusal.
+    pub fn opened(self) -> WsClient {
+        match self {
+            Upgrade::Open(ws) => *ws,
+            Upgrade::Refused(status, body) => panic!("refused with {status}: {body}"),
+        }
+    }
+}

@@ -8,6 +8,7 @@
 //!   for the tests that kill nodes.
 //! - [`api`]: the REST calls tests make.
 //! - [`kafka`]: reading what the system sent to Kafka.
+//! - [`tokens`]: JWTs for tests, good and bad.
 //! - [`WsClient`] (`client.rs`): a WebSocket client with helpers to read frames and answers.
 
 pub mod api;
@@ -15,8 +16,9 @@ mod client;
 mod cluster;
 pub mod kafka;
 mod stack;
+pub mod tokens;
 
-pub use client::{Answer, Event, WsClient};
+pub use client::{Answer, Event, Upgrade, WsClient, upgrade};
 pub use cluster::{Cluster, ClusterOptions};
 pub use stack::{Node, Stack, StackOptions, http};
 

@@ -191,6 +191,15 @@ impl ClientFrame {
     /// Parses and checks a text frame, telling apart "not JSON", "unknown type", "bad fields"
     /// and each kind of invalid input.
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+        if !validate::json_depth_within(text.as_bytes(), validate::MAX_JSON_DEPTH) {
+            return Err(FrameError {
+                code: ErrorCode::InvalidJson,
+                detail: format!(
+                    "JSON nested deeper than {} levels",
+                    validate::MAX_JSON_DEPTH
+                ),
+            });
+        }
         let raw = serde_json::from_str::<RawClientFrame>(text).map_err(|e| {
             #[derive(Deserialize)]
             struct Tagged {

@@ -159,6 +159,41 @@ pub trait Validated: Sized {
     fn validate(raw: Self::Raw) -> Result<Self, InvalidInput>;
 }
 
+/// Deepest nesting of arrays and objects accepted in a frame or body. Nothing this system
+/// reads nests beyond 3; the bound keeps hostile input from costing stack or time.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Whether `json` nests arrays and objects at most `max` deep. A single pass over the bytes,
+/// skipping strings; it says nothing about validity (the parser does).
+pub fn json_depth_within(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in json {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Trims a chat message and checks its length: 1..=5000 characters after trimming.
 pub fn chat_text(raw: &str) -> Result<&str, InvalidInput> {
     let text = raw.trim();
@@ -202,6 +237,16 @@ mod tests {
                 .as_str(),
             "ok-1"
         );
+    }
+
+    /// Nesting is measured outside strings only.
+    #[test]
+    fn json_depth_is_measured_outside_strings() {
+        assert!(json_depth_within(br#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(!json_depth_within(br#"{"a":[1,{"b":2}]}"#, 2));
+        assert!(json_depth_within(br#"{"a":"[[[[[[\"[["}"#, 1));
+        let deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
+        assert!(!json_depth_within(deep.as_bytes(), MAX_JSON_DEPTH));
     }
 
     /// Messages are trimmed, and the length limit counts characters, not bytes.

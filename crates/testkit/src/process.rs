@@ -42,12 +42,32 @@ impl Service {
     /// on a free port, and waits until its `/health` answers with that node id (so that a
     /// port taken by another test's server is never mistaken for it).
     pub fn start(name: &str, binary: &str, env: &HashMap<String, String>) -> Service {
+        Self::start_with(name, binary, env, None)
+    }
+
+    /// Like [`Service::start`], with everything the process logs written to `log` (at the
+    /// `LOG_LEVEL` given in `env`).
+    pub fn start_logging(
+        name: &str,
+        binary: &str,
+        env: &HashMap<String, String>,
+        log: &std::path::Path,
+    ) -> Service {
+        Self::start_with(name, binary, env, Some(log))
+    }
+
+    fn start_with(
+        name: &str,
+        binary: &str,
+        env: &HashMap<String, String>,
+        log: Option<&std::path::Path>,
+    ) -> Service {
         for _ in 0..5 {
             let port = free_port();
             let mut service = Service {
                 name: name.to_owned(),
                 port,
-                child: Some(spawn(name, binary, port, env)),
+                child: Some(spawn(name, binary, port, env, log)),
             };
             if service.wait_healthy(Duration::from_secs(20)) {
                 return service;
@@ -76,23 +96,38 @@ impl Service {
     }
 }
 
-fn spawn(name: &str, binary: &str, port: u16, env: &HashMap<String, String>) -> Child {
+fn spawn(
+    name: &str,
+    binary: &str,
+    port: u16,
+    env: &HashMap<String, String>,
+    log: Option<&std::path::Path>,
+) -> Child {
+    let stderr = match log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap_or_else(|e| panic!("log file {}: {e}", path.display())),
+        ),
+        None if std::env::var_os("TEST_SHOW_LOGS").is_some() => Stdio::inherit(),
+        None => Stdio::null(),
+    };
+    let log_level = env
+        .get("LOG_LEVEL")
+        .cloned()
+        .or_else(|| std::env::var("TEST_LOG_LEVEL").ok())
+        .unwrap_or_else(|| "warn".into());
     Command::new(workspace_binary(binary))
         .envs(env)
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("NODE_ID", name)
-        .env(
-            "LOG_LEVEL",
-            std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
-        )
+        .env("LOG_LEVEL", log_level)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(if std::env::var_os("TEST_SHOW_LOGS").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
+        .stderr(stderr)
         .spawn()
         .unwrap_or_else(|e| panic!("starting {binary}: {e}"))
 }

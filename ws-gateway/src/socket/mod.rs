@@ -64,6 +64,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing socket gets to take its close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a socket closed for a frame too big stays connected after its 1009: the client may
+/// still be writing that frame, which is never read, and dropping the connection under it
+/// would reset it before the client reads the close frame.
+const TOO_BIG_LINGER: Duration = Duration::from_secs(1);
 /// How long a slow consumer gets to take its 1013: its kernel buffers are full, so the close
 /// frame only goes out once it reads again. It has already left the hub meanwhile.
 const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -227,7 +231,9 @@ pub async fn serve<B, S, R>(
                     code: close_code::MESSAGE_TOO_BIG,
                     reason: "message too big",
                 });
-                tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.ok()
+                let ended = tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.ok();
+                tokio::time::sleep(TOO_BIG_LINGER).await;
+                ended
             }
         },
     };
