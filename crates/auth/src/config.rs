@@ -87,6 +87,9 @@ pub struct AuthConfig {
     /// `JWT_SECRET`: required (32 bytes at least) in required mode; dev mode uses
     /// [`DEV_SECRET`] when unset.
     pub secret: Secret,
+    /// `JWT_SECRET_PREVIOUS`: while rotating the secret, tokens signed with the old one are
+    /// still accepted (tokens are only ever signed with `JWT_SECRET`).
+    pub previous_secret: Option<Secret>,
     /// `JWT_EXPIRATION_MS`, default 86400000 (24 h): lifetime of the tokens this node mints.
     pub expiration: Duration,
     /// `CORS_ALLOWED_ORIGINS`: comma-separated origins, or `*`. Default `*` in dev mode, none
@@ -128,6 +131,21 @@ impl AuthConfig {
             (AuthMode::Dev, true) => Secret::new(DEV_SECRET),
             (_, false) => Secret::new(raw_secret),
         };
+        let raw_previous = vars
+            .get("JWT_SECRET_PREVIOUS")
+            .map(|s| s.trim())
+            .unwrap_or_default();
+        if mode == AuthMode::Required
+            && !raw_previous.is_empty()
+            && raw_previous.len() < MIN_SECRET_BYTES
+        {
+            return Err(BadVar {
+                name: "JWT_SECRET_PREVIOUS",
+                value: "<redacted>".into(),
+                reason: format!("must be at least {MIN_SECRET_BYTES} bytes long"),
+            });
+        }
+        let previous_secret = (!raw_previous.is_empty()).then(|| Secret::new(raw_previous));
         let expiration_ms = parse_or(vars, "JWT_EXPIRATION_MS", 86_400_000u64)?;
         if expiration_ms < 1000 {
             return Err(BadVar {
@@ -164,6 +182,7 @@ impl AuthConfig {
         Ok(Self {
             mode,
             secret,
+            previous_secret,
             expiration: Duration::from_millis(expiration_ms),
             allowed_origins,
         })
@@ -198,6 +217,16 @@ mod tests {
         .unwrap();
         assert_eq!(required.allowed_origins, AllowedOrigins::List(vec![]));
         assert!(!format!("{required:?}").contains(secret));
+        let short_previous = AuthConfig::from_vars(&from_pairs(&[
+            ("AUTH_MODE", "required"),
+            ("JWT_SECRET", secret),
+            ("JWT_SECRET_PREVIOUS", "old-short"),
+        ]));
+        let error = short_previous.unwrap_err().to_string();
+        assert!(
+            error.contains("JWT_SECRET_PREVIOUS") && !error.contains("old-short"),
+            "{error}"
+        );
         assert!(AuthConfig::from_vars(&from_pairs(&[("AUTH_MODE", "open")])).is_err());
     }
 

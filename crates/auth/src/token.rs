@@ -46,7 +46,8 @@ pub struct Authenticator {
     mode: AuthMode,
     origins: AllowedOrigins,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current secret's key, then the previous one's while rotating.
+    decoding: Vec<DecodingKey>,
     validation: Validation,
     lifetime_secs: u64,
 }
@@ -64,11 +65,15 @@ impl Authenticator {
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let key_error = |e: jsonwebtoken::errors::Error| KeyError(e.to_string());
+        let decoding = std::iter::once(&config.secret)
+            .chain(config.previous_secret.as_ref())
+            .map(|secret| DecodingKey::from_secret(secret.expose()).map_err(key_error))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             mode: config.mode,
             origins: config.allowed_origins.clone(),
             encoding: EncodingKey::from_secret(config.secret.expose()).map_err(key_error)?,
-            decoding: DecodingKey::from_secret(config.secret.expose()).map_err(key_error)?,
+            decoding,
             validation,
             lifetime_secs: config.expiration.as_secs().max(1),
         })
@@ -92,13 +97,23 @@ impl Authenticator {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Invalid);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                _ => AuthError::Invalid,
-            })?;
-        UserId::parse(data.claims.sub).map_err(|_| AuthError::BadSubject)
+        let mut refusal = AuthError::Invalid;
+        for key in &self.decoding {
+            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+                Ok(data) => {
+                    return UserId::parse(data.claims.sub).map_err(|_| AuthError::BadSubject);
+                }
+                // Signed with this key, but refused: no other key makes it right.
+                Err(e) if *e.kind() == ErrorKind::ExpiredSignature => {
+                    return Err(AuthError::Expired);
+                }
+                Err(e) if *e.kind() == ErrorKind::ImmatureSignature => {
+                    return Err(AuthError::NotYetValid);
+                }
+                Err(_) => refusal = AuthError::Invalid,
+            }
+        }
+        Err(refusal)
     }
 
     /// A token for `user`, valid for `JWT_EXPIRATION_MS`.
@@ -137,6 +152,7 @@ mod tests {
         Authenticator::new(&AuthConfig {
             mode: AuthMode::Required,
             secret: Secret::new(secret),
+            previous_secret: None,
             expiration: std::time::Duration::from_secs(3600),
             allowed_origins: crate::AllowedOrigins::Any,
         })
@@ -216,6 +232,27 @@ mod tests {
             }
         }
         out
+    }
+
+    /// While the secret rotates, tokens of the previous secret are still accepted; new tokens
+    /// are signed with the current one.
+    #[test]
+    fn the_previous_secret_is_accepted_while_rotating() {
+        let old = auth(SECRET);
+        let alice = UserId::parse("alice").unwrap();
+        let old_token = old.mint(&alice);
+        let rotating = Authenticator::new(&AuthConfig {
+            mode: AuthMode::Required,
+            secret: Secret::new("the-new-secret-that-replaces-the-old-one"),
+            previous_secret: Some(Secret::new(SECRET)),
+            expiration: std::time::Duration::from_secs(3600),
+            allowed_origins: crate::AllowedOrigins::Any,
+        })
+        .unwrap();
+        assert_eq!(rotating.verify(&old_token), Ok(alice.clone()));
+        let new_token = rotating.mint(&alice);
+        assert_eq!(rotating.verify(&new_token), Ok(alice));
+        assert_eq!(old.verify(&new_token), Err(AuthError::Invalid));
     }
 
     proptest! {
