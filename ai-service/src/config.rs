@@ -20,6 +20,9 @@ pub struct AiConfig {
     /// `SHUTDOWN_GRACE_SECONDS`, default 20: on SIGTERM, streams get this long to finish before
     /// they are ended as `failed`.
     pub shutdown_grace: Duration,
+    /// `CHAT_RATE_LIMIT_PER_MINUTE`, default 30: chats one user may start a minute, across all
+    /// nodes (in bursts of up to that many); 0 turns the limit off.
+    pub chat_rate_limit_per_minute: u32,
 }
 
 impl ServiceConfig for AiConfig {
@@ -49,6 +52,7 @@ impl ServiceConfig for AiConfig {
             stream_delay: Duration::from_millis(delay_ms),
             lease_secs,
             shutdown_grace: Duration::from_secs(parse_or(vars, "SHUTDOWN_GRACE_SECONDS", 20u64)?),
+            chat_rate_limit_per_minute: parse_or(vars, "CHAT_RATE_LIMIT_PER_MINUTE", 30u32)?,
         })
     }
 }
@@ -64,6 +68,7 @@ mod tests {
         let c = Config::from_vars(&vars(&[])).unwrap();
         assert_eq!(c.service.stream_delay, Duration::from_millis(50));
         assert_eq!(c.service.lease_secs, 10);
+        assert_eq!(c.service.chat_rate_limit_per_minute, 30);
         assert_eq!(
             (c.node.port, c.node.node_id.as_str()),
             (8000, "ai-node-8000")

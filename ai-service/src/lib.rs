@@ -16,7 +16,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::limit::ChatLimit;
+
 mod config;
+mod limit;
 mod replay;
 mod routes;
 pub mod simulator;
@@ -46,6 +49,7 @@ pub async fn run(
     let streamer = Streamer::new(core.clone(), settings.stream_delay, settings.lease_secs);
     let app = AppState {
         health: core.health(),
+        chat_limit: ChatLimit::new(core.state.clone(), settings.chat_rate_limit_per_minute),
         core,
         streamer: streamer.clone(),
     };

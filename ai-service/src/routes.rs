@@ -49,7 +49,8 @@ async fn info(State(app): State<AppState>) -> Json<ServiceInfo> {
     })
 }
 
-/// Starts the answer and answers 202 at once. With a token, the chat is its subject's,
+/// Starts the answer and answers 202 at once (429 when the user is over
+/// `CHAT_RATE_LIMIT_PER_MINUTE`). With a token, the chat is its subject's,
 /// whatever the body's `user_id` says; in required mode only the session's owner may chat in
 /// it.
 async fn chat(
@@ -58,6 +59,7 @@ async fn chat(
     Valid(mut request): Valid<ChatRequest>,
 ) -> Result<(StatusCode, Json<ChatAccepted>), AppError> {
     request.user_id = caller.acting_as(request.user_id);
+    app.chat_limit.take(&request.user_id).await?;
     let session = request.session_id.clone();
     match app
         .streamer

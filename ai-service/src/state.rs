@@ -3,6 +3,7 @@
 use axum::extract::FromRef;
 use node::{Core, Health};
 
+use crate::limit::ChatLimit;
 use crate::streamer::Streamer;
 
 /// Handles shared by every request; cheap to clone.
@@ -12,6 +13,8 @@ pub struct AppState {
     pub core: Core,
     /// `GET /health`: Redis and the database.
     pub health: Health,
+    /// Chats per user per minute.
+    pub chat_limit: ChatLimit,
     /// Starts answers and tracks the tasks producing them.
     pub streamer: Streamer,
 }

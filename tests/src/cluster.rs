@@ -59,6 +59,8 @@ impl Cluster {
                     ("DATABASE_URL", database_url.clone()),
                     ("STREAM_DELAY_MS", options.stream_delay_ms.to_string()),
                     ("STREAM_LEASE_SECONDS", options.lease_secs.to_string()),
+                    // Tests of other things chat faster than a person.
+                    ("CHAT_RATE_LIMIT_PER_MINUTE", "0".into()),
                 ],
             );
             ai.push(Service::start(&format!("ai-node-{i}"), "ai-service", &env));
@@ -73,8 +75,7 @@ impl Cluster {
                     ("REDIS_URL", redis.url()),
                     ("DATABASE_URL", database_url.clone()),
                     ("AI_SERVICE_URLS", urls.join(",")),
-                    // Tests of other things chat and reconnect faster than a person.
-                    ("CHAT_RATE_LIMIT_PER_MINUTE", "0".into()),
+                    // Tests of other things reconnect faster than a person.
                     ("MAX_SOCKETS_PER_USER", "0".into()),
                 ],
             );

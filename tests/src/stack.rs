@@ -189,6 +189,8 @@ async fn start_nodes(
                 ("STREAM_DELAY_MS", &options.stream_delay_ms.to_string()),
                 ("SHUTDOWN_GRACE_SECONDS", "5"),
                 ("DATABASE_URL", &database_url),
+                // Tests of other things chat faster than a person; the limit's own test sets it.
+                ("CHAT_RATE_LIMIT_PER_MINUTE", "0"),
             ],
         );
         let config = ai_service::Config::from_vars(&vars).expect("AI config");
@@ -215,9 +217,8 @@ async fn start_nodes(
                 ("STREAM_MAX_PENDING_CHUNKS", &pending),
                 ("STATIC_DIR", static_dir),
                 ("DATABASE_URL", &database_url),
-                // Tests of other things chat and reconnect faster than a person; the limits'
-                // own tests set them.
-                ("CHAT_RATE_LIMIT_PER_MINUTE", "0"),
+                // Tests of other things reconnect faster than a person; the limit's own test
+                // sets it.
                 ("MAX_SOCKETS_PER_USER", "0"),
             ],
         );

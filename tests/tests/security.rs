@@ -271,8 +271,9 @@ async fn sockets_authenticate_by_query_token_or_first_frame() {
     );
 }
 
-/// Chats per user per minute hold across gateways (429 with Retry-After over REST, an error
-/// frame RATE_LIMITED on a socket); another user keeps chatting.
+/// Chats per user per minute hold across gateways and at the AI nodes themselves (429 with
+/// Retry-After over REST, an error frame RATE_LIMITED on a socket); another user keeps
+/// chatting.
 #[tokio::test]
 async fn chats_are_rate_limited_per_user_across_gateways() {
     let stack = required_stack(2, &[("CHAT_RATE_LIMIT_PER_MINUTE", "3")]).await;
@@ -285,6 +286,16 @@ async fn chats_are_rate_limited_per_user_across_gateways() {
     assert_refused(&limited, 429, "RATE_LIMITED");
     let retry: u64 = limited.retry_after.unwrap().parse().unwrap();
     assert!((1..=21).contains(&retry), "Retry-After {retry}");
+    // Straight to an AI node (NGINX's /ai/) counts the same.
+    let direct = send_as(
+        Method::POST,
+        &format!("{}/chat", stack.ai[0].url()),
+        Some(&alice),
+        Some(json!({"session_id": "sec-rate-direct", "message": "hello"})),
+    )
+    .await;
+    assert_refused(&direct, 429, "RATE_LIMITED");
+    assert!(direct.retry_after.is_some());
     let (mut ws, _, _) = WsClient::open(&ws_url(&stack, 0, "sec-rate-ws", Some(&alice))).await;
     ws.send_json(json!({"type": "chat", "message": "one more"}))
         .await;

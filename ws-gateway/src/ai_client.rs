@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use http_api::AppError;
@@ -27,7 +27,8 @@ pub enum ForwardError {
     Rejected { status: StatusCode, body: ErrorBody },
     /// No AI node took it.
     Unavailable(String),
-    /// The user sent too many chats; the next one may go after this many seconds.
+    /// The user sent too many chats (the AI node said 429); the next one may go after this
+    /// many seconds.
     RateLimited { retry_after_secs: u64 },
 }
 
@@ -38,10 +39,31 @@ impl From<ForwardError> for AppError {
             ForwardError::Unavailable(why) => AppError::AiUnavailable(why),
             ForwardError::RateLimited { retry_after_secs } => AppError::RateLimited {
                 retry_after_secs,
-                message: format!("too many chats; retry in {retry_after_secs} s"),
+                message: rate_limited_text(retry_after_secs),
             },
         }
     }
+}
+
+impl ForwardError {
+    /// What a socket's client is told, in an `error` frame.
+    pub fn into_body(self) -> ErrorBody {
+        match self {
+            ForwardError::Rejected { body, .. } => body,
+            ForwardError::Unavailable(why) => ErrorBody {
+                error: why,
+                code: ErrorCode::AiUnavailable,
+            },
+            ForwardError::RateLimited { retry_after_secs } => ErrorBody {
+                error: rate_limited_text(retry_after_secs),
+                code: ErrorCode::RateLimited,
+            },
+        }
+    }
+}
+
+fn rate_limited_text(retry_after_secs: u64) -> String {
+    format!("too many chats; retry in {retry_after_secs} s")
 }
 
 /// Round-robin client of the AI nodes.
@@ -124,6 +146,14 @@ impl AiClient {
                 return response.json::<ChatAccepted>().await.map_err(|e| {
                     ForwardError::Unavailable(format!("AI node {base} answered garbage: {e}"))
                 });
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let retry_after_secs = response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(1);
+                return Err(ForwardError::RateLimited { retry_after_secs });
             }
             let body = response.json::<ErrorBody>().await.unwrap_or(ErrorBody {
                 error: format!("AI node refused the chat ({status})"),

@@ -30,9 +30,6 @@ pub struct GatewayConfig {
     /// `STATIC_DIR`, default `frontend/dist`: the built browser app, served at `/` (so a lone
     /// gateway gives a working page). Nothing is served there when the directory is missing.
     pub static_dir: String,
-    /// `CHAT_RATE_LIMIT_PER_MINUTE`, default 30: chats one user may send a minute, across all
-    /// nodes (in bursts of up to that many); 0 turns the limit off.
-    pub chat_rate_limit_per_minute: u32,
     /// `MAX_SOCKETS_PER_USER`, default 20: sockets one user may hold open across all nodes;
     /// 0 turns the limit off.
     pub max_sockets_per_user: u32,
@@ -85,7 +82,6 @@ impl ServiceConfig for GatewayConfig {
             max_pending_frames,
             ws_max_message_bytes,
             static_dir: string_or(vars, "STATIC_DIR", "frontend/dist"),
-            chat_rate_limit_per_minute: parse_or(vars, "CHAT_RATE_LIMIT_PER_MINUTE", 30u32)?,
             max_sockets_per_user: parse_or(vars, "MAX_SOCKETS_PER_USER", 20u32)?,
         })
     }

@@ -59,9 +59,7 @@ impl AppState {
         );
         let gate = ChatGate {
             ai: ai.clone(),
-            state: core.state.clone(),
             auth: core.auth.clone(),
-            per_minute: config.service.chat_rate_limit_per_minute,
         };
         let user_sockets = UserSockets::start(
             core.state.clone(),

@@ -84,8 +84,9 @@ async fn reconnect(args: Args) -> anyhow::Result<()> {
     );
     let per_task = args.count.div_ceil(args.concurrency);
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
-        let url = ws_url.clone();
+    for worker in 0..args.concurrency {
+        // A user per worker: each holds one socket at a time, well inside the per-user limit.
+        let url = format!("{ws_url}&user_id=bench-{worker}");
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(per_task);
             let mut streaming = 0usize;

@@ -12,7 +12,6 @@ use tracing::debug;
 
 use super::backend::Backend;
 use super::queue::{Outbound, Recovered, SocketQueue};
-use crate::ai_client::ForwardError;
 
 /// Why reading a socket failed.
 #[derive(Debug)]
@@ -119,16 +118,10 @@ impl<B: Backend> Reader<B> {
                     message_id: accepted.message_id,
                     node_id: accepted.node_id,
                 },
-                Err(ForwardError::Rejected { body, .. }) => {
+                Err(refused) => {
+                    let body = refused.into_body();
                     ServerFrame::error(body.code, body.error)
                 }
-                Err(ForwardError::Unavailable(why)) => {
-                    ServerFrame::error(ErrorCode::AiUnavailable, why)
-                }
-                Err(ForwardError::RateLimited { retry_after_secs }) => ServerFrame::error(
-                    ErrorCode::RateLimited,
-                    format!("too many chats; retry in {retry_after_secs} s"),
-                ),
             };
             queue.local(&frame);
         });
