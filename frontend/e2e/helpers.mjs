@@ -45,7 +45,14 @@ export async function launchBrowser() {
  * A new browser context (own localStorage, so its own conversation) with the chat open and
  * connected. Requests to anything but 127.0.0.1 are refused.
  */
-export async function openChat(browser, { viewport = { width: 1280, height: 800 }, beforeGoto } = {}) {
+export async function openChat(browser, options = {}) {
+  const opened = await openPage(browser, options);
+  await waitConnected(opened.page);
+  return opened;
+}
+
+/** A new browser context with the app loaded, whatever it shows first (sign-in or chat). */
+export async function openPage(browser, { viewport = { width: 1280, height: 800 }, beforeGoto } = {}) {
   const context = await browser.newContext({ viewport, colorScheme: 'light' });
   await context.route('**/*', (route) => {
     const { hostname } = new URL(route.request().url());
@@ -58,7 +65,6 @@ export async function openChat(browser, { viewport = { width: 1280, height: 800 
   page.consoleLog = log;
   await beforeGoto?.(page);
   await page.goto(BASE_URL);
-  await waitConnected(page);
   return { context, page };
 }
 
@@ -143,9 +149,10 @@ export async function waitLength(page, id, chars, { timeout = 20_000 } = {}) {
   );
 }
 
-/** GET /api/history/{session}: the server's stored conversation. */
-export async function serverHistory(sessionId) {
-  const response = await fetch(`${BASE_URL}/api/history/${encodeURIComponent(sessionId)}`);
+/** GET /api/history/{session}: the server's stored conversation (as `token`'s user, if given). */
+export async function serverHistory(sessionId, token) {
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  const response = await fetch(`${BASE_URL}/api/history/${encodeURIComponent(sessionId)}`, { headers });
   if (!response.ok) throw new Error(`history: HTTP ${response.status}`);
   return response.json();
 }
@@ -181,7 +188,15 @@ export async function screenshot(page, name) {
 
 /** Runs `body` with a fresh chat page; on failure saves a screenshot and the console log. */
 export async function withChat(browser, name, body, options) {
-  const { context, page } = await openChat(browser, options);
+  return withPage(browser, name, body, { ...options, connected: true });
+}
+
+/**
+ * Runs `body` with a fresh page (connected first when `connected`); on failure saves a
+ * screenshot and the console log.
+ */
+export async function withPage(browser, name, body, { connected = false, ...options } = {}) {
+  const { context, page } = await (connected ? openChat : openPage)(browser, options);
   try {
     await body(page, context);
   } catch (error) {
