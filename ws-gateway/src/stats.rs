@@ -21,6 +21,10 @@ pub struct Stats {
     pub frames_sent: AtomicU64,
     /// Live frames dropped as already delivered (writer tasks' filters).
     pub frames_deduplicated: AtomicU64,
+    /// Fresh snapshots sent to sockets after the bus lost frames (writer tasks).
+    pub resyncs: AtomicU64,
+    /// Live frames that skipped ahead of a socket's last chunk and made it resync (writers).
+    pub gaps_resynced: AtomicU64,
     /// Chats forwarded to an AI node and accepted (REST and socket).
     pub chats_forwarded: AtomicU64,
     /// Forwarding attempts that failed over to the next AI node.
@@ -42,7 +46,7 @@ impl Stats {
 
     /// The counters, and the history cache's, in the Prometheus text exposition format.
     pub fn render(&self, node_id: &str, cache: &history::CacheStats) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 8] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 10] = [
             (
                 "gateway_sockets_open",
                 "gauge",
@@ -78,6 +82,18 @@ impl Stats {
                 "counter",
                 "Live frames dropped as already delivered",
                 &self.frames_deduplicated,
+            ),
+            (
+                "gateway_resyncs_total",
+                "counter",
+                "Fresh snapshots sent after the bus lost frames",
+                &self.resyncs,
+            ),
+            (
+                "gateway_gaps_resynced_total",
+                "counter",
+                "Live frames that skipped ahead and made a socket resync",
+                &self.gaps_resynced,
             ),
             (
                 "gateway_chats_forwarded_total",

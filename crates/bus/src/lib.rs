@@ -32,9 +32,16 @@ pub enum Error {
     Redis(#[from] redis::RedisError),
     #[error("the bus has shut down")]
     Closed,
+    #[error("the session is not subscribed")]
+    NotSubscribed,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Which connection of a bus something happened on: 1 for the first, one more for each
+/// reconnection. A socket whose snapshot was read after its session was confirmed on
+/// connection `e` has missed nothing that connections before `e` lost.
+pub type Epoch = u64;
 
 /// Where the bus hands the frames it receives.
 pub trait Deliver: Send + Sync + 'static {
@@ -43,9 +50,12 @@ pub trait Deliver: Send + Sync + 'static {
     /// not block or await.
     fn deliver(&self, session: &str, payload: Bytes);
 
-    /// The bus lost its connection and has subscribed `sessions` again. Frames published while
-    /// it was away are lost; the receiver must fill the gap from the stored state.
-    fn resubscribed(&self, sessions: Vec<SessionId>);
+    /// The bus lost connection `epoch`, on which `sessions` were subscribed: frames published
+    /// on them from then until they are confirmed on a later connection are gone, and the
+    /// receiver must fill the gap from the stored state once [`Bus::confirmed`] says so. Called
+    /// after the last frame of connection `epoch` was delivered and before the first frame of
+    /// the next one, so whatever the receiver queues here comes between the two.
+    fn connection_lost(&self, epoch: Epoch, sessions: Vec<SessionId>);
 }
 
 /// Delivery to this node of the frames published on the sessions it subscribes.
@@ -54,14 +64,23 @@ pub trait Deliver: Send + Sync + 'static {
 /// the subscription was confirmed. Nothing is stored: a frame published while a node is not
 /// subscribed is gone for that node, which is why every frame that matters is written to Redis
 /// (the chunk log, history) in the same atomic step as its publish (`redis-state`), and why a
-/// new subscriber reads that stored state only *after* its subscription is confirmed.
+/// new subscriber reads that stored state only *after* its subscription is confirmed. A lost
+/// connection is reported ([`Deliver::connection_lost`]) before anything of the next one is
+/// delivered.
 pub trait Bus: Send + Sync + 'static {
     /// Takes one reference on `session`'s channel. The reference is taken when this call
-    /// returns (not when the future is polled); the future resolves once the node is subscribed
-    /// and every frame published from then on will be delivered. Each call must be matched by
-    /// exactly one [`Bus::unsubscribe`], whether or not the future was awaited.
-    fn subscribe(&self, session: &SessionId) -> BoxFuture<'static, Result<()>>;
+    /// returns (not when the future is polled); the future resolves, with the connection's
+    /// epoch, once the node is subscribed and every frame published from then on will be
+    /// delivered. Each call must be matched by exactly one [`Bus::unsubscribe`], whether or
+    /// not the future was awaited.
+    fn subscribe(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>>;
 
     /// Drops one reference; the node unsubscribes when the last one goes. Never blocks.
     fn unsubscribe(&self, session: &SessionId);
+
+    /// Resolves, with the connection's epoch, once `session` is subscribed on the bus's
+    /// current connection (at once when it is); frames published from then on will be
+    /// delivered. The caller must hold a reference on `session` ([`Error::NotSubscribed`]
+    /// otherwise).
+    fn confirmed(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>>;
 }

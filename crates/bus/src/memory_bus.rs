@@ -3,6 +3,7 @@
 //! For unit tests of code that sits on a bus.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -10,13 +11,15 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use protocol::SessionId;
 
-use crate::{Bus, Deliver, Result};
+use crate::{Bus, Deliver, Epoch, Error, Result};
 
 /// A bus inside one process.
 pub struct MemoryBus {
     sink: Arc<dyn Deliver>,
     /// Subscription references per session; written by subscribe/unsubscribe.
     refs: Mutex<HashMap<SessionId, usize>>,
+    /// The current "connection"; [`MemoryBus::lose_connection`] starts the next one.
+    epoch: AtomicU64,
 }
 
 impl MemoryBus {
@@ -24,6 +27,7 @@ impl MemoryBus {
         Self {
             sink,
             refs: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(1),
         }
     }
 
@@ -48,17 +52,37 @@ impl MemoryBus {
         }
     }
 
-    /// Tells the sink that `sessions` were subscribed again, as a reconnected bus would.
-    pub fn resubscribe(&self, sessions: Vec<SessionId>) {
-        self.sink.resubscribed(sessions);
+    /// Loses the "connection" and starts the next one at once, telling the sink as a
+    /// reconnecting bus would.
+    pub fn lose_connection(&self) {
+        let lost = self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.sink.connection_lost(lost, self.subscribed());
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.epoch.load(Ordering::SeqCst)
     }
 }
 
 impl Bus for MemoryBus {
-    fn subscribe(&self, session: &SessionId) -> BoxFuture<'static, Result<()>> {
+    fn subscribe(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>> {
         let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
         *refs.entry(session.clone()).or_default() += 1;
-        futures_util::future::ready(Ok(())).boxed()
+        futures_util::future::ready(Ok(self.epoch())).boxed()
+    }
+
+    fn confirmed(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>> {
+        let subscribed = self
+            .refs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(session);
+        let answer = if subscribed {
+            Ok(self.epoch())
+        } else {
+            Err(Error::NotSubscribed)
+        };
+        futures_util::future::ready(answer).boxed()
     }
 
     fn unsubscribe(&self, session: &SessionId) {

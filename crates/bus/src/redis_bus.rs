@@ -5,8 +5,9 @@
 //! they never block; it applies commands in batches, sends one SUBSCRIBE and one UNSUBSCRIBE per
 //! batch, and answers each subscriber once Redis has confirmed its channel. A reader task
 //! forwards every message to the node's [`Deliver`] sink. When the connection drops, the
-//! subscriber reconnects with backoff, subscribes every channel that still has references, and
-//! tells the sink which sessions may have missed frames.
+//! subscriber stops that reader, tells the sink which sessions may miss frames (before anything
+//! of the next connection is read), reconnects with backoff and subscribes every channel that
+//! still has references; [`Bus::confirmed`] tells a receiver when its session is back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,10 +19,11 @@ use futures_util::{FutureExt, StreamExt};
 use protocol::{SessionId, keys};
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{Bus, Deliver, Error, Result};
+use crate::{Bus, Deliver, Epoch, Error, Result};
 
 /// Channels per SUBSCRIBE/UNSUBSCRIBE command, so one command stays a modest size.
 const CHANNELS_PER_COMMAND: usize = 512;
@@ -33,10 +35,15 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 enum Command {
     Subscribe {
         session: SessionId,
-        ready: oneshot::Sender<()>,
+        ready: oneshot::Sender<Epoch>,
     },
     Unsubscribe {
         session: SessionId,
+    },
+    /// Answer once `session` is subscribed on the current connection.
+    Confirm {
+        session: SessionId,
+        ready: oneshot::Sender<Epoch>,
     },
 }
 
@@ -60,24 +67,36 @@ impl RedisBus {
             client,
             sink,
             channels: HashMap::new(),
+            epoch: 0,
         };
         tokio::spawn(subscriber.run(first, rx, shutdown));
         Ok(Self { commands })
     }
+
+    /// Sends `command` and waits for the epoch it is answered with.
+    fn ask(
+        &self,
+        command: Command,
+        answer: oneshot::Receiver<Epoch>,
+        unanswered: Error,
+    ) -> BoxFuture<'static, Result<Epoch>> {
+        let sent = self.commands.send(command);
+        async move {
+            sent.map_err(|_| Error::Closed)?;
+            answer.await.map_err(|_| unanswered)
+        }
+        .boxed()
+    }
 }
 
 impl Bus for RedisBus {
-    fn subscribe(&self, session: &SessionId) -> BoxFuture<'static, Result<()>> {
+    fn subscribe(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>> {
         let (ready, confirmed) = oneshot::channel();
-        let sent = self.commands.send(Command::Subscribe {
+        let command = Command::Subscribe {
             session: session.clone(),
             ready,
-        });
-        async move {
-            sent.map_err(|_| Error::Closed)?;
-            confirmed.await.map_err(|_| Error::Closed)
-        }
-        .boxed()
+        };
+        self.ask(command, confirmed, Error::Closed)
     }
 
     fn unsubscribe(&self, session: &SessionId) {
@@ -85,6 +104,16 @@ impl Bus for RedisBus {
         let _ = self.commands.send(Command::Unsubscribe {
             session: session.clone(),
         });
+    }
+
+    fn confirmed(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>> {
+        let (ready, confirmed) = oneshot::channel();
+        let command = Command::Confirm {
+            session: session.clone(),
+            ready,
+        };
+        // The subscriber drops the sender of a session nobody holds.
+        self.ask(command, confirmed, Error::NotSubscribed)
     }
 }
 
@@ -96,7 +125,17 @@ struct Channel {
     /// Whether Redis has confirmed the subscription on the current connection.
     on_server: bool,
     /// Callers waiting for the confirmation.
-    waiters: Vec<oneshot::Sender<()>>,
+    waiters: Vec<oneshot::Sender<Epoch>>,
+}
+
+/// Why the subscriber stopped serving a connection.
+enum Served {
+    /// The connection closed and its reader has ended: reconnect.
+    ReaderEnded,
+    /// A command failed on the connection: reconnect.
+    Lost,
+    /// Shutdown, or every handle dropped: stop.
+    Stop,
 }
 
 /// The task that owns the pub/sub connection.
@@ -105,6 +144,8 @@ struct Subscriber {
     sink: Arc<dyn Deliver>,
     /// Every session with references or a subscription on the server.
     channels: HashMap<SessionId, Channel>,
+    /// The current connection's epoch (0 before the first).
+    epoch: Epoch,
 }
 
 impl Subscriber {
@@ -115,7 +156,6 @@ impl Subscriber {
         shutdown: CancellationToken,
     ) {
         let mut connection = Some(first);
-        let mut is_reconnect = false;
         loop {
             let (mut psink, stream) = match connection.take() {
                 Some(c) => c,
@@ -124,59 +164,79 @@ impl Subscriber {
                     None => return,
                 },
             };
-            let mut reader = tokio::spawn(read_messages(stream, self.sink.clone()));
+            self.epoch += 1;
             for channel in self.channels.values_mut() {
                 channel.on_server = false;
             }
-            if let Err(e) = self.sync(&mut psink).await {
-                warn!(cause = %e, "resubscribing after reconnect failed");
+            let mut reader = tokio::spawn(read_messages(stream, self.sink.clone()));
+            let served = match self.sync(&mut psink).await {
+                Ok(()) => {
+                    if self.epoch > 1 {
+                        info!(
+                            epoch = self.epoch,
+                            sessions = self.channels.len(),
+                            "pub/sub reconnected and resubscribed"
+                        );
+                    }
+                    self.serve(&mut psink, &mut reader, &mut rx, &shutdown)
+                        .await
+                }
+                Err(e) => {
+                    warn!(cause = %e, "resubscribing after reconnect failed");
+                    Served::Lost
+                }
+            };
+            // Nothing of this connection may be delivered after the loss is reported.
+            if !matches!(served, Served::ReaderEnded) {
                 reader.abort();
-                continue;
+                let _ = reader.await;
             }
-            if is_reconnect {
-                let sessions: Vec<SessionId> = self
-                    .channels
-                    .iter()
-                    .filter(|(_, c)| c.refs > 0)
-                    .map(|(session, _)| session.clone())
-                    .collect();
-                info!(
-                    sessions = sessions.len(),
-                    "pub/sub reconnected and resubscribed"
-                );
-                self.sink.resubscribed(sessions);
+            if let Served::Stop = served {
+                return;
             }
-            is_reconnect = true;
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => {
-                        reader.abort();
-                        return;
-                    }
-                    _ = &mut reader => {
-                        warn!("pub/sub connection lost; reconnecting");
-                        break;
-                    }
-                    command = rx.recv() => {
-                        let Some(command) = command else {
-                            reader.abort();
-                            return;
-                        };
-                        self.apply(command);
-                        for _ in 1..COMMANDS_PER_BATCH {
-                            match rx.try_recv() {
-                                Ok(command) => self.apply(command),
-                                Err(_) => break,
-                            }
+            let sessions: Vec<SessionId> = self
+                .channels
+                .iter()
+                .filter(|(_, c)| c.refs > 0)
+                .map(|(session, _)| session.clone())
+                .collect();
+            self.sink.connection_lost(self.epoch, sessions);
+        }
+    }
+
+    /// Applies commands on a working connection until it breaks or the bus stops.
+    async fn serve(
+        &mut self,
+        psink: &mut PubSubSink,
+        reader: &mut JoinHandle<()>,
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+        shutdown: &CancellationToken,
+    ) -> Served {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Served::Stop,
+                // The reader ends when the connection does.
+                _ = &mut *reader => {
+                    warn!("pub/sub connection lost; reconnecting");
+                    return Served::ReaderEnded;
+                }
+                command = rx.recv() => {
+                    let Some(command) = command else {
+                        return Served::Stop;
+                    };
+                    self.apply(command);
+                    for _ in 1..COMMANDS_PER_BATCH {
+                        match rx.try_recv() {
+                            Ok(command) => self.apply(command),
+                            Err(_) => break,
                         }
-                        if let Err(e) = self.sync(&mut psink).await {
-                            warn!(cause = %e, "pub/sub command failed; reconnecting");
-                            break;
-                        }
+                    }
+                    if let Err(e) = self.sync(psink).await {
+                        warn!(cause = %e, "pub/sub command failed; reconnecting");
+                        return Served::Lost;
                     }
                 }
             }
-            reader.abort();
         }
     }
 
@@ -187,7 +247,7 @@ impl Subscriber {
                 let entry = self.channels.entry(session).or_default();
                 entry.refs += 1;
                 if entry.on_server {
-                    let _ = ready.send(());
+                    let _ = ready.send(self.epoch);
                 } else {
                     entry.waiters.push(ready);
                 }
@@ -197,6 +257,17 @@ impl Subscriber {
                     entry.refs = entry.refs.saturating_sub(1);
                 }
             }
+            Command::Confirm { session, ready } => match self.channels.get_mut(&session) {
+                Some(entry) if entry.refs > 0 => {
+                    if entry.on_server {
+                        let _ = ready.send(self.epoch);
+                    } else {
+                        entry.waiters.push(ready);
+                    }
+                }
+                // Dropping `ready` tells the caller it holds no reference.
+                _ => {}
+            },
         }
     }
 
@@ -231,7 +302,7 @@ impl Subscriber {
                 if let Some(c) = self.channels.get_mut(session) {
                     c.on_server = true;
                     for waiter in c.waiters.drain(..) {
-                        let _ = waiter.send(());
+                        let _ = waiter.send(self.epoch);
                     }
                 }
             }

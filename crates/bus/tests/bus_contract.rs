@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Default)]
 struct Recorder {
     frames: Mutex<Vec<(String, Bytes)>>,
-    resubscribed: Mutex<Vec<SessionId>>,
+    lost: Mutex<Vec<(bus::Epoch, SessionId)>>,
     changed: Notify,
 }
 
@@ -34,8 +34,9 @@ impl Deliver for Recorder {
             .push((session.to_owned(), payload));
         self.changed.notify_waiters();
     }
-    fn resubscribed(&self, sessions: Vec<SessionId>) {
-        self.resubscribed.lock().unwrap().extend(sessions);
+    fn connection_lost(&self, epoch: bus::Epoch, sessions: Vec<SessionId>) {
+        let mut lost = self.lost.lock().unwrap();
+        lost.extend(sessions.into_iter().map(|s| (epoch, s)));
         self.changed.notify_waiters();
     }
 }
@@ -259,18 +260,25 @@ async fn redis_bus_uses_one_connection_for_many_sessions() {
     assert_eq!(channels, 1);
 }
 
-/// After Redis restarts, the bus reconnects, resubscribes, reports the sessions and delivers again.
+/// After Redis restarts, the bus reports the sessions of the lost connection, reconnects,
+/// confirms them on the next connection and delivers again.
 #[tokio::test]
 async fn redis_bus_resubscribes_after_redis_restart() {
     let mut redis = RedisServer::start();
     let r = redis_bus(&redis).await;
-    r.bus.subscribe(&sid("kept")).await.unwrap();
+    assert_eq!(r.bus.subscribe(&sid("kept")).await.unwrap(), 1);
     redis.restart();
     r.rec
-        .wait_until("resubscribed", |r| {
-            r.resubscribed.lock().unwrap().contains(&sid("kept"))
+        .wait_until("the loss reported", |r| {
+            r.lost.lock().unwrap().contains(&(1, sid("kept")))
         })
         .await;
+    let confirmed = tokio::time::timeout(Duration::from_secs(5), r.bus.confirmed(&sid("kept")));
+    assert_eq!(confirmed.await.unwrap().unwrap(), 2);
+    assert!(matches!(
+        r.bus.confirmed(&sid("never")).await,
+        Err(bus::Error::NotSubscribed)
+    ));
     // A new connection, as a producer's connection manager makes after the restart.
     let client = redis::Client::open(redis.url()).unwrap();
     let publisher = RedisPublisher(client.get_multiplexed_async_connection().await.unwrap());

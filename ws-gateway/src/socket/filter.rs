@@ -6,6 +6,10 @@
 //! arrive after the snapshot was sent. The filter therefore stays on for the socket's whole
 //! life: it remembers, per in-flight answer, the last chunk index delivered, and the ids of the
 //! complete messages delivered recently, and drops anything at or below what was delivered.
+//!
+//! It also refuses to skip: a chunk must be the next one of its answer (index 0 for an answer
+//! it has not seen). A chunk further ahead means frames were lost on the way; it is not sent,
+//! and the socket is resynced from the stored state instead ([`Verdict::Gap`]).
 
 use std::collections::VecDeque;
 
@@ -18,6 +22,17 @@ use super::queue::Recovered;
 const RECENT_COMPLETE: usize = 16;
 /// In-flight answers tracked at once (a session streams one at a time; a few allow overlap).
 const MAX_IN_FLIGHT: usize = 4;
+
+/// What to do with a live frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it: it is the next thing the client has not seen.
+    Send,
+    /// Drop it: the client has it already.
+    Duplicate,
+    /// Do not send it: frames before it are missing. Resync the socket from the stored state.
+    Gap,
+}
 
 /// What one socket has delivered.
 #[derive(Debug, Default)]
@@ -41,38 +56,42 @@ impl DeliveryFilter {
         filter
     }
 
-    /// Whether a live frame should be sent; updates what has been delivered if so.
-    pub fn admit(&mut self, frame: &LiveFrame) -> bool {
+    /// What to do with a live frame; what has been delivered is updated when it is sent.
+    pub fn admit(&mut self, frame: &LiveFrame) -> Verdict {
         match frame {
             LiveFrame::Chunk { message_id, index } => {
                 if self.complete.contains(message_id) {
-                    return false;
+                    return Verdict::Duplicate;
                 }
                 let index = i64::from(*index);
                 match self.in_flight.iter_mut().find(|(id, _)| id == message_id) {
-                    Some((_, last)) if index <= *last => false,
-                    Some((_, last)) => {
+                    Some((_, last)) if index <= *last => Verdict::Duplicate,
+                    Some((_, last)) if index == *last + 1 => {
                         *last = index;
-                        true
+                        Verdict::Send
                     }
+                    Some(_) => Verdict::Gap,
+                    // An answer not seen yet starts at its first chunk; any other means this
+                    // socket missed the start (or stopped tracking it: see MAX_IN_FLIGHT).
+                    None if index > 0 => Verdict::Gap,
                     None => {
                         if self.in_flight.len() == MAX_IN_FLIGHT {
                             self.in_flight.remove(0);
                         }
                         self.in_flight.push((message_id.clone(), index));
-                        true
+                        Verdict::Send
                     }
                 }
             }
             LiveFrame::Complete { message_id } => {
                 if self.complete.contains(message_id) {
-                    return false;
+                    return Verdict::Duplicate;
                 }
                 self.in_flight.retain(|(id, _)| id != message_id);
                 self.remember_complete(message_id);
-                true
+                Verdict::Send
             }
-            LiveFrame::Other => true,
+            LiveFrame::Other => Verdict::Send,
         }
     }
 
@@ -135,6 +154,8 @@ mod tests {
         )
     }
 
+    use Verdict::{Duplicate, Gap, Send};
+
     /// Chunks already in the snapshot are dropped, later ones pass once each.
     #[test]
     fn chunks_at_or_below_the_snapshot_index_are_dropped() {
@@ -143,36 +164,83 @@ mod tests {
             last_index: 2,
         };
         let mut f = DeliveryFilter::from_snapshot(&[], Some(&streaming));
-        assert!(!f.admit(&chunk("a", 1)));
-        assert!(!f.admit(&chunk("a", 2)));
-        assert!(f.admit(&chunk("a", 3)));
-        assert!(!f.admit(&chunk("a", 3)), "a duplicate of a live chunk");
-        assert!(f.admit(&chunk("a", 4)));
-        assert!(f.admit(&complete("a")));
-        assert!(!f.admit(&complete("a")));
-        assert!(!f.admit(&chunk("a", 5)), "a chunk of an ended answer");
+        assert_eq!(f.admit(&chunk("a", 1)), Duplicate);
+        assert_eq!(f.admit(&chunk("a", 2)), Duplicate);
+        assert_eq!(f.admit(&chunk("a", 3)), Send);
+        assert_eq!(f.admit(&chunk("a", 3)), Duplicate, "a duplicate of a live chunk");
+        assert_eq!(f.admit(&chunk("a", 4)), Send);
+        assert_eq!(f.admit(&complete("a")), Send);
+        assert_eq!(f.admit(&complete("a")), Duplicate);
+        assert_eq!(f.admit(&chunk("a", 5)), Duplicate, "a chunk of an ended answer");
+    }
+
+    /// A chunk further ahead than the next one is never sent: the socket must resync.
+    #[test]
+    fn a_chunk_past_the_next_one_is_a_gap() {
+        let streaming = StreamingState {
+            message_id: mid("a"),
+            last_index: 5,
+        };
+        let mut f = DeliveryFilter::from_snapshot(&[], Some(&streaming));
+        assert_eq!(f.admit(&chunk("a", 9)), Gap);
+        assert_eq!(f.admit(&chunk("a", 6)), Send, "a gap changes nothing delivered");
+        assert_eq!(f.admit(&chunk("b", 3)), Gap, "an answer first seen mid-way");
+        assert_eq!(f.admit(&chunk("b", 0)), Send);
     }
 
     /// A user message or final message already in history is never sent again.
     #[test]
     fn complete_messages_in_the_snapshot_are_not_repeated() {
         let mut f = DeliveryFilter::from_snapshot(&[stored("u1"), stored("a1")], None);
-        assert!(!f.admit(&complete("u1")));
-        assert!(!f.admit(&complete("a1")));
-        assert!(f.admit(&complete("u2")));
-        assert!(f.admit(&chunk("a2", 0)));
-        assert!(f.admit(&LiveFrame::Other));
+        assert_eq!(f.admit(&complete("u1")), Duplicate);
+        assert_eq!(f.admit(&complete("a1")), Duplicate);
+        assert_eq!(f.admit(&complete("u2")), Send);
+        assert_eq!(f.admit(&chunk("a2", 0)), Send);
+        assert_eq!(f.admit(&LiveFrame::Other), Send);
     }
 
     /// After a recovery, live chunks it already delivered are dropped.
     #[test]
     fn recovery_advances_the_filter() {
         let mut f = DeliveryFilter::default();
-        assert!(f.admit(&chunk("a", 0)));
+        assert_eq!(f.admit(&chunk("a", 0)), Send);
         f.note_recovered(&mid("a"), Recovered::UpTo(5));
-        assert!(!f.admit(&chunk("a", 4)));
-        assert!(f.admit(&chunk("a", 6)));
+        assert_eq!(f.admit(&chunk("a", 4)), Duplicate);
+        assert_eq!(f.admit(&chunk("a", 6)), Send);
         f.note_recovered(&mid("a"), Recovered::Final);
-        assert!(!f.admit(&complete("a")));
+        assert_eq!(f.admit(&complete("a")), Duplicate);
+    }
+
+    /// Past MAX_IN_FLIGHT answers at once, the oldest is forgotten: its next chunk is not
+    /// sent blindly but reported as a gap (the socket resyncs), never as a duplicate sent.
+    #[test]
+    fn past_the_in_flight_limit_the_oldest_answer_resyncs() {
+        let mut f = DeliveryFilter::default();
+        let ids = ["a", "b", "c", "d", "e"];
+        for id in &ids {
+            assert_eq!(f.admit(&chunk(id, 0)), Send);
+        }
+        assert_eq!(f.admit(&chunk("a", 1)), Gap, "a was forgotten");
+        for id in &ids[1..] {
+            assert_eq!(f.admit(&chunk(id, 0)), Duplicate);
+            assert_eq!(f.admit(&chunk(id, 1)), Send);
+        }
+    }
+
+    /// The last RECENT_COMPLETE complete messages are remembered; older ones are forgotten
+    /// (a late duplicate can only be one of the newest few), and memory stays bounded.
+    #[test]
+    fn recent_completes_are_remembered_up_to_the_limit() {
+        let ids: Vec<String> = (0..=RECENT_COMPLETE).map(|i| format!("m{i}")).collect();
+        let mut f = DeliveryFilter::default();
+        for id in &ids {
+            assert_eq!(f.admit(&complete(id)), Send);
+        }
+        assert_eq!(f.complete.len(), RECENT_COMPLETE);
+        for id in &ids[1..] {
+            assert_eq!(f.admit(&complete(id)), Duplicate, "{id}");
+        }
+        assert_eq!(f.admit(&complete("m0")), Send, "the oldest was forgotten");
+        assert_eq!(f.admit(&chunk("m5", 0)), Duplicate, "a chunk of a remembered answer");
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::ws::Utf8Bytes;
-use bus::{Bus, Deliver};
+use bus::{Bus, Deliver, Epoch};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use protocol::SessionId;
@@ -101,9 +101,9 @@ impl Deliver for Hub {
         self.offer(session, || Outbound::Live(frame.clone()));
     }
 
-    fn resubscribed(&self, sessions: Vec<SessionId>) {
+    fn connection_lost(&self, epoch: Epoch, sessions: Vec<SessionId>) {
         for session in sessions {
-            self.offer(session.as_str(), || Outbound::Resync);
+            self.offer(session.as_str(), || Outbound::Resync { lost: epoch });
         }
     }
 }
@@ -119,14 +119,14 @@ pub struct Membership {
 
 impl Membership {
     /// Registers a socket's queue for `session` and takes a subscription reference. The
-    /// returned future resolves once the node's subscription is confirmed; frames published
-    /// from then on reach `queue`.
+    /// returned future resolves, with the bus connection's epoch, once the node's subscription
+    /// is confirmed; frames published from then on reach `queue`.
     pub fn join(
         hub: &Arc<Hub>,
         bus: &Arc<dyn Bus>,
         session: &SessionId,
         queue: SocketQueue,
-    ) -> (Membership, BoxFuture<'static, bus::Result<()>>) {
+    ) -> (Membership, BoxFuture<'static, bus::Result<Epoch>>) {
         let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
         hub.lock()
             .entry(session.clone())
@@ -221,14 +221,14 @@ mod tests {
         assert!(memory.subscribed().is_empty());
     }
 
-    /// A reconnected bus makes every socket of the resubscribed sessions resync.
+    /// A lost bus connection makes every socket of its sessions resync.
     #[tokio::test]
-    async fn a_resubscription_asks_each_socket_to_resync() {
+    async fn a_lost_connection_asks_each_socket_to_resync() {
         let (hub, memory) = setup();
         let bus: Arc<dyn Bus> = memory.clone();
         let (queue, mut rx) = SocketQueue::new(4, sid(), hub.stats.clone());
         let (_m, _) = Membership::join(&hub, &bus, &sid(), queue);
-        memory.resubscribe(vec![sid()]);
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Resync)));
+        memory.lose_connection();
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Resync { lost: 1 })));
     }
 }

@@ -162,20 +162,20 @@ pub async fn serve<B, S, R>(
     let (membership, subscribed) = Membership::join(&env.hub, &env.bus, &session, queue.clone());
 
     let handshake = async {
-        subscribed.await?;
+        let epoch = subscribed.await?;
         send(&mut sink, &welcome(&env, &session)).await?;
         let conversation = env.backend.conversation(&session).await?;
         let (history, filter) = snapshot::history_frame(&session, conversation);
         sink.send(Message::Text(history))
             .await
             .map_err(|e| HandshakeError::ClientGone(e.to_string()))?;
-        Ok::<_, HandshakeError>(filter)
+        Ok::<_, HandshakeError>((filter, epoch))
     };
     let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
         .unwrap_or(Err(HandshakeError::TimedOut));
-    let filter = match outcome {
-        Ok(filter) => filter,
+    let (filter, synced) = match outcome {
+        Ok(done) => done,
         Err(HandshakeError::ClientGone(cause)) => {
             debug!(session_id = %session, %cause, "client left during the handshake");
             return;
@@ -206,9 +206,11 @@ pub async fn serve<B, S, R>(
         sink,
         queue: rx,
         filter,
+        synced,
         slow: queue.slow().clone(),
         shutdown: env.shutdown.clone(),
         backend: env.backend.clone(),
+        bus: env.bus.clone(),
         session: session.clone(),
         stats: env.stats.clone(),
     };

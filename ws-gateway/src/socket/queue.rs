@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
+use bus::Epoch;
 use protocol::{LiveFrame, MessageId, ServerFrame, SessionId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -37,8 +38,9 @@ pub enum Outbound {
         message_id: MessageId,
         delivered: Option<Recovered>,
     },
-    /// The bus reconnected: frames may have been lost; resend a fresh snapshot.
-    Resync,
+    /// The bus lost connection `lost`: frames published meanwhile are gone; once the session
+    /// is back on the bus, send a fresh snapshot (unless one was read since).
+    Resync { lost: Epoch },
     /// Close the socket with this code (after what was queued before).
     Close { code: u16, reason: &'static str },
 }
@@ -121,7 +123,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let (queue, mut rx) = SocketQueue::new(2, SessionId::parse("s").unwrap(), stats.clone());
         for _ in 0..5 {
-            queue.offer(Outbound::Resync);
+            queue.offer(Outbound::Resync { lost: 1 });
         }
         assert!(queue.slow().is_cancelled());
         assert_eq!(stats.slow_consumers.load(Ordering::Relaxed), 1);

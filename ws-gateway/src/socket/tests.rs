@@ -379,9 +379,10 @@ async fn live_frames_already_delivered_are_dropped() {
     assert_eq!(client.stats.frames_deduplicated.load(Ordering::SeqCst), 4);
 }
 
-/// After the bus reconnects, the socket gets a fresh `history` and its filter starts from it.
+/// After the bus lost its connection, the socket gets a fresh `history` before any frame of
+/// the next connection, and its filter starts from it: the client never sees a chunk skip.
 #[tokio::test]
-async fn a_resync_sends_a_fresh_history_and_restarts_the_filter() {
+async fn a_lost_connection_resyncs_before_any_later_frame() {
     let mut client = Client::connect(Options {
         backend: Fake::with(Some(streaming("a", 0))),
         ..Options::default()
@@ -389,16 +390,75 @@ async fn a_resync_sends_a_fresh_history_and_restarts_the_filter() {
     client.handshake().await;
     client.bus.publish(&sid(), chunk("a", 1));
     assert_eq!(client.frame().await["data"]["index"], 1);
-    // Chunks 2..=5 were published while the bus was away; the new snapshot holds them.
+    // Chunks 2..=8 were published while the bus was away; the new snapshot holds them. The
+    // next connection delivers chunk 9 at once, before the socket had time to resync.
+    client.backend.set(Some(streaming("a", 8)));
+    client.bus.lose_connection();
+    client.bus.publish(&sid(), chunk("a", 8));
+    client.bus.publish(&sid(), chunk("a", 9));
+    let history = client.frame().await;
+    assert_eq!(history["type"], "history");
+    assert_eq!(history["streaming"]["lastIndex"], 8);
+    assert_eq!(client.frame().await["data"]["index"], 9);
+    assert_eq!(client.backend.0.snapshots.load(Ordering::SeqCst), 2);
+    assert_eq!(client.stats.resyncs.load(Ordering::SeqCst), 1);
+}
+
+/// A chunk that skips ahead without any reported loss is not sent: the socket resyncs from
+/// the stored state, which holds it, and goes on from there.
+#[tokio::test]
+async fn a_chunk_that_skips_ahead_makes_the_socket_resync() {
+    let mut client = Client::connect(Options {
+        backend: Fake::with(Some(streaming("a", 1))),
+        ..Options::default()
+    });
+    client.handshake().await;
     client.backend.set(Some(streaming("a", 5)));
-    client.bus.resubscribe(vec![sid()]);
+    client.bus.publish(&sid(), chunk("a", 5));
+    client.bus.publish(&sid(), chunk("a", 6));
     let history = client.frame().await;
     assert_eq!(history["type"], "history");
     assert_eq!(history["streaming"]["lastIndex"], 5);
-    client.bus.publish(&sid(), chunk("a", 5));
-    client.bus.publish(&sid(), chunk("a", 6));
     assert_eq!(client.frame().await["data"]["index"], 6);
+    assert_eq!(client.stats.gaps_resynced.load(Ordering::SeqCst), 1);
+}
+
+/// Losses already covered by a later snapshot cost nothing more: two losses in a row give one
+/// resync.
+#[tokio::test]
+async fn a_loss_covered_by_a_later_snapshot_is_skipped() {
+    let mut client = Client::connect(Options::default());
+    client.handshake().await;
+    client.bus.lose_connection();
+    client.bus.lose_connection();
+    assert_eq!(client.frame().await["type"], "history");
+    client.send(r#"{"type":"ping"}"#);
+    assert_eq!(client.frame().await["type"], "pong");
     assert_eq!(client.backend.0.snapshots.load(Ordering::SeqCst), 2);
+}
+
+/// A resync whose snapshot keeps failing is retried; when the store comes back within the
+/// budget the socket gets its history; when it does not, an `error UNAVAILABLE` and close
+/// 1011 tell the client to reconnect. Never silently behind.
+#[tokio::test(start_paused = true)]
+async fn a_failing_resync_is_retried_then_closes_with_1011() {
+    let mut client = Client::connect(Options::default());
+    client.handshake().await;
+    client.backend.set(None);
+    client.bus.lose_connection();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(client.backend.0.snapshots.load(Ordering::SeqCst) > 3, "retried");
+    client.backend.set(Some(streaming("a", 2)));
+    let history = client.frame().await;
+    assert_eq!(history["streaming"]["lastIndex"], 2);
+
+    client.backend.set(None);
+    client.bus.lose_connection();
+    // The budget runs out after 10 s; the client's own patience is counted from here.
+    tokio::time::sleep(super::writer::RESYNC_BUDGET - Duration::from_secs(1)).await;
+    let error = client.frame().await;
+    assert_eq!(error["code"], "UNAVAILABLE");
+    assert_eq!(client.close_code().await, close_code::INTERNAL_ERROR);
 }
 
 /// Bad frames get `error` frames with their codes, and the socket keeps serving: pings,
