@@ -1,6 +1,7 @@
 //! A WebSocket client that reads the way a browser app does, with deadlines so a broken
 //! server fails a test instead of hanging it.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -8,6 +9,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
 
 use crate::Json;
 
@@ -166,6 +168,88 @@ impl WsClient {
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+
+    /// Hands the socket to a task that keeps every frame it receives (answering pings) until
+    /// it closes or the recording is stopped.
+    pub fn record(self) -> Recording {
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(Mutex::new(None));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let (frames, closed, stop) = (frames.clone(), closed.clone(), stop.clone());
+            let mut ws = self.ws;
+            async move {
+                loop {
+                    let next = tokio::select! {
+                        () = stop.cancelled() => {
+                            let _ = ws.close(None).await;
+                            return;
+                        }
+                        next = ws.next() => next,
+                    };
+                    match next {
+                        Some(Ok(Message::Text(text))) => {
+                            let json = serde_json::from_str(&text).unwrap_or(Json::Null);
+                            lock(&frames).push(json);
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            *lock(&closed) = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                            return;
+                        }
+                        Some(Ok(_)) => {}
+                        None | Some(Err(_)) => {
+                            *lock(&closed) = Some(1006);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Recording {
+            frames,
+            closed,
+            stop,
+            task,
+        }
+    }
+}
+
+/// A socket being recorded by [`WsClient::record`].
+pub struct Recording {
+    frames: Arc<Mutex<Vec<Json>>>,
+    closed: Arc<Mutex<Option<u16>>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recording {
+    /// The frames received so far.
+    pub fn frames(&self) -> Vec<Json> {
+        lock(&self.frames).clone()
+    }
+
+    /// Whether a frame matching `found` has arrived.
+    pub fn has(&self, found: impl Fn(&Json) -> bool) -> bool {
+        lock(&self.frames).iter().any(found)
+    }
+
+    /// The close code, once the socket closed (1006: without a close frame).
+    pub fn closed(&self) -> Option<u16> {
+        *lock(&self.closed)
+    }
+
+    /// Closes the socket and returns every frame it received.
+    pub async fn stop(self) -> Vec<Json> {
+        self.stop.cancel();
+        let _ = self.task.await;
+        lock(&self.frames).clone()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// How a WebSocket upgrade went.

@@ -9,16 +9,18 @@
 //! - [`api`]: the REST calls tests make.
 //! - [`kafka`]: reading what the system sent to Kafka.
 //! - [`tokens`]: JWTs for tests, good and bad.
+//! - [`sequence`]: what a socket received, checked against the delivery guarantee.
 //! - [`WsClient`] (`client.rs`): a WebSocket client with helpers to read frames and answers.
 
 pub mod api;
 mod client;
 mod cluster;
 pub mod kafka;
+pub mod sequence;
 mod stack;
 pub mod tokens;
 
-pub use client::{Answer, Event, Upgrade, WsClient, upgrade};
+pub use client::{Answer, Event, Recording, Upgrade, WsClient, upgrade};
 pub use cluster::{Cluster, ClusterOptions};
 pub use stack::{Node, Stack, StackOptions, http};
 

@@ -167,11 +167,19 @@ mod tests {
         assert_eq!(f.admit(&chunk("a", 1)), Duplicate);
         assert_eq!(f.admit(&chunk("a", 2)), Duplicate);
         assert_eq!(f.admit(&chunk("a", 3)), Send);
-        assert_eq!(f.admit(&chunk("a", 3)), Duplicate, "a duplicate of a live chunk");
+        assert_eq!(
+            f.admit(&chunk("a", 3)),
+            Duplicate,
+            "a duplicate of a live chunk"
+        );
         assert_eq!(f.admit(&chunk("a", 4)), Send);
         assert_eq!(f.admit(&complete("a")), Send);
         assert_eq!(f.admit(&complete("a")), Duplicate);
-        assert_eq!(f.admit(&chunk("a", 5)), Duplicate, "a chunk of an ended answer");
+        assert_eq!(
+            f.admit(&chunk("a", 5)),
+            Duplicate,
+            "a chunk of an ended answer"
+        );
     }
 
     /// A chunk further ahead than the next one is never sent: the socket must resync.
@@ -183,7 +191,11 @@ mod tests {
         };
         let mut f = DeliveryFilter::from_snapshot(&[], Some(&streaming));
         assert_eq!(f.admit(&chunk("a", 9)), Gap);
-        assert_eq!(f.admit(&chunk("a", 6)), Send, "a gap changes nothing delivered");
+        assert_eq!(
+            f.admit(&chunk("a", 6)),
+            Send,
+            "a gap changes nothing delivered"
+        );
         assert_eq!(f.admit(&chunk("b", 3)), Gap, "an answer first seen mid-way");
         assert_eq!(f.admit(&chunk("b", 0)), Send);
     }
@@ -241,6 +253,10 @@ mod tests {
             assert_eq!(f.admit(&complete(id)), Duplicate, "{id}");
         }
         assert_eq!(f.admit(&complete("m0")), Send, "the oldest was forgotten");
-        assert_eq!(f.admit(&chunk("m5", 0)), Duplicate, "a chunk of a remembered answer");
+        assert_eq!(
+            f.admit(&chunk("m5", 0)),
+            Duplicate,
+            "a chunk of a remembered answer"
+        );
     }
 }

@@ -447,7 +447,10 @@ async fn a_failing_resync_is_retried_then_closes_with_1011() {
     client.backend.set(None);
     client.bus.lose_connection();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(client.backend.0.snapshots.load(Ordering::SeqCst) > 3, "retried");
+    assert!(
+        client.backend.0.snapshots.load(Ordering::SeqCst) > 3,
+        "retried"
+    );
     client.backend.set(Some(streaming("a", 2)));
     let history = client.frame().await;
     assert_eq!(history["streaming"]["lastIndex"], 2);

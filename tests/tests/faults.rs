@@ -1,0 +1,237 @@
+//! Faults that must lose nothing: the gateway's pub/sub connection killed again and again
+//! while many sessions are subscribed and some stream, and Redis cutting a subscriber whose
+//! output buffer overflowed. Every socket's frames are checked against the delivery
+//! guarantee (`e2e::sequence`).
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+use std::time::{Duration, Instant};
+
+use e2e::{Json, Recording, Stack, StackOptions, WsClient, api, sequence};
+use futures_util::future::join_all;
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+/// Opens `count` recorded sockets on the sessions `{prefix}-{i}`, `batch` at a time.
+async fn open_many(stack: &Stack, prefix: &str, count: usize, batch: usize) -> Vec<Recording> {
+    let mut out = Vec::with_capacity(count);
+    for start in (0..count).step_by(batch) {
+        let opened = join_all((start..(start + batch).min(count)).map(|i| {
+            let url = stack.ws_url(0, &format!("{prefix}-{i}"));
+            async move { WsClient::open(&url).await.0.record() }
+        }))
+        .await;
+        out.extend(opened);
+    }
+    out
+}
+
+/// Kills every pub/sub connection of the stack's Redis at random intervals in `range_ms`
+/// until `stop`; returns how many kills hit a connection.
+fn kill_pubsub_repeatedly(
+    stack: &Stack,
+    range_ms: (u64, u64),
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<u32> {
+    let client = redis::Client::open(stack.redis.url()).unwrap();
+    let seed: u64 = rand::rng().random();
+    println!("pub/sub killer seed {seed}");
+    tokio::spawn(async move {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut kills = 0;
+        loop {
+            let pause = Duration::from_millis(rng.random_range(range_ms.0..=range_ms.1));
+            tokio::select! {
+                () = stop.cancelled() => return kills,
+                () = tokio::time::sleep(pause) => {}
+            }
+            let killed: u32 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            kills += u32::from(killed > 0);
+        }
+    })
+}
+
+/// Waits until every recording in `streaming` has seen the final message of its answer.
+async fn wait_for_finals(streaming: &[(Recording, String)], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let pending = streaming
+            .iter()
+            .filter(|(rec, id)| !rec.has(|f| is_final_of(f, id)))
+            .count();
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} answers never ended on their socket"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn is_final_of(frame: &Json, id: &str) -> bool {
+    (frame["type"] == "message"
+        && frame["data"]["messageId"] == id
+        && frame["data"]["isComplete"] == true)
+        || (frame["type"] == "history"
+            && frame["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["messageId"] == id && m["isComplete"] == true))
+}
+
+/// Checks every socket: no violation; each streaming socket saw its answer end as stored;
+/// idle sockets never got a chunk. Returns the resyncs seen (history frames beyond the first).
+async fn check_all(
+    stack: &Stack,
+    streaming: Vec<(Recording, String)>,
+    idle: Vec<Recording>,
+    prefix: &str,
+) -> usize {
+    let mut resyncs = 0;
+    for (i, (rec, id)) in streaming.into_iter().enumerate() {
+        let frames = rec.stop().await;
+        let checked = sequence::check(&frames);
+        assert!(
+            checked.violations.is_empty(),
+            "streaming socket {i}: {:?}",
+            checked.violations
+        );
+        let session = format!("{prefix}-{i}");
+        let stored = api::get_json(&format!("{}/api/history/{session}", stack.gateway(0))).await;
+        let answer = stored["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["messageId"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} not in history: {stored}"));
+        let seen = &checked.ended[&id];
+        assert_eq!(seen.status, "completed");
+        assert_eq!(
+            seen.content,
+            answer["content"].as_str().unwrap(),
+            "socket {i} shows the stored text"
+        );
+        resyncs += checked.histories - 1;
+    }
+    for (i, rec) in idle.into_iter().enumerate() {
+        let checked = sequence::check(&rec.stop().await);
+        assert!(
+            checked.violations.is_empty(),
+            "idle socket {i}: {:?}",
+            checked.violations
+        );
+        assert_eq!(checked.chunks, 0, "idle socket {i} got chunks");
+        resyncs += checked.histories - 1;
+    }
+    resyncs
+}
+
+/// More than 1,500 subscribed sessions on one gateway, 20 of them streaming, while every
+/// pub/sub connection is killed every 50–300 ms: every socket's frames are gapless and
+/// duplicate-free, and each answer's text is the stored final message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_pubsub_kills_never_skip_or_repeat_a_chunk() {
+    let stack = Stack::start(StackOptions {
+        stream_delay_ms: 8,
+        ..StackOptions::default()
+    })
+    .await;
+    let idle = open_many(&stack, "kill-idle", 1500, 100).await;
+    let streaming_sockets = open_many(&stack, "kill-live", 20, 20).await;
+
+    let stop = CancellationToken::new();
+    let killer = kill_pubsub_repeatedly(&stack, (50, 300), stop.clone());
+    let mut streaming = Vec::new();
+    for (i, rec) in streaming_sockets.into_iter().enumerate() {
+        let accepted = api::chat(
+            &stack.gateway(0),
+            &format!("kill-live-{i}"),
+            "Give me a technical deep dive",
+        )
+        .await;
+        streaming.push((rec, accepted["message_id"].as_str().unwrap().to_owned()));
+    }
+    wait_for_finals(&streaming, Duration::from_secs(120)).await;
+    stop.cancel();
+    let kills = killer.await.unwrap();
+    assert!(kills >= 5, "only {kills} kills while streaming");
+    let resyncs = check_all(&stack, streaming, idle, "kill-live").await;
+    println!("{kills} pub/sub kills, {resyncs} resyncs over 1,520 sockets");
+    assert!(resyncs > 0);
+}
+
+/// Redis cuts a subscriber whose output buffer passes `client-output-buffer-limit pubsub`:
+/// with a tiny limit and a flood of published frames, the gateway is cut again and again,
+/// and still no socket is sent a chunk out of sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflowing_subscriber_cut_by_redis_loses_nothing() {
+    let stack = Stack::start(StackOptions {
+        stream_delay_ms: 5,
+        ..StackOptions::default()
+    })
+    .await;
+    let mut conn = stack.redis().await;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("client-output-buffer-limit")
+        .arg("pubsub 64kb 32kb 1")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let idle = open_many(&stack, "flood-idle", 50, 50).await;
+    let streaming_sockets = open_many(&stack, "flood-live", 10, 10).await;
+
+    // The flood: 256 KiB frames the sockets ignore, in pipelined bursts on the idle sessions,
+    // more than the kernel's socket buffers hold.
+    let stop = CancellationToken::new();
+    let flooder = tokio::spawn({
+        let stop = stop.clone();
+        let mut conn = conn.clone();
+        async move {
+            let pad = "x".repeat(256 * 1024);
+            let frame = serde_json::json!({"type": "flood", "pad": pad}).to_string();
+            let mut bursts = 0u32;
+            while !stop.is_cancelled() {
+                let mut pipe = redis::pipe();
+                for i in 0..32 {
+                    pipe.cmd("PUBLISH")
+                        .arg(format!("chat:stream:flood-idle-{}", i % 50))
+                        .arg(&frame)
+                        .ignore();
+                }
+                let _: () = pipe.query_async(&mut conn).await.unwrap();
+                bursts += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            bursts
+        }
+    });
+    let mut streaming = Vec::new();
+    for (i, rec) in streaming_sockets.into_iter().enumerate() {
+        let accepted = api::chat(
+            &stack.gateway(0),
+            &format!("flood-live-{i}"),
+            "Give me a technical deep dive",
+        )
+        .await;
+        streaming.push((rec, accepted["message_id"].as_str().unwrap().to_owned()));
+    }
+    wait_for_finals(&streaming, Duration::from_secs(120)).await;
+    stop.cancel();
+    flooder.await.unwrap();
+    // Nothing else cuts connections here: every resync is Redis dropping the subscriber.
+    let cut = api::metric(&stack.gateway(0), "gateway_resyncs_total").await;
+    assert!(cut > 0, "Redis never cut the subscriber");
+    let resyncs = check_all(&stack, streaming, idle, "flood-live").await;
+    println!("{resyncs} resyncs seen by the sockets after Redis cut the subscriber");
+}
