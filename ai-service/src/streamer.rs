@@ -190,9 +190,12 @@ impl Streamer {
                     return;
                 }
                 Some(ChunkOutcome::LeaseLost) => {
-                    // Whoever ended it (a reaper) failed it and records that in SQL.
-                    warn!(session_id = %stream.session, message_id = %stream.message,
-                        "stream lease lost; another node has ended this answer");
+                    // This node stalled past its lease (a freeze, a long pause) and a reaper
+                    // failed the answer; it records that in SQL. Nothing of this node's
+                    // reaches a socket any more: stop quietly.
+                    metrics::counter!("ai_streams_fenced_total").increment(1);
+                    warn!(session_id = %stream.session, message_id = %stream.message, index,
+                        "stream lease lost (fenced): another node has ended this answer; stopping");
                     return;
                 }
                 None => {

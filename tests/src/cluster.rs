@@ -49,7 +49,7 @@ impl Cluster {
     pub async fn start(options: ClusterOptions) -> Cluster {
         let redis = RedisServer::start_persistent();
         let data_dir = tempfile::tempdir().expect("data dir");
-        let database_url = format!("sqlite://{}/chat.db", data_dir.path().display());
+        let database_url = sqlite_url(&data_dir);
         let mut ai = Vec::new();
         for i in 1..=options.ai_nodes {
             let env = env(
@@ -63,7 +63,9 @@ impl Cluster {
                     ("CHAT_RATE_LIMIT_PER_MINUTE", "0".into()),
                 ],
             );
-            ai.push(Service::start(&format!("ai-node-{i}"), "ai-service", &env));
+            let name = format!("ai-node-{i}");
+            let log = log_path(&data_dir, &name);
+            ai.push(Service::start_logging(&name, "ai-service", &env, &log));
         }
         let mut urls = options.extra_ai_urls.clone();
         urls.extend(ai.iter().map(Service::url));
@@ -79,7 +81,9 @@ impl Cluster {
                     ("MAX_SOCKETS_PER_USER", "0".into()),
                 ],
             );
-            gateways.push(Service::start(&format!("ws-node-{i}"), "ws-gateway", &env));
+            let name = format!("ws-node-{i}");
+            let log = log_path(&data_dir, &name);
+            gateways.push(Service::start_logging(&name, "ws-gateway", &env, &log));
         }
         let gateway_ports: Vec<u16> = gateways.iter().map(|g| g.port).collect();
         let ai_ports: Vec<u16> = ai.iter().map(|a| a.port).collect();
@@ -116,6 +120,16 @@ impl Cluster {
         )
     }
 
+    /// The `DATABASE_URL` every node shares.
+    pub fn database_url(&self) -> String {
+        sqlite_url(&self.data_dir)
+    }
+
+    /// What node `node_id` has logged so far (at `LOG_LEVEL`, default `warn`).
+    pub fn log_of(&self, node_id: &str) -> String {
+        std::fs::read_to_string(log_path(&self.data_dir, node_id)).unwrap_or_default()
+    }
+
     /// Index of the gateway or AI node whose `NODE_ID` is `node_id`.
     pub fn index_of(services: &[Service], node_id: &str) -> usize {
         services
@@ -147,6 +161,16 @@ impl Cluster {
             }
         }
     }
+}
+
+/// The SQLite file every process of the cluster shares.
+fn sqlite_url(data_dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}/chat.db", data_dir.path().display())
+}
+
+/// Where node `name` logs: beside the cluster's SQLite file.
+fn log_path(data_dir: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
+    data_dir.path().join(format!("{name}.log"))
 }
 
 /// A node's variables: `pairs`, then the cluster's extra ones.

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Json, Recording, Stack, StackOptions, WsClient, api, sequence};
+use e2e::{Cluster, ClusterOptions, Json, Recording, Stack, StackOptions, WsClient, api, sequence};
 use futures_util::future::join_all;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
@@ -234,4 +234,132 @@ async fn an_overflowing_subscriber_cut_by_redis_loses_nothing() {
     assert!(cut > 0, "Redis never cut the subscriber");
     let resyncs = check_all(&stack, streaming, idle, "flood-live").await;
     println!("{resyncs} resyncs seen by the sockets after Redis cut the subscriber");
+}
+
+/// A producer frozen (SIGSTOP) past its lease is fenced: its answer is failed by another
+/// node's reaper; once thawed (SIGCONT) the node stops that stream quietly (logged), no frame
+/// of the answer reaches any socket after its final, history and SQL hold it `failed` exactly
+/// once, and the session takes new chats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_producer_stays_fenced_after_its_answer_failed() {
+    let lease = Duration::from_secs(3);
+    let cluster = Cluster::start(ClusterOptions {
+        ai_nodes: 2,
+        gateways: 2,
+        stream_delay_ms: 50,
+        lease_secs: lease.as_secs(),
+        ..ClusterOptions::default()
+    })
+    .await;
+    let session = "zombie";
+    let sockets: Vec<Recording> = join_all((0..2).map(|g| {
+        let url = cluster.ws_url(g, session);
+        async move { WsClient::open(&url).await.0.record() }
+    }))
+    .await;
+    let accepted = api::chat(
+        &cluster.gateway(0),
+        session,
+        "Give me a technical deep dive",
+    )
+    .await;
+    let id = accepted["message_id"].as_str().unwrap().to_owned();
+    let producer = accepted["node_id"].as_str().unwrap().to_owned();
+    wait_until("5 chunks on every socket", Duration::from_secs(20), || {
+        sockets
+            .iter()
+            .all(|s| s.has(|f| f["data"]["messageId"] == id.as_str() && f["data"]["index"] == 5))
+    })
+    .await;
+
+    let zombie = &cluster.ai[Cluster::index_of(&cluster.ai, &producer)];
+    zombie.freeze();
+    let frozen = Instant::now();
+    wait_until(
+        "the answer failed on every socket",
+        lease + Duration::from_secs(5),
+        || sockets.iter().all(|s| s.has(|f| is_final_of(f, &id))),
+    )
+    .await;
+    println!("failed {:?} after the freeze", frozen.elapsed());
+    zombie.thaw();
+    wait_until(
+        "the woken node to stop the stream",
+        Duration::from_secs(10),
+        || {
+            cluster
+                .log_of(&producer)
+                .contains("stream lease lost (fenced)")
+        },
+    )
+    .await;
+    // Time for anything the woken node still had in hand to arrive, if it could.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let again = api::chat(&cluster.gateway(1), session, "hello").await;
+    let next = again["message_id"].as_str().unwrap().to_owned();
+    wait_until(
+        "the next answer on every socket",
+        Duration::from_secs(30),
+        || sockets.iter().all(|s| s.has(|f| is_final_of(f, &next))),
+    )
+    .await;
+
+    for (g, socket) in sockets.into_iter().enumerate() {
+        let checked = sequence::check(&socket.stop().await);
+        assert!(
+            checked.violations.is_empty(),
+            "gateway {g}: {:?}",
+            checked.violations
+        );
+        assert_eq!(checked.ended[&id].status, "failed");
+        assert_eq!(checked.ended[&next].status, "completed");
+    }
+    let stored = api::get_json(&format!("{}/api/history/{session}", cluster.gateway(0))).await;
+    let copies: Vec<&Json> = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["messageId"] == id.as_str())
+        .collect();
+    assert_eq!(copies.len(), 1, "{stored}");
+    assert_eq!(copies[0]["status"], "failed");
+    let store = store::Store::connect(&cluster.database_url())
+        .await
+        .unwrap();
+    let in_sql = wait_for_sql(&store, session, 4).await;
+    let rows: Vec<_> = in_sql
+        .iter()
+        .filter(|m| m.message_id.as_str() == id)
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, protocol::MessageStatus::Failed);
+}
+
+/// Polls `check` every 50 ms until it holds; panics with `what` after `limit`.
+async fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The session's messages in SQL once it holds `count` complete ones (the writes of record
+/// are queued), or panics after 10 s.
+async fn wait_for_sql(
+    store: &store::Store,
+    session: &str,
+    count: usize,
+) -> Vec<protocol::ChatMessage> {
+    let session = protocol::SessionId::parse(session).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let messages = store.history(&session).await.unwrap();
+        if messages.iter().filter(|m| m.is_complete).count() >= count {
+            return messages;
+        }
+        assert!(Instant::now() < deadline, "SQL holds {messages:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

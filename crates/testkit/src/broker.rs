@@ -103,11 +103,7 @@ impl Broker {
 
     fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {
-            let status = Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status()
-                .expect("running kill");
-            assert!(status.success(), "kill {signal} failed");
+            crate::signal(child, signal);
         }
     }
 

@@ -61,6 +61,15 @@ pub(crate) fn terminate(child: &mut Child) {
     stop_with(child, "-TERM");
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`, ...) to `child`; panics if `kill` fails.
+pub(crate) fn signal(child: &Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {signal} failed");
+}
+
 /// Sends `signal` (`-TERM`, `-INT`) and waits up to 10 s for the process to exit, then SIGKILL.
 pub(crate) fn stop_with(child: &mut Child, signal: &str) {
     let _ = std::process::Command::new("kill")

@@ -149,6 +149,21 @@ impl Service {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Freezes the process (SIGSTOP): it keeps its connections and its state but does
+    /// nothing, as a stalled VM or a long GC pause would.
+    pub fn freeze(&self) {
+        if let Some(child) = &self.child {
+            crate::signal(child, "-STOP");
+        }
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) {
+        if let Some(child) = &self.child {
+            crate::signal(child, "-CONT");
+        }
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
