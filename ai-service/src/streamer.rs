@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use history::Rewarmed;
 use node::Core;
 use protocol::rest::{ChatAccepted, ChatRequest};
 use protocol::{ChatMessage, DomainEvent, MessageId, MessageStatus, SessionId};
-use redis_state::{ChunkOutcome, StartOutcome, StreamHandle};
+use redis_state::{ChunkOutcome, HistoryCheck, StartOutcome, StreamHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -89,8 +90,9 @@ impl Streamer {
             ChatMessage::started_answer(MessageId::random(), session.clone(), user.clone(), now);
         let user_message = ChatMessage::user(MessageId::random(), session.clone(), user, text, now);
         // First try insists that Redis still has the session's history: when it expired or was
-        // flushed, it is put back from SQL before the new message is appended to it.
-        let mut require_history = true;
+        // flushed, it is put back from SQL before the new message is appended to it. When SQL
+        // cannot be asked, the chat goes on and the session is marked for a merge later.
+        let mut check = HistoryCheck::Require;
         let stream = loop {
             let outcome = self
                 .core
@@ -100,7 +102,7 @@ impl Streamer {
                     &user_message,
                     answer.clone(),
                     self.lease_secs,
-                    require_history,
+                    check,
                     enforce_owner,
                 )
                 .await?;
@@ -114,12 +116,16 @@ impl Streamer {
                     });
                 }
                 StartOutcome::HistoryMissing => {
-                    self.core
+                    let rewarmed = self
+                        .core
                         .history
                         .rewarm(&session)
                         .await
                         .map_err(StartError::History)?;
-                    require_history = false;
+                    check = match rewarmed {
+                        Rewarmed::Refilled | Rewarmed::Empty => HistoryCheck::Refilled,
+                        Rewarmed::SqlUnavailable => HistoryCheck::Unverified,
+                    };
                 }
             }
         };

@@ -38,6 +38,17 @@ pub async fn chat_as(base: &str, session: &str, message: &str, user: &str) -> Js
     body
 }
 
+/// GETs `url`: (status, JSON body or null), whatever the status.
+pub async fn get(url: &str) -> (u16, Json) {
+    let response = http()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Json::Null))
+}
+
 /// GETs `url`; panics unless it answers 2xx with JSON.
 pub async fn get_json(url: &str) -> Json {
     let response = http()

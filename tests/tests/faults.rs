@@ -363,3 +363,234 @@ async fn wait_for_sql(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// SQL is off the delivery path. With PostgreSQL stopped for 15 s, new conversations open
+/// their sockets at once, stream and read their history from Redis, and `/health` stays 200
+/// with `db: down`; a chat in an old session Redis had forgotten streams too. Once PostgreSQL
+/// is back, every message reaches SQL (the writes of record waited in their queue), the old
+/// session's stored history is merged back in front of the new exchange, and after a Redis
+/// FLUSHALL every history is read back whole from SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_go_on_while_postgres_is_down_and_nothing_is_lost() {
+    let mut postgres = testkit::PostgresServer::start();
+    let stack = Stack::start(StackOptions {
+        database_url: Some(postgres.url()),
+        stream_delay_ms: 5,
+        ..StackOptions::default()
+    })
+    .await;
+    let base = stack.gateway(0);
+    // An old session whose Redis copy then expires (history and owner gone; SQL has them).
+    let old = "pg-old";
+    let (mut ws, _, _) = WsClient::open(&stack.ws_url(0, old)).await;
+    let first = api::chat(&base, old, "hello").await;
+    ws.answer(old, first["message_id"].as_str().unwrap()).await;
+    ws.close().await;
+    let store = store::Store::connect(&postgres.url()).await.unwrap();
+    wait_for_sql(&store, old, 2).await;
+    drop(store);
+    let mut redis = stack.redis().await;
+    redis::cmd("DEL")
+        .arg(format!("chat:history:{old}"))
+        .arg(format!("session:user:{old}"))
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+
+    postgres.stop();
+    let stopped = Instant::now();
+    let (status, health) = api::get(&format!("{base}/health")).await;
+    assert_eq!(
+        (status, &health["status"]),
+        (200, &Json::from("ok")),
+        "{health}"
+    );
+    assert!(
+        health["components"]["db"]
+            .as_str()
+            .unwrap()
+            .starts_with("down"),
+        "{health}"
+    );
+
+    let mut sessions = Vec::new();
+    let mut sessions_at_all = vec![old.to_owned()];
+    // The old session first, then new conversations one after another for 15 s.
+    for i in 0.. {
+        let session = if i == 0 {
+            old.to_owned()
+        } else {
+            format!("pg-new-{i}")
+        };
+        if i > 0 && stopped.elapsed() >= Duration::from_secs(15) {
+            break;
+        }
+        let opening = Instant::now();
+        let (ws, _, history) = WsClient::open(&stack.ws_url(0, &session)).await;
+        let opened = opening.elapsed();
+        assert!(
+            opened < Duration::from_secs(2),
+            "socket of {session} took {opened:?} to open"
+        );
+        assert_eq!(
+            history["messages"].as_array().unwrap().len(),
+            0,
+            "{history}"
+        );
+        let rec = ws.record();
+        let accepted = api::chat(&base, &session, "hello").await;
+        let id = accepted["message_id"].as_str().unwrap().to_owned();
+        wait_until("the answer", Duration::from_secs(20), || {
+            rec.has(|f| is_final_of(f, &id))
+        })
+        .await;
+        let checked = sequence::check(&rec.stop().await);
+        assert!(
+            checked.violations.is_empty(),
+            "{session}: {:?}",
+            checked.violations
+        );
+        assert_eq!(checked.ended[&id].status, "completed");
+        let stored = api::get_json(&format!("{base}/api/history/{session}")).await;
+        assert_eq!(
+            stored["count"], 2,
+            "history of {session} from Redis: {stored}"
+        );
+        if i == 0 {
+            let marked: bool = redis::cmd("EXISTS")
+                .arg(format!("chat:unmerged:{old}"))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            assert!(
+                marked,
+                "a chat in a session Redis forgot is marked for a merge"
+            );
+        } else {
+            sessions_at_all.push(session.clone());
+        }
+        sessions.push((session, accepted));
+    }
+    println!("{} conversations while PostgreSQL was down", sessions.len());
+    let health = api::get_json(&format!("{base}/health")).await;
+    assert!(
+        health["components"]["db"]
+            .as_str()
+            .unwrap()
+            .contains("writes queued"),
+        "{health}"
+    );
+
+    postgres.start_again();
+    let store = store::Store::connect(&postgres.url()).await.unwrap();
+    wait_for_sql(&store, old, 4).await;
+    for (session, _) in &sessions[1..] {
+        wait_for_sql(&store, session, 2).await;
+    }
+    // The old session: its stored exchange is merged in front of the new one by the first
+    // read that reaches SQL (reads skip SQL for SQL_RETRY_AFTER after a failed one).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let merged = loop {
+        let history = api::get_json(&format!("{base}/api/history/{old}")).await;
+        if history["count"] == 4 || Instant::now() > deadline {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ids: Vec<&str> = merged["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap())
+        .collect();
+    let expected = [
+        first["user_message_id"].as_str().unwrap(),
+        first["message_id"].as_str().unwrap(),
+        sessions[0].1["user_message_id"].as_str().unwrap(),
+        sessions[0].1["message_id"].as_str().unwrap(),
+    ];
+    assert_eq!(ids, expected, "{merged}");
+
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    for session in &sessions_at_all {
+        let stored = api::get_json(&format!("{base}/api/history/{session}")).await;
+        let expected = if session == old { 4 } else { 2 };
+        assert_eq!(
+            stored["count"], expected,
+            "{session} after FLUSHALL: {stored}"
+        );
+        assert!(
+            stored["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["status"] == "completed")
+        );
+    }
+    let health = api::get_json(&format!("{base}/health")).await;
+    assert_eq!(health["components"]["db"], "up", "{health}");
+}
+
+/// A SQLite file that cannot be written (another process holds its write lock past the
+/// nodes' 10 s busy timeout): chats stream and history reads from Redis; the writes of
+/// record wait and are retried, and once the lock goes every message is in SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_sqlite_file_delays_the_writes_of_record_and_loses_none() {
+    use sqlx::Connection;
+    let stack = Stack::start(StackOptions {
+        stream_delay_ms: 5,
+        ..StackOptions::default()
+    })
+    .await;
+    let base = stack.gateway(0);
+    let path = stack.data_dir.path().join("chat.db");
+    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let locked = Instant::now();
+    let mut sessions = Vec::new();
+    for i in 0..3 {
+        let session = format!("lock-{i}");
+        let (ws, _, _) = WsClient::open(&stack.ws_url(0, &session)).await;
+        let rec = ws.record();
+        let accepted = api::chat(&base, &session, "hello").await;
+        let id = accepted["message_id"].as_str().unwrap().to_owned();
+        wait_until("the answer", Duration::from_secs(20), || {
+            rec.has(|f| is_final_of(f, &id))
+        })
+        .await;
+        assert!(sequence::check(&rec.stop().await).violations.is_empty());
+        let stored = api::get_json(&format!("{base}/api/history/{session}")).await;
+        assert_eq!(stored["count"], 2);
+        sessions.push(session);
+    }
+    // Past the busy timeout, so that writes have failed and are being retried.
+    while locked.elapsed() < Duration::from_secs(12) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, health) = api::get(&format!("{}/health", stack.ai[0].url())).await;
+    assert_eq!(status, 200, "{health}");
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    drop(locker);
+
+    let store = store::Store::connect(&stack.database_url()).await.unwrap();
+    for session in &sessions {
+        wait_for_sql(&store, session, 2).await;
+    }
+    let mut redis = stack.redis().await;
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    for session in &sessions {
+        let stored = api::get_json(&format!("{base}/api/history/{session}")).await;
+        assert_eq!(stored["count"], 2, "{session} after FLUSHALL: {stored}");
+    }
+}

@@ -10,15 +10,27 @@
 //!
 //! When Redis has no history for the session (expired after 24 h, or flushed), the completed
 //! messages are read from SQL, Redis is re-warmed with them, and the snapshot is taken again.
+//!
+//! SQL is never on the delivery path: reads of it here are bounded ([`SQL_READ_BUDGET`]) and
+//! skipped for a moment after one failed ([`SQL_RETRY_AFTER`]), and while it is unreachable a
+//! session is served from Redis alone. A chat started meanwhile in a session Redis knew nothing
+//! of is marked `unmerged` ([`redis_state::HistoryCheck::Unverified`]); the first read that
+//! reaches SQL again merges the stored history in.
 
-use std::sync::Arc;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use protocol::{ChatMessage, MessageId, SessionId, StreamingState, UserId};
 use redis_state::ChatState;
 use store::Store;
-use tracing::info;
+use tracing::{info, warn};
+
+/// Longest a read of SQL may hold up a socket's handshake or a chat.
+pub const SQL_READ_BUDGET: Duration = Duration::from_millis(500);
+/// After a read of SQL failed or timed out, reads skip it for this long.
+pub const SQL_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// Errors of the read path, by the store that failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +52,8 @@ pub struct CacheStats {
     pub l2_misses: AtomicU64,
     pub sql_hits: AtomicU64,
     pub sql_misses: AtomicU64,
+    /// Reads served from Redis alone because SQL could not be asked.
+    pub sql_unavailable: AtomicU64,
 }
 
 impl CacheStats {
@@ -48,7 +62,7 @@ impl CacheStats {
     }
 
     /// `(level, outcome, count)` rows, for metrics.
-    pub fn rows(&self) -> [(&'static str, &'static str, u64); 6] {
+    pub fn rows(&self) -> [(&'static str, &'static str, u64); 7] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("l1", "hit", get(&self.l1_hits)),
@@ -57,6 +71,7 @@ impl CacheStats {
             ("l2", "miss", get(&self.l2_misses)),
             ("sql", "hit", get(&self.sql_hits)),
             ("sql", "miss", get(&self.sql_misses)),
+            ("sql", "unavailable", get(&self.sql_unavailable)),
         ]
     }
 }
@@ -78,11 +93,73 @@ pub struct Conversation {
     pub streaming: Option<StreamingState>,
 }
 
+/// What [`HistoryReader::rewarm`] found in SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewarmed {
+    /// SQL held messages; Redis has them again.
+    Refilled,
+    /// SQL holds nothing for the session: it is new (or was deleted).
+    Empty,
+    /// SQL could not be asked (down, hanging, locked): nobody knows what it holds.
+    SqlUnavailable,
+}
+
+/// Reads of SQL on the delivery path: bounded in time, and skipped for a while after one
+/// failed, so that a database that is down or hanging costs a socket or a chat nothing.
+#[derive(Default)]
+struct SqlReads {
+    /// Until when reads skip SQL.
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl SqlReads {
+    /// Runs `read`; `None` when SQL is unavailable (now, or known to be since a moment ago).
+    /// A read that fails as unavailable is tried once more within the budget: the first query
+    /// after a database restart meets a pooled connection that died with it.
+    async fn read<T, F, Fut>(&self, mut read: F) -> Result<Option<T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = store::Result<T>>,
+    {
+        if self.lock().is_some_and(|until| Instant::now() < until) {
+            return Ok(None);
+        }
+        let attempts = async {
+            match read().await {
+                Err(e) if e.is_unavailable() => read().await,
+                done => done,
+            }
+        };
+        let failure = match tokio::time::timeout(SQL_READ_BUDGET, attempts).await {
+            Ok(Ok(value)) => {
+                *self.lock() = None;
+                return Ok(Some(value));
+            }
+            Ok(Err(e)) if e.is_unavailable() => e.to_string(),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => format!("no answer within {SQL_READ_BUDGET:?}"),
+        };
+        let mut down_until = self.lock();
+        if down_until.is_none() {
+            warn!(cause = %failure, "SQL unavailable; serving history from Redis alone");
+        }
+        *down_until = Some(Instant::now() + SQL_RETRY_AFTER);
+        Ok(None)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The history read path of one node. Cheap to clone.
 #[derive(Clone)]
 pub struct HistoryReader {
     state: ChatState,
     store: Store,
+    sql: Arc<SqlReads>,
     l1: moka::sync::Cache<SessionId, Arc<Cached>>,
     pub stats: Arc<CacheStats>,
 }
@@ -99,6 +176,7 @@ impl HistoryReader {
         Self {
             state,
             store,
+            sql: Arc::default(),
             l1,
             stats: Arc::default(),
         }
@@ -106,9 +184,14 @@ impl HistoryReader {
 
     /// The session's history and in-flight answer, as one consistent snapshot.
     pub async fn conversation(&self, session: &SessionId) -> Result<Conversation> {
-        let cached = self.l1.get(session);
+        let mut cached = self.l1.get(session);
         let known = cached.as_ref().map(|c| (c.len, &c.last_id));
         let mut snapshot = self.state.snapshot_since(session, known).await?;
+        if snapshot.unmerged && self.merge(session).await? {
+            cached = None;
+            snapshot = self.state.snapshot(session).await?;
+        }
+        let known = cached.as_ref().map(|c| (c.len, &c.last_id));
         let mut history = match cached {
             Some(c) if known.is_some_and(|(len, _)| len > 0 && snapshot.history_from == len) => {
                 CacheStats::inc(&self.stats.l1_hits);
@@ -123,7 +206,7 @@ impl HistoryReader {
                     CacheStats::inc(&self.stats.l2_hits);
                 } else {
                     CacheStats::inc(&self.stats.l2_misses);
-                    if self.rewarm(session).await? {
+                    if self.rewarm(session).await? == Rewarmed::Refilled {
                         snapshot = self.state.snapshot(session).await?;
                     }
                 }
@@ -162,13 +245,17 @@ impl HistoryReader {
         Ok(in_redis.max(usize::try_from(in_sql).unwrap_or(usize::MAX)))
     }
 
-    /// The user `session` belongs to: Redis, else SQL (then Redis is told again). `None` for
-    /// a session nobody has chatted in.
+    /// The user `session` belongs to: Redis (which keeps it a month after the last chat),
+    /// else SQL (then Redis is told again). `None` for a session nobody has chatted in, or
+    /// when Redis does not know and SQL cannot be asked.
     pub async fn owner(&self, session: &SessionId) -> Result<Option<UserId>> {
         if let Some(user) = self.state.session_user(session).await? {
             return Ok(Some(user));
         }
-        let user = self.store.session_user(session).await?;
+        let Some(user) = self.sql.read(|| self.store.session_user(session)).await? else {
+            CacheStats::inc(&self.stats.sql_unavailable);
+            return Ok(None);
+        };
         if let Some(user) = &user {
             self.state.warm_session_user(session, user).await?;
         }
@@ -176,26 +263,59 @@ impl HistoryReader {
     }
 
     /// Redis has no history (or no user) for `session`: refill them from SQL (completed
-    /// messages only; an in-flight answer lives in its chunk log). Returns whether SQL had any
-    /// messages. Writers call it too, before appending to a history that Redis has lost.
-    pub async fn rewarm(&self, session: &SessionId) -> Result<bool> {
+    /// messages only; an in-flight answer lives in its chunk log). Writers call it too, before
+    /// appending to a history that Redis has lost.
+    pub async fn rewarm(&self, session: &SessionId) -> Result<Rewarmed> {
         self.owner(session).await?;
-        let stored: Vec<ChatMessage> = self
-            .store
-            .history(session)
-            .await?
-            .into_iter()
-            .filter(|m| m.is_complete)
-            .collect();
+        let Some(stored) = self.stored(session).await? else {
+            CacheStats::inc(&self.stats.sql_unavailable);
+            return Ok(Rewarmed::SqlUnavailable);
+        };
         if stored.is_empty() {
             CacheStats::inc(&self.stats.sql_misses);
-            return Ok(false);
+            return Ok(Rewarmed::Empty);
         }
         CacheStats::inc(&self.stats.sql_hits);
         let warmed = self.state.warm_history(session, &stored).await?;
         info!(session_id = %session, messages = stored.len(), warmed,
             "history rebuilt from SQL");
+        Ok(Rewarmed::Refilled)
+    }
+
+    /// The session was chatted in while SQL was unreachable and Redis knew nothing of it:
+    /// put the stored history in front of what Redis holds. Returns whether it was merged
+    /// (false: SQL still unreachable; the next read tries again).
+    async fn merge(&self, session: &SessionId) -> Result<bool> {
+        let Some(stored) = self.stored(session).await? else {
+            CacheStats::inc(&self.stats.sql_unavailable);
+            return Ok(false);
+        };
+        let stored_owner = self
+            .sql
+            .read(|| self.store.session_user(session))
+            .await?
+            .flatten();
+        let live_owner = self.state.session_user(session).await?;
+        if let (Some(stored_owner), Some(live_owner)) = (&stored_owner, &live_owner)
+            && stored_owner != live_owner
+        {
+            // Somebody else chatted in a stored session while its owner could not be checked:
+            // never show one user's messages to another.
+            warn!(session_id = %session, %stored_owner, %live_owner,
+                "not merging the stored history of another user's session");
+            self.state.merge_history(session, &[]).await?;
+            return Ok(true);
+        }
+        let added = self.state.merge_history(session, &stored).await?;
+        self.l1.invalidate(session);
+        info!(session_id = %session, added, "stored history merged in after SQL came back");
         Ok(true)
+    }
+
+    /// The session's complete messages in SQL; `None` when SQL cannot be asked now.
+    async fn stored(&self, session: &SessionId) -> Result<Option<Vec<ChatMessage>>> {
+        let stored = self.sql.read(|| self.store.history(session)).await?;
+        Ok(stored.map(|messages| messages.into_iter().filter(|m| m.is_complete).collect()))
     }
 
     /// `user`'s sessions, most recent first, at most `limit` (from SQL: the session list is

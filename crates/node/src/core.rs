@@ -90,7 +90,10 @@ impl Core {
     pub fn health(&self) -> Health {
         Health::new(self.node_id.clone())
             .with(RedisProbe(self.state.clone()))
-            .with(SqlProbe(self.store().clone()))
+            .with(SqlProbe {
+                store: self.store().clone(),
+                writer: self.writer.stats.clone(),
+            })
             .with(KafkaProbe(self.events.clone()))
     }
 

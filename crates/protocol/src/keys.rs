@@ -60,9 +60,20 @@ pub fn session_changes(session: &SessionId) -> String {
 }
 
 /// `session:user:{sid}`: the user the session belongs to (whose chat created it), a cache of
-/// the SQL session row; same lifetime as the history, renewed by every chat.
+/// the SQL session row; lives [`SESSION_USER_TTL_SECS`], renewed by every chat, so that Redis
+/// still knows a month-old session's owner while SQL is unreachable.
 pub fn session_user(session: &SessionId) -> String {
     format!("session:user:{session}")
+}
+
+/// Lifetime of `session:user:{sid}` after the session's last chat.
+pub const SESSION_USER_TTL_SECS: u64 = 30 * 24 * 60 * 60;
+
+/// `chat:unmerged:{sid}`: set when a chat started in a session Redis had no history for while
+/// SQL could not be asked whether it held one. The next reader with SQL back merges the stored
+/// history in (older messages first) and deletes it. Same lifetime as the history.
+pub fn unmerged(session: &SessionId) -> String {
+    format!("chat:unmerged:{session}")
 }
 
 /// `ratelimit:chat:{uid}`: when the user's chat budget is full again (GCRA; ms, Redis clock).

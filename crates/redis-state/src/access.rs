@@ -73,7 +73,7 @@ impl ChatState {
             .arg(user.as_str())
             .arg("NX")
             .arg("EX")
-            .arg(keys::HISTORY_TTL_SECS)
+            .arg(keys::SESSION_USER_TTL_SECS)
             .query_async::<Option<String>>(&mut conn)
             .await?;
         Ok(())

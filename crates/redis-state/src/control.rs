@@ -56,6 +56,7 @@ impl ChatState {
             .arg(keys::history(session))
             .cmd("DEL")
             .arg(keys::history(session))
+            .arg(keys::unmerged(session))
             .query_async(&mut conn)
             .await?;
         Ok(count)

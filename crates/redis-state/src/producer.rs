@@ -7,6 +7,30 @@ use protocol::{ChatMessage, MessageId, MessageStatus, ServerFrame, SessionId, Us
 
 use crate::{ChatState, Error, Result};
 
+/// What starting a stream assumes of a session whose history Redis does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryCheck {
+    /// Refuse with [`StartOutcome::HistoryMissing`] when Redis lacks the session's history
+    /// or user, so that the caller refills them from SQL first.
+    Require,
+    /// Go ahead: the caller has refilled whatever SQL holds.
+    Refilled,
+    /// Go ahead without knowing what SQL holds (it cannot be reached): a session Redis has
+    /// no history for is marked `unmerged`, and its stored history is merged in by the next
+    /// reader that reaches SQL.
+    Unverified,
+}
+
+impl HistoryCheck {
+    fn arg(self) -> &'static str {
+        match self {
+            HistoryCheck::Require => "1",
+            HistoryCheck::Refilled => "0",
+            HistoryCheck::Unverified => "2",
+        }
+    }
+}
+
 /// Result of trying to start a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartOutcome {
@@ -18,7 +42,7 @@ pub enum StartOutcome {
     /// written.
     Forbidden { owner: UserId },
     /// Redis has no history for the session (it expired or was flushed) and the caller asked
-    /// to be told: nothing was written.
+    /// to be told ([`HistoryCheck::Require`]): nothing was written.
     HistoryMissing,
 }
 
@@ -48,17 +72,17 @@ pub struct StreamHandle {
 impl ChatState {
     /// Takes `session`'s stream lease for `answer` and stores and publishes `user`, in one step.
     /// The session's user is recorded by its first chat; with `enforce_owner`, another user's
-    /// chat is refused with [`StartOutcome::Forbidden`]. With `require_history`, a session whose
-    /// Redis history (or user) is missing is refused with [`StartOutcome::HistoryMissing`] (a
-    /// brand-new session is refused too; start it again without the flag once any stored
-    /// history and user have been put back).
+    /// chat is refused with [`StartOutcome::Forbidden`]. `history` says what to do when Redis
+    /// has no history for the session (see [`HistoryCheck`]; a brand-new session is refused by
+    /// `Require` too: start it again with `Refilled` once any stored history and user have been
+    /// put back).
     pub async fn start_stream(
         &self,
         session: &SessionId,
         user: &ChatMessage,
         answer: ChatMessage,
         lease_secs: u64,
-        require_history: bool,
+        history: HistoryCheck,
         enforce_owner: bool,
     ) -> Result<StartOutcome> {
         let message = answer.message_id.clone();
@@ -75,6 +99,7 @@ impl ChatState {
             .key(keys::STREAM_DEADLINES)
             .key(keys::session_changes(session))
             .key(keys::session_user(session))
+            .key(keys::unmerged(session))
             .arg(message.as_str())
             .arg(lease_secs)
             .arg(user_json)
@@ -83,10 +108,11 @@ impl ChatState {
             .arg(keys::HISTORY_TTL_SECS)
             .arg(keys::LIVE_STREAM_TTL_SECS)
             .arg(keys::deadline_member(session, &message))
-            .arg(if require_history { "1" } else { "0" })
+            .arg(history.arg())
             .arg(keys::CHANGES_TTL_SECS)
             .arg(user.user_id.as_str())
             .arg(if enforce_owner { "1" } else { "0" })
+            .arg(keys::SESSION_USER_TTL_SECS)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(if started == 3 {

@@ -16,6 +16,9 @@ pub struct Snapshot {
     pub history_from: usize,
     /// Entries in the stored history (0: none, expired or flushed).
     pub history_len: usize,
+    /// A chat started while SQL was unreachable and Redis had no history: the stored history
+    /// must still be merged in ([`ChatState::merge_history`]).
+    pub unmerged: bool,
     /// The answer streaming at that instant, if any.
     pub streaming: Option<InFlight>,
 }
@@ -76,6 +79,7 @@ impl ChatState {
             .snapshot
             .key(keys::history(session))
             .key(keys::active_stream(session))
+            .key(keys::unmerged(session))
             .arg(keys::MESSAGE_PREFIX)
             .arg(keys::CHUNKS_PREFIX)
             .arg(known_len)
@@ -93,11 +97,13 @@ impl ChatState {
             .collect();
         let history_from = parts.next().map(integer).transpose()?.unwrap_or(0);
         let history_len = parts.next().map(integer).transpose()?.unwrap_or(0);
+        let unmerged = parts.next().map(integer).transpose()?.unwrap_or(0) == 1;
         let Some(message_id) = parts.next().map(string).transpose()? else {
             return Ok(Snapshot {
                 history,
                 history_from,
                 history_len,
+                unmerged,
                 streaming: None,
             });
         };
@@ -115,6 +121,7 @@ impl ChatState {
             history,
             history_from,
             history_len,
+            unmerged,
             streaming: Some(InFlight {
                 message,
                 last_index: chunks.len() as i64 - 1,
@@ -139,6 +146,23 @@ impl ChatState {
         }
         let warmed: i64 = invocation.invoke_async(&mut self.conn()).await?;
         Ok(warmed == 1)
+    }
+
+    /// Puts the stored `messages` (complete ones, in order) that Redis does not hold in front
+    /// of `session`'s history, and clears its unmerged marker; returns how many went in.
+    pub async fn merge_history(
+        &self,
+        session: &SessionId,
+        messages: &[ChatMessage],
+    ) -> Result<usize> {
+        let mut invocation = self.scripts().merge.key(keys::history(session));
+        invocation.key(keys::unmerged(session));
+        invocation.arg(keys::HISTORY_TTL_SECS);
+        for message in messages {
+            invocation.arg(serde_json::to_string(message)?);
+        }
+        let added: usize = invocation.invoke_async(&mut self.conn()).await?;
+        Ok(added)
     }
 
     /// Finds answer `message` of `session` for a client that has every chunk before

@@ -36,13 +36,15 @@ end
 /// again, so a new chat can never overtake an unfinished one in history. The key's own TTL
 /// (live TTL, renewed every 100 chunks) is only a safety net should the deadline set be lost.
 ///
-/// The session's user (`session:user:{sid}`) is set by the first chat and renewed with the
-/// history; with enforcement on, another user's chat is refused.
+/// The session's user (`session:user:{sid}`) is set by the first chat and renewed by every
+/// chat; with enforcement on, another user's chat is refused.
 ///
-/// KEYS: active, history, answer record, channel, deadlines, change counter, session user.
+/// KEYS: active, history, answer record, channel, deadlines, change counter, session user,
+/// unmerged marker.
 /// ARGV: answer id, lease secs, user message JSON, answer record JSON, user frame, history TTL,
-/// live TTL, deadline member, "1" to refuse a session whose history or user Redis does not
-/// have, change counter TTL, user id, "1" to refuse another user's session.
+/// live TTL, deadline member, history check ("1": refuse a session whose history or user Redis
+/// does not have; "0": go ahead; "2": go ahead, and mark a session without history unmerged),
+/// change counter TTL, user id, "1" to refuse another user's session, session user TTL.
 /// Returns `{1, "", change}` when started, `{0, active_message_id, 0}` when the session is
 /// busy, `{2, "", 0}` when the history or the session's user is missing (expired or flushed:
 /// refill them from SQL first, or the new message would start a history that hides the old
@@ -58,7 +60,10 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[7]) then
   return {0, redis.call('GET', KEYS[1]) or '', 0}
 end
 if not owner then redis.call('SET', KEYS[7], ARGV[11]) end
-redis.call('EXPIRE', KEYS[7], ARGV[6])
+redis.call('EXPIRE', KEYS[7], ARGV[13])
+if ARGV[9] == '2' and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[8], '1', 'EX', ARGV[6])
+end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[7])
@@ -160,9 +165,11 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, 100)
 /// already holds the first `known` entries (the last one being message `known_id`) gets only
 /// the entries after them, when those are still the list's first entries.
 ///
-/// KEYS: history, active. ARGV: record prefix, chunk log prefix, known, known_id.
-/// Returns `{entries, from, len}` or `{entries, from, len, answer id, record or nil, chunks}`,
-/// where `entries` are the history entries from position `from` and `len` the history length.
+/// KEYS: history, active, unmerged marker. ARGV: record prefix, chunk log prefix, known,
+/// known_id.
+/// Returns `{entries, from, len, unmerged}` or `{entries, from, len, unmerged, answer id,
+/// record or nil, chunks}`, where `entries` are the history entries from position `from`, `len`
+/// the history length and `unmerged` 1 when the stored history must still be merged in.
 const SNAPSHOT: &str = r#"
 local len = redis.call('LLEN', KEYS[1])
 local from = 0
@@ -172,11 +179,37 @@ if known > 0 and len >= known then
   if last and string.find(last, '"messageId":"' .. ARGV[4] .. '"', 1, true) then from = known end
 end
 local history = redis.call('LRANGE', KEYS[1], from, -1)
+local unmerged = redis.call('EXISTS', KEYS[3])
 local mid = redis.call('GET', KEYS[2])
-if not mid then return {history, from, len} end
+if not mid then return {history, from, len, unmerged} end
 local record = redis.call('GET', ARGV[1] .. mid)
 local chunks = redis.call('LRANGE', ARGV[2] .. mid, 0, -1)
-return {history, from, len, mid, record or false, chunks}
+return {history, from, len, unmerged, mid, record or false, chunks}
+"#;
+
+/// Merges the durable history into a session's Redis history that was started while SQL was
+/// unreachable: the stored messages Redis does not hold (the older ones) go in front, in
+/// order; then the unmerged marker goes.
+///
+/// KEYS: history, unmerged marker. ARGV: TTL, then the stored messages' JSON in order.
+/// Returns how many messages were put in.
+const MERGE: &str = r#"
+local present = {}
+for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local ok, msg = pcall(cjson.decode, entry)
+  if ok and msg.messageId then present[msg.messageId] = true end
+end
+local added = 0
+for i = #ARGV, 2, -1 do
+  local ok, msg = pcall(cjson.decode, ARGV[i])
+  if ok and msg.messageId and not present[msg.messageId] then
+    redis.call('LPUSH', KEYS[1], ARGV[i])
+    added = added + 1
+  end
+end
+if added > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+redis.call('DEL', KEYS[2])
+return added
 "#;
 
 /// Refills a session's history (lost to expiry or a flush) from the durable store, unless it
@@ -252,6 +285,7 @@ pub(crate) struct Scripts {
     pub finish: Script,
     pub snapshot: Script,
     pub warm: Script,
+    pub merge: Script,
     pub cancel: Script,
     pub recover: Script,
     pub fail: Script,
@@ -271,6 +305,7 @@ impl Scripts {
             finish: Script::new(&format!("{NEXT_CHANGE}{END_ANSWER}{FINISH}")),
             snapshot: Script::new(SNAPSHOT),
             warm: Script::new(WARM),
+            merge: Script::new(MERGE),
             cancel: Script::new(&format!("{ANSWER_IN_HISTORY}{CANCEL}")),
             recover: Script::new(&format!("{ANSWER_IN_HISTORY}{RECOVER}")),
             fail: Script::new(&format!("{NOW_MS}{NEXT_CHANGE}{END_ANSWER}{FAIL}")),

@@ -5,7 +5,7 @@
 use protocol::{
     ChatMessage, MessageId, MessageStatus, Role, SessionId, UserId, rest::CancelOutcome,
 };
-use redis_state::{ChatState, ChunkOutcome, Recovery, StartOutcome, StreamHandle};
+use redis_state::{ChatState, ChunkOutcome, HistoryCheck, Recovery, StartOutcome, StreamHandle};
 use testkit::RedisServer;
 
 fn message(session: &SessionId, role: Role, content: &str) -> ChatMessage {
@@ -35,7 +35,7 @@ async fn start_with_lease(state: &ChatState, session: &SessionId, lease: u64) ->
     let user = message(session, Role::User, "hello");
     let answer = message(session, Role::Assistant, "");
     match state
-        .start_stream(session, &user, answer, lease, false, false)
+        .start_stream(session, &user, answer, lease, HistoryCheck::Refilled, false)
         .await
         .unwrap()
     {
@@ -58,7 +58,7 @@ async fn second_stream_in_a_session_is_busy() {
             &user,
             message(&sid, Role::Assistant, ""),
             10,
-            false,
+            HistoryCheck::Refilled,
             false,
         )
         .await
@@ -358,7 +358,14 @@ async fn a_session_is_its_first_users() {
     let mut answer = message(&sid, Role::Assistant, "");
     answer.user_id = intruder.user_id.clone();
     let refused = state
-        .start_stream(&sid, &intruder, answer.clone(), 10, true, true)
+        .start_stream(
+            &sid,
+            &intruder,
+            answer.clone(),
+            10,
+            HistoryCheck::Require,
+            true,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -385,7 +392,14 @@ async fn a_session_is_its_first_users() {
         .unwrap();
     assert_eq!(
         state
-            .start_stream(&sid, &intruder, answer.clone(), 10, true, true)
+            .start_stream(
+                &sid,
+                &intruder,
+                answer.clone(),
+                10,
+                HistoryCheck::Require,
+                true
+            )
             .await
             .unwrap(),
         StartOutcome::HistoryMissing
@@ -396,7 +410,14 @@ async fn a_session_is_its_first_users() {
         .unwrap();
     assert!(matches!(
         state
-            .start_stream(&sid, &intruder, answer.clone(), 10, true, true)
+            .start_stream(
+                &sid,
+                &intruder,
+                answer.clone(),
+                10,
+                HistoryCheck::Require,
+                true
+            )
             .await
             .unwrap(),
         StartOutcome::Forbidden { .. }
@@ -404,7 +425,7 @@ async fn a_session_is_its_first_users() {
     // Without enforcement (dev mode) the chat goes through; the session stays u1's.
     assert!(matches!(
         state
-            .start_stream(&sid, &intruder, answer, 10, true, false)
+            .start_stream(&sid, &intruder, answer, 10, HistoryCheck::Require, false)
             .await
             .unwrap(),
         StartOutcome::Started(_)
@@ -471,4 +492,68 @@ async fn open_sockets_are_limited_per_user() {
         !state.open_socket(&alice, "n3:e", 2, life).await.unwrap(),
         "n1:a was renewed"
     );
+}
+
+/// A chat started without knowing what SQL holds marks a session Redis had no history for;
+/// merging puts the stored messages Redis lacks in front, in order, and clears the mark. A
+/// session that had a history is not marked.
+#[tokio::test]
+async fn an_unverified_start_is_merged_with_the_stored_history() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let sid = SessionId::parse("s-merge").unwrap();
+    let user = message(&sid, Role::User, "new question");
+    let answer = message(&sid, Role::Assistant, "");
+    let outcome = state
+        .start_stream(&sid, &user, answer, 10, HistoryCheck::Unverified, false)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, StartOutcome::Started(_)));
+    let snapshot = state.snapshot(&sid).await.unwrap();
+    assert!(snapshot.unmerged);
+    assert_eq!(snapshot.history.len(), 1);
+
+    let old_question = message(&sid, Role::User, "old question");
+    let mut old_answer = message(&sid, Role::Assistant, "old answer");
+    old_answer.is_complete = true;
+    old_answer.status = MessageStatus::Completed;
+    // SQL may already hold the new message too: it is not put in twice.
+    let stored = [old_question.clone(), old_answer.clone(), user.clone()];
+    assert_eq!(state.merge_history(&sid, &stored).await.unwrap(), 2);
+    let merged = state.snapshot(&sid).await.unwrap();
+    assert!(!merged.unmerged);
+    let ids: Vec<_> = merged
+        .history
+        .iter()
+        .map(|m| m.message_id.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            old_question.message_id,
+            old_answer.message_id,
+            user.message_id
+        ]
+    );
+
+    // A session with a history in Redis is never marked.
+    let other = SessionId::parse("s-known").unwrap();
+    let handle = start(&state, &other).await;
+    state
+        .finish_stream(&handle, "done".into(), MessageStatus::Completed)
+        .await
+        .unwrap();
+    let again = message(&other, Role::User, "again");
+    state
+        .start_stream(
+            &other,
+            &again,
+            message(&other, Role::Assistant, ""),
+            10,
+            HistoryCheck::Unverified,
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(!state.snapshot(&other).await.unwrap().unmerged);
 }

@@ -54,6 +54,43 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl Error {
+    /// Whether the database could not take the statement *now*: unreachable, restarting,
+    /// out of connections or resources, locked, read-only or full. Such a failure is worth
+    /// retrying until the database is back; any other (a bug, corrupt data) is not.
+    pub fn is_unavailable(&self) -> bool {
+        let Error::Sql(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::BeginFailed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
+            _ => false,
+        }
+    }
+}
+
+/// Database error codes that mean "not now". SQLite reports numbers (extended result codes,
+/// whose low byte is the primary code); PostgreSQL reports SQLSTATEs.
+fn unavailable_code(code: &str) -> bool {
+    if let Ok(sqlite) = code.parse::<u32>() {
+        // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+        return matches!(sqlite & 0xff, 5 | 6 | 8 | 10 | 13 | 14 | 15);
+    }
+    // Connection exception, insufficient resources, operator intervention (admin shutdown,
+    // crash shutdown, cannot connect now), system error.
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || code.starts_with("58")
+}
+
 /// Longest session title kept, in characters.
 pub const TITLE_CHARS: usize = 60;
 /// Set on every SQLite connection. WAL lets readers and one writer work at once across

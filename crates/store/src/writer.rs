@@ -3,8 +3,11 @@
 //! Producers call [`StoreWriter`]'s methods, which only queue an operation (never await), so a
 //! slow or failing database can never slow a stream down. One task applies the operations in
 //! order: chunk rows are gathered and written in batches (one transaction per batch, never one
-//! per chunk); every write is idempotent by id and retried with backoff; a write that still
-//! fails is logged and counted, and the next one goes on.
+//! per chunk); every write is idempotent by id. While the database is unavailable (down,
+//! restarting, locked, read-only) a write is retried, with backoff up to 5 s, until it is back,
+//! and the operations behind it wait in the queue (bounded: beyond [`QUEUE_CAPACITY`] they are
+//! dropped and counted). A write refused for any other reason is retried a few times, then
+//! logged, counted and skipped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 use protocol::{ChatMessage, MessageId};
 use tokio::sync::mpsc;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::{ChunkRow, Store};
 
@@ -23,9 +26,11 @@ const QUEUE_CAPACITY: usize = 100_000;
 const BATCH_ROWS: usize = 64;
 /// A partial batch is written after this long.
 const BATCH_DELAY: Duration = Duration::from_millis(250);
-/// Attempts per write, with the pause before each retry doubling from this.
+/// Attempts per write refused for a reason other than the database being unavailable, with the
+/// pause before each retry doubling from [`FIRST_RETRY`] up to [`MAX_RETRY`].
 const ATTEMPTS: u32 = 5;
 const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
 
 enum Op {
     AnswerStarted {
@@ -53,6 +58,8 @@ pub struct WriterStats {
     pub dropped: AtomicU64,
     /// Retries made.
     pub retries: AtomicU64,
+    /// Operations queued and not yet applied.
+    pub queued: AtomicU64,
 }
 
 /// Handle on the background writer. Cheap to clone.
@@ -126,7 +133,11 @@ impl StoreWriter {
     fn push(&self, op: Op) {
         if self.queue.try_send(op).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("store_writes_dropped_total").increment(1);
             warn!("SQL write queue full or closed; dropping a write");
+        } else {
+            let queued = self.stats.queued.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::gauge!("store_writer_queue_depth").set(queued as f64);
         }
     }
 }
@@ -149,6 +160,11 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Op>, stats: Arc<WriterStats>) 
             write_chunks(&store, &mut batch, &stats).await;
             return;
         };
+        let queued = stats
+            .queued
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        metrics::gauge!("store_writer_queue_depth").set(queued as f64);
         match op {
             Op::Chunk(row) => {
                 batch.push(row);
@@ -204,26 +220,48 @@ async fn apply(store: &Store, op: Op, stats: &WriterStats) {
     }
 }
 
-/// Runs `write` until it succeeds or [`ATTEMPTS`] are used up.
+/// Runs `write` until it succeeds: for as long as the database is unavailable, or
+/// [`ATTEMPTS`] times when it refuses the write for another reason.
 async fn retry<F, Fut>(stats: &WriterStats, what: &str, mut write: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = crate::Result<()>>,
 {
     let mut pause = FIRST_RETRY;
-    for attempt in 1..=ATTEMPTS {
+    let mut refusals = 0;
+    let mut outage: Option<std::time::Instant> = None;
+    loop {
         match write().await {
-            Ok(()) => return,
-            Err(e) if attempt < ATTEMPTS => {
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                warn!(what, attempt, cause = %e, "SQL write failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
+            Ok(()) => {
+                if let Some(since) = outage {
+                    info!(
+                        what,
+                        after_ms = since.elapsed().as_millis() as u64,
+                        "SQL write applied; the database is back"
+                    );
+                }
+                return;
+            }
+            Err(e) if e.is_unavailable() => {
+                if outage.is_none() {
+                    warn!(what, cause = %e, "database unavailable; retrying until it is back");
+                    outage = Some(std::time::Instant::now());
+                }
             }
             Err(e) => {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-                error!(what, cause = %e, "SQL write failed; giving up on it");
+                refusals += 1;
+                if refusals >= ATTEMPTS {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("store_writes_failed_total").increment(1);
+                    error!(what, cause = %e, "SQL write failed; giving up on it");
+                    return;
+                }
+                warn!(what, attempt = refusals, cause = %e, "SQL write failed; retrying");
             }
         }
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("store_write_retries_total").increment(1);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_RETRY);
     }
 }

@@ -10,7 +10,7 @@ use crate::{free_port, stop_with, wait_for_port};
 pub struct PostgresServer {
     child: Option<Child>,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// Debian's server binaries: `/usr/lib/postgresql/{version}/bin`, newest version first.
@@ -73,23 +73,12 @@ impl PostgresServer {
         assert!(status.success(), "initdb failed");
         for _ in 0..5 {
             let port = free_port();
-            let mut child = as_postgres(&bin.join("postgres"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-                .arg("-c")
-                .arg(format!("unix_socket_directories={}", dir.path().display()))
-                .args(["-c", "fsync=off", "-c", "max_connections=200"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting postgres");
+            let mut child = spawn(&bin, dir.path(), port);
             if wait_for_port(port, Duration::from_secs(20)) && alive_after(&mut child) {
                 return PostgresServer {
                     child: Some(child),
                     port,
-                    _dir: dir,
+                    dir,
                 };
             }
             let _ = child.kill();
@@ -98,10 +87,46 @@ impl PostgresServer {
         panic!("postgres did not start");
     }
 
+    /// Stops the server (fast shutdown: clients are disconnected), keeping its data and port,
+    /// as an operator's restart or a crash of the database host would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_with(&mut child, "-INT");
+        }
+    }
+
+    /// Starts a stopped server again on the same port and data.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "postgres is running");
+        let mut child = spawn(&bin_dir(), self.dir.path(), self.port);
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(20)) && alive_after(&mut child),
+            "postgres did not start again on port {}",
+            self.port
+        );
+        self.child = Some(child);
+    }
+
     /// `postgres://postgres@127.0.0.1:{port}/postgres`.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
+}
+
+/// Starts `postgres` on the data in `dir/data`, listening on `port`.
+fn spawn(bin: &Path, dir: &Path, port: u16) -> Child {
+    as_postgres(&bin.join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", dir.display()))
+        .args(["-c", "fsync=off", "-c", "max_connections=200"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting postgres")
 }
 
 /// Whether the process is still running a moment after its port opened (it exits at once when
