@@ -25,6 +25,8 @@ pub struct StackOptions {
     pub database_url: Option<String>,
     /// More variables for every node (`KAFKA_BOOTSTRAP_SERVERS`, ...).
     pub env: Vec<(&'static str, String)>,
+    /// Redis with an append-only file, so that a stopped Redis comes back with its data.
+    pub persistent_redis: bool,
 }
 
 impl Default for StackOptions {
@@ -38,6 +40,7 @@ impl Default for StackOptions {
             static_dir: None,
             database_url: None,
             env: Vec::new(),
+            persistent_redis: false,
         }
     }
 }
@@ -85,7 +88,11 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(options: StackOptions) -> Stack {
-        let redis = RedisServer::start();
+        let redis = if options.persistent_redis {
+            RedisServer::start_persistent()
+        } else {
+            RedisServer::start()
+        };
         let data_dir = tempfile::tempdir().expect("data dir");
         let (ai, gateways) = start_nodes(&redis, &data_dir, &options).await;
         let stack = Stack {

@@ -12,13 +12,24 @@ use futures_util::future::join_all;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
+/// A socket on `url` recording everything from its `welcome`, once its `history` arrived
+/// (the session is subscribed from then on).
+async fn open_recorded(url: &str) -> Recording {
+    let rec = WsClient::connect(url).await.record();
+    wait_until("the history frame", Duration::from_secs(15), || {
+        rec.has(|f| f["type"] == "history")
+    })
+    .await;
+    rec
+}
+
 /// Opens `count` recorded sockets on the sessions `{prefix}-{i}`, `batch` at a time.
 async fn open_many(stack: &Stack, prefix: &str, count: usize, batch: usize) -> Vec<Recording> {
     let mut out = Vec::with_capacity(count);
     for start in (0..count).step_by(batch) {
         let opened = join_all((start..(start + batch).min(count)).map(|i| {
             let url = stack.ws_url(0, &format!("{prefix}-{i}"));
-            async move { WsClient::open(&url).await.0.record() }
+            async move { open_recorded(&url).await }
         }))
         .await;
         out.extend(opened);
@@ -254,7 +265,7 @@ async fn a_frozen_producer_stays_fenced_after_its_answer_failed() {
     let session = "zombie";
     let sockets: Vec<Recording> = join_all((0..2).map(|g| {
         let url = cluster.ws_url(g, session);
-        async move { WsClient::open(&url).await.0.record() }
+        async move { open_recorded(&url).await }
     }))
     .await;
     let accepted = api::chat(
@@ -558,8 +569,7 @@ async fn a_locked_sqlite_file_delays_the_writes_of_record_and_loses_none() {
     let mut sessions = Vec::new();
     for i in 0..3 {
         let session = format!("lock-{i}");
-        let (ws, _, _) = WsClient::open(&stack.ws_url(0, &session)).await;
-        let rec = ws.record();
+        let rec = open_recorded(&stack.ws_url(0, &session)).await;
         let accepted = api::chat(&base, &session, "hello").await;
         let id = accepted["message_id"].as_str().unwrap().to_owned();
         wait_until("the answer", Duration::from_secs(20), || {
@@ -593,4 +603,105 @@ async fn a_locked_sqlite_file_delays_the_writes_of_record_and_loses_none() {
         let stored = api::get_json(&format!("{base}/api/history/{session}")).await;
         assert_eq!(stored["count"], 2, "{session} after FLUSHALL: {stored}");
     }
+}
+
+/// Redis down for 10 s: a chat is refused with 503 `UNAVAILABLE` quickly (within 2 s),
+/// `/health` turns 503, the answer that was streaming ends (failed or completed) once Redis is
+/// back, stored once and whole, and the node serves chats again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_for_ten_seconds_refuses_chats_quickly_and_ends_the_running_answer() {
+    let mut stack = Stack::start(StackOptions {
+        stream_delay_ms: 50,
+        persistent_redis: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let base = stack.gateway(0);
+    let session = "redis-down";
+    let rec = open_recorded(&stack.ws_url(0, session)).await;
+    let accepted = api::chat(&base, session, "Give me a technical deep dive").await;
+    let id = accepted["message_id"].as_str().unwrap().to_owned();
+    wait_until("5 chunks", Duration::from_secs(10), || {
+        rec.has(|f| f["data"]["messageId"] == id.as_str() && f["data"]["index"] == 5)
+    })
+    .await;
+
+    stack.redis.stop();
+    let down = Instant::now();
+    let asked = Instant::now();
+    let (status, body) = api::try_chat_as(&base, "redis-down-new", "hello", "tester").await;
+    let took = asked.elapsed();
+    assert_eq!(
+        (status, &body["code"]),
+        (503, &Json::from("UNAVAILABLE")),
+        "{body}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "a chat with Redis down took {took:?}"
+    );
+    let asked = Instant::now();
+    let (status, health) = api::get(&format!("{base}/health")).await;
+    assert_eq!(status, 503, "{health}");
+    assert!(asked.elapsed() < Duration::from_secs(2));
+    while down.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.redis.restart();
+
+    // The socket stayed open, or was closed (1011) and a new one sees the ended answer.
+    let ended = |frames: &[Json]| frames.iter().any(|f| is_final_of(f, &id));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let closed = loop {
+        let closed = rec.closed();
+        if ended(&rec.frames()) || closed.is_some() || Instant::now() > deadline {
+            break closed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut frames = rec.stop().await;
+    let checked = sequence::check(&frames);
+    assert!(checked.violations.is_empty(), "{:?}", checked.violations);
+    if !ended(&frames) {
+        println!("the socket closed with {closed:?}; reconnecting");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        frames = loop {
+            let (ws, _, history) = WsClient::open(&stack.ws_url(0, session)).await;
+            if is_final_of(&history, &id) || Instant::now() > deadline {
+                ws.close().await;
+                break vec![history];
+            }
+            ws.close().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(ended(&frames), "the answer never ended: {frames:?}");
+    }
+    let stored = api::get_json(&format!("{base}/api/history/{session}")).await;
+    let copies: Vec<&Json> = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["messageId"] == id.as_str())
+        .collect();
+    assert_eq!(copies.len(), 1, "{stored}");
+    let status = copies[0]["status"].as_str().unwrap();
+    assert!(["failed", "completed"].contains(&status), "{stored}");
+    // Whole: the stored text is what its chunks spelled.
+    let seen = sequence::check(&frames).ended[&id].clone();
+    assert_eq!(seen.content, copies[0]["content"].as_str().unwrap());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api::get(&format!("{base}/health")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "health never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rec = open_recorded(&stack.ws_url(0, "redis-back")).await;
+    let next = api::chat(&base, "redis-back", "hello").await;
+    let next = next["message_id"].as_str().unwrap().to_owned();
+    wait_until(
+        "a chat after Redis came back",
+        Duration::from_secs(20),
+        || rec.has(|f| is_final_of(f, &next)),
+    )
+    .await;
 }

@@ -114,6 +114,7 @@ impl AiClient {
     ) -> Result<ChatAccepted, ForwardError> {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut failures = Vec::new();
+        let mut refusal = None;
         for k in 0..self.urls.len() {
             let base = &self.urls[(first + k) % self.urls.len()];
             let mut post = self.http.post(format!("{base}/chat")).json(request);
@@ -140,6 +141,11 @@ impl AiClient {
                 warn!(ai_node = %base, %status, "AI node failed; trying the next");
                 Stats::inc(&self.stats.ai_failovers);
                 failures.push(format!("{base}: {status}"));
+                // A node that says why (its storage is unavailable) speaks for all of them
+                // if none takes the chat.
+                if let Ok(body) = response.json::<ErrorBody>().await {
+                    refusal = Some((status, body));
+                }
                 continue;
             }
             if status.is_success() {
@@ -159,6 +165,9 @@ impl AiClient {
                 error: format!("AI node refused the chat ({status})"),
                 code: ErrorCode::BadRequest,
             });
+            return Err(ForwardError::Rejected { status, body });
+        }
+        if let Some((status, body)) = refusal {
             return Err(ForwardError::Rejected { status, body });
         }
         Err(ForwardError::Unavailable(format!(

@@ -131,12 +131,14 @@ impl StoreWriter {
     }
 
     fn push(&self, op: Op) {
+        // Counted before it is sent: the writer may take it (and count it off) at once.
+        let queued = self.stats.queued.fetch_add(1, Ordering::Relaxed) + 1;
         if self.queue.try_send(op).is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("store_writes_dropped_total").increment(1);
             warn!("SQL write queue full or closed; dropping a write");
         } else {
-            let queued = self.stats.queued.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::gauge!("store_writer_queue_depth").set(queued as f64);
         }
     }
@@ -160,11 +162,10 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Op>, stats: Arc<WriterStats>) 
             write_chunks(&store, &mut batch, &stats).await;
             return;
         };
-        let queued = stats
-            .queued
-            .fetch_sub(1, Ordering::Relaxed)
-            .saturating_sub(1);
-        metrics::gauge!("store_writer_queue_depth").set(queued as f64);
+        if !matches!(op, Op::Flush(_)) {
+            let queued = stats.queued.fetch_sub(1, Ordering::Relaxed) - 1;
+            metrics::gauge!("store_writer_queue_depth").set(queued as f64);
+        }
         match op {
             Op::Chunk(row) => {
                 batch.push(row);
