@@ -705,3 +705,131 @@ async fn redis_down_for_ten_seconds_refuses_chats_quickly_and_ends_the_running_a
     )
     .await;
 }
+
+/// A forward that times out on a stalled AI node (SIGSTOP) is never retried on another node:
+/// the client gets 503, no second answer starts elsewhere, and the session holds at most the
+/// one answer the stalled node starts once it runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_forward_is_not_retried_on_another_node() {
+    let cluster = Cluster::start(ClusterOptions {
+        ai_nodes: 2,
+        gateways: 1,
+        stream_delay_ms: 5,
+        env: vec![("AI_REQUEST_TIMEOUT_MS", "1000".into())],
+        ..ClusterOptions::default()
+    })
+    .await;
+    let base = cluster.gateway(0);
+    let stalled = &cluster.ai[0];
+    stalled.freeze();
+    // Round robin: within two chats, one is sent to the stalled node first.
+    let mut timed_out = None;
+    for i in 0..2 {
+        let session = format!("stall-{i}");
+        let (status, body) = api::try_chat_as(&base, &session, "hello", "tester").await;
+        match status {
+            202 => assert_ne!(body["node_id"], stalled.name.as_str()),
+            503 => {
+                assert_eq!(body["code"], "AI_UNAVAILABLE", "{body}");
+                timed_out = Some(session);
+            }
+            other => panic!("chat answered {other}: {body}"),
+        }
+    }
+    let session = timed_out.expect("no chat went to the stalled node first");
+    let failovers = api::metric(&base, "gateway_ai_failovers_total").await;
+    assert_eq!(failovers, 0, "a timed-out chat was retried on another node");
+    let history = api::get_json(&format!("{base}/api/history/{session}")).await;
+    assert_eq!(
+        history["count"], 0,
+        "an answer started elsewhere: {history}"
+    );
+
+    stalled.thaw();
+    // The stalled node may still start the answer it was sent; there is never a second one.
+    // Once it answers again, the session takes a new chat, and every question in its history
+    // has exactly one answer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let next = loop {
+        let (status, body) = api::try_chat_as(&base, &session, "hello again", "tester").await;
+        if status == 202 {
+            break body["message_id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session never took a chat again: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let history = loop {
+        let history = api::get_json(&format!("{base}/api/history/{session}")).await;
+        let done = history["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["messageId"] == next.as_str() && m["isComplete"] == true);
+        if done || Instant::now() > deadline {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let roles: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert!(
+        roles == ["user", "assistant"] || roles == ["user", "assistant", "user", "assistant"],
+        "{history}"
+    );
+}
+
+/// An AI node that answers 5xx (a real node whose Redis is gone answers 503) and a URL that
+/// refuses connections are passed over: every chat is answered by a working node, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_or_refusing_ai_node_is_passed_over() {
+    let mut lost_redis = testkit::RedisServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let env = std::collections::HashMap::from([
+        ("REDIS_URL".to_owned(), lost_redis.url()),
+        (
+            "DATABASE_URL".to_owned(),
+            format!("sqlite://{}/chat.db", data.path().display()),
+        ),
+    ]);
+    let failing = testkit::Service::start("ai-failing", "ai-service", &env);
+    lost_redis.kill();
+    let refusing = format!("http://127.0.0.1:{}", testkit::free_port());
+    let cluster = Cluster::start(ClusterOptions {
+        ai_nodes: 1,
+        gateways: 1,
+        stream_delay_ms: 1,
+        extra_ai_urls: vec![failing.url(), refusing],
+        ..ClusterOptions::default()
+    })
+    .await;
+    let base = cluster.gateway(0);
+    let (status, body) = api::post_json(
+        &format!("{}/chat", failing.url()),
+        serde_json::json!({"session_id": "probe", "message": "hello"}),
+    )
+    .await;
+    assert_eq!(status, 503, "the failing node answers 5xx: {body}");
+    for i in 0..6 {
+        let session = format!("pass-over-{i}");
+        let accepted = api::chat(&base, &session, "hello").await;
+        assert_eq!(accepted["node_id"], "ai-node-1");
+        let rec = open_recorded(&cluster.ws_url(0, &session)).await;
+        let id = accepted["message_id"].as_str().unwrap().to_owned();
+        wait_until("the answer", Duration::from_secs(20), || {
+            rec.has(|f| is_final_of(f, &id))
+        })
+        .await;
+        let history = api::get_json(&format!("{base}/api/history/{session}")).await;
+        assert_eq!(history["count"], 2, "{history}");
+    }
+    let failovers = api::metric(&base, "gateway_ai_failovers_total").await;
+    assert!(failovers >= 6, "only {failovers} failovers");
+}

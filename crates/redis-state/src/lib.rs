@@ -41,6 +41,19 @@ pub use reaper::{Reaped, STREAM_FAILED_TEXT, run_reaper};
 /// How often every node looks for answers whose producer vanished.
 pub const REAPER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How the shared connection behaves while Redis is away: a call fails within about a second
+/// (1 s to connect, 1 s for an answer, two quick reconnection retries) instead of waiting out
+/// a long reconnection, so that a chat is refused at once with 503 and a stream's retries
+/// stay in the caller's hands.
+pub fn connection_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(1)))
+        .set_number_of_retries(2)
+        .set_min_delay(std::time::Duration::from_millis(50))
+        .set_max_delay(std::time::Duration::from_millis(500))
+}
+
 /// Errors of the Redis state.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,10 +79,14 @@ pub struct ChatState {
 
 impl ChatState {
     /// Connects to Redis at `url`; fails if it cannot be reached now. Later outages make
-    /// individual calls fail while the connection re-establishes itself.
+    /// individual calls fail, quickly (see [`connection_config`]), while the connection
+    /// re-establishes itself.
     pub async fn connect(url: &str) -> Result<Self> {
         let client = redis::Client::open(url)?;
-        Ok(Self::new(client.get_connection_manager().await?))
+        let conn = client
+            .get_connection_manager_with_config(connection_config())
+            .await?;
+        Ok(Self::new(conn))
     }
 
     pub fn new(conn: ConnectionManager) -> Self {
