@@ -454,6 +454,66 @@ async fn health_and_metrics_report_the_node() {
     assert_eq!(slow, 0);
 }
 
+/// `/health` is 503 `degraded` when a critical component is down: a gateway whose AI nodes
+/// are all unreachable; the database and Kafka never make it so.
+#[tokio::test]
+async fn health_is_503_when_a_critical_component_is_down() {
+    let dead = format!("http://127.0.0.1:{}", testkit::free_port());
+    let stack = Stack::start(StackOptions {
+        ai_nodes: 0,
+        extra_ai_urls: vec![dead],
+        ..StackOptions::default()
+    })
+    .await;
+    let (status, health) = api::get(&format!("{}/health", stack.gateway(0))).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["components"]["ai"], "down (0/1 nodes)");
+    assert_eq!(health["components"]["redis"], "up");
+}
+
+/// A gateway keeps its claim on a session it serves (`session:owner:{sid}`) for as long as a
+/// socket of it stays open, past the claim's lifetime (renewed every third of it), and gives
+/// it up when the last socket leaves.
+#[tokio::test]
+async fn a_served_sessions_owner_claim_outlives_its_ttl() {
+    let stack = Stack::start(StackOptions {
+        env: vec![("SESSION_OWNER_TTL_SECONDS", "3".into())],
+        ..StackOptions::default()
+    })
+    .await;
+    let (ws, _, _) = WsClient::open(&stack.ws_url(0, "owned")).await;
+    let mut redis = stack.redis().await;
+    let owner = |mut redis: redis::aio::MultiplexedConnection| async move {
+        redis::cmd("GET")
+            .arg("session:owner:owned")
+            .query_async::<Option<String>>(&mut redis)
+            .await
+            .unwrap()
+    };
+    // Sampled over more than two lifetimes: the claim never lapses.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(7) {
+        assert_eq!(owner(redis.clone()).await.as_deref(), Some("ws-test-0"));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("session:owner:owned")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!((1..=3000).contains(&ttl), "PTTL {ttl}");
+    ws.close().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while owner(redis.clone()).await.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the claim outlived the last socket"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A gateway serves the browser app from `STATIC_DIR` at `/`, with index.html for unknown
 /// paths, while the API keeps its own routes.
 #[tokio::test]

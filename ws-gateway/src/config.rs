@@ -33,6 +33,9 @@ pub struct GatewayConfig {
     /// `MAX_SOCKETS_PER_USER`, default 20: sockets one user may hold open across all nodes;
     /// 0 turns the limit off.
     pub max_sockets_per_user: u32,
+    /// `SESSION_OWNER_TTL_SECONDS`, default 600: lifetime of this node's claim on a session it
+    /// serves (`session:owner:{sid}`), renewed every third of it.
+    pub session_owner_ttl: Duration,
 }
 
 impl ServiceConfig for GatewayConfig {
@@ -83,8 +86,25 @@ impl ServiceConfig for GatewayConfig {
             ws_max_message_bytes,
             static_dir: string_or(vars, "STATIC_DIR", "frontend/dist"),
             max_sockets_per_user: parse_or(vars, "MAX_SOCKETS_PER_USER", 20u32)?,
+            session_owner_ttl: owner_ttl(vars)?,
         })
     }
+}
+
+fn owner_ttl(vars: &HashMap<String, String>) -> Result<Duration, BadVar> {
+    let secs = parse_or(
+        vars,
+        "SESSION_OWNER_TTL_SECONDS",
+        protocol::keys::SESSION_OWNER_TTL_SECS,
+    )?;
+    if secs < 3 {
+        return Err(BadVar {
+            name: "SESSION_OWNER_TTL_SECONDS",
+            value: secs.to_string(),
+            reason: "must be at least 3".into(),
+        });
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use tracing::info;
 mod ai_client;
 mod config;
 mod gate;
+mod owners;
 mod routes;
 pub mod socket;
 mod state;

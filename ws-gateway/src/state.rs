@@ -67,6 +67,13 @@ impl AppState {
             config.service.max_sockets_per_user,
             shutdown.clone(),
         );
+        crate::owners::renew_claims(
+            hub.clone(),
+            core.state.clone(),
+            core.node_id.clone(),
+            config.service.session_owner_ttl,
+            shutdown.clone(),
+        );
         let sockets = SocketEnv {
             node_id: core.node_id.clone(),
             hub,
@@ -75,6 +82,7 @@ impl AppState {
                 core: core.clone(),
                 gate: gate.clone(),
                 sockets: user_sockets,
+                owner_ttl: config.service.session_owner_ttl,
             },
             max_pending_frames: config.service.max_pending_frames,
             max_message_bytes: config.service.ws_max_message_bytes,

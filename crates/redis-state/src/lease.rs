@@ -2,8 +2,8 @@
 //!
 //! Two roles use them:
 //! - `session:owner:{sid}`: which gateway node serves a session, for observability. A node
-//!   claims it when a socket of the session connects there and releases it when its last one
-//!   leaves. Nothing reads it to decide delivery: every node delivers to its own sockets
+//!   claims it when a socket of the session connects there, renews it while it serves the
+//!   session and releases it when its last one leaves. Nothing reads it to decide delivery: every node delivers to its own sockets
 //!   whoever owns the session, so a crashed owner blocks nothing; its claim just expires.
 //! - `events:relay:lease`: which AI node relays the event outbox to Kafka. The holder renews it
 //!   well inside its lifetime; when it dies, the lease expires and another node takes over.
@@ -21,6 +21,21 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return ARGV[1] 
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return holder
+"#;
+
+/// KEYS: leases. ARGV: holder, lifetime (ms). [`CLAIM`] for each key; returns how many the
+/// holder holds afterwards.
+pub(crate) const CLAIM_MANY: &str = r#"
+local held = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    held = held + 1
+  elseif redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    held = held + 1
+  end
+end
+return held
 "#;
 
 /// KEYS: lease. ARGV: holder. Deletes the lease if the holder has it.
@@ -59,11 +74,40 @@ impl ChatState {
         Ok(())
     }
 
-    /// Claims `session` for `node` unless another node holds it; returns the owner.
-    pub async fn claim_owner(&self, session: &SessionId, node: &str) -> Result<String> {
-        let lifetime = Duration::from_secs(keys::SESSION_OWNER_TTL_SECS);
+    /// Claims `session` for `node` for `lifetime` unless another node holds it; returns the
+    /// owner.
+    pub async fn claim_owner(
+        &self,
+        session: &SessionId,
+        node: &str,
+        lifetime: Duration,
+    ) -> Result<String> {
         self.claim_lease(&keys::session_owner(session), node, lifetime)
             .await
+    }
+
+    /// Claims (or renews) every one of `sessions` for `node` for `lifetime`, where no other
+    /// node holds it, in batches of one script call; returns how many `node` holds.
+    pub async fn claim_owners(
+        &self,
+        sessions: &[SessionId],
+        node: &str,
+        lifetime: Duration,
+    ) -> Result<usize> {
+        let millis = u64::try_from(lifetime.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut held = 0;
+        for batch in sessions.chunks(500) {
+            let mut invocation = self.scripts().claim_many.prepare_invoke();
+            invocation.arg(node).arg(millis);
+            for session in batch {
+                invocation.key(keys::session_owner(session));
+            }
+            let n: usize = invocation.invoke_async(&mut self.conn()).await?;
+            held += n;
+        }
+        Ok(held)
     }
 
     /// Releases `node`'s claim on `session` (no-op if another node holds it).

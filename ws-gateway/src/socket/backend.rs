@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use auth::{AuthError, AuthMode};
 use history::Conversation;
@@ -82,6 +83,8 @@ pub struct NodeBackend {
     pub core: Core,
     pub gate: ChatGate,
     pub sockets: Arc<UserSockets>,
+    /// Lifetime of the node's claim on a session it serves.
+    pub owner_ttl: Duration,
 }
 
 impl Backend for NodeBackend {
@@ -134,8 +137,9 @@ impl Backend for NodeBackend {
         let state = self.core.state.clone();
         let node = self.core.node_id.clone();
         let session = session.clone();
+        let ttl = self.owner_ttl;
         tokio::spawn(async move {
-            match state.claim_owner(&session, &node).await {
+            match state.claim_owner(&session, &node, ttl).await {
                 Ok(owner) if *owner != *node => {
                     debug!(session_id = %session, %owner, "session also served by another node");
                 }

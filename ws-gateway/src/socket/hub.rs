@@ -50,6 +50,11 @@ impl Hub {
         self.lock().len()
     }
 
+    /// The sessions with at least one local socket.
+    pub fn sessions(&self) -> Vec<SessionId> {
+        self.lock().keys().cloned().collect()
+    }
+
     /// Whether this node has a socket of `session`.
     pub fn serves(&self, session: &SessionId) -> bool {
         self.lock().contains_key(session)

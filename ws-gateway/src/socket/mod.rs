@@ -207,6 +207,7 @@ pub async fn serve<B, S, R>(
         queue: rx,
         filter,
         synced,
+        max_held: env.max_pending_frames,
         slow: queue.slow().clone(),
         shutdown: env.shutdown.clone(),
         backend: env.backend.clone(),

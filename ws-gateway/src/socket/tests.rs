@@ -437,6 +437,28 @@ async fn a_loss_covered_by_a_later_snapshot_is_skipped() {
     assert_eq!(client.backend.0.snapshots.load(Ordering::SeqCst), 2);
 }
 
+/// While a resync waits for the store, the socket still answers the client, and live frames
+/// arriving meanwhile wait for the snapshot and go through its filter.
+#[tokio::test(start_paused = true)]
+async fn a_socket_keeps_answering_while_it_resyncs() {
+    let mut client = Client::connect(Options {
+        backend: Fake::with(Some(streaming("a", 0))),
+        ..Options::default()
+    });
+    client.handshake().await;
+    client.backend.set(None);
+    client.bus.lose_connection();
+    client.bus.publish(&sid(), chunk("a", 3));
+    client.bus.publish(&sid(), chunk("a", 4));
+    client.send(r#"{"type":"ping"}"#);
+    assert_eq!(client.frame().await["type"], "pong");
+    client.backend.set(Some(streaming("a", 3)));
+    let history = client.frame().await;
+    assert_eq!(history["type"], "history");
+    assert_eq!(history["streaming"]["lastIndex"], 3);
+    assert_eq!(client.frame().await["data"]["index"], 4);
+}
+
 /// A resync whose snapshot keeps failing is retried; when the store comes back within the
 /// budget the socket gets its history; when it does not, an `error UNAVAILABLE` and close
 /// 1011 tell the client to reconnect. Never silently behind.

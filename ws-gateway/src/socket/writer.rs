@@ -1,11 +1,20 @@
 //! The socket's single writer: drains its queue, filters live frames, resyncs, and writes.
+//!
+//! A resync (the bus lost frames, or a live frame skipped ahead) runs beside the writing: the
+//! writer waits for the session to be back on the bus, then reads a fresh snapshot, while it
+//! keeps answering the client (pongs, errors, recoveries) and holds the live frames that
+//! arrive meanwhile. Once the snapshot is sent, the held frames go through the new filter, so
+//! the client never sees a chunk out of sequence.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use bus::{Bus, Epoch};
 use futures_util::{Sink, SinkExt};
+use history::Conversation;
 use protocol::{ErrorCode, ServerFrame, SessionId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -14,13 +23,13 @@ use tracing::{debug, info, warn};
 use super::backend::Backend;
 use super::close_code;
 use super::filter::{DeliveryFilter, Verdict};
-use super::queue::Outbound;
+use super::queue::{Outbound, SharedFrame};
 use super::snapshot::history_frame;
 use crate::stats::Stats;
 
 /// How long a resync may take (waiting for the bus to be back, then reading the snapshot,
 /// retried) before the socket is closed with 1011 so that its client reconnects.
-pub(super) const RESYNC_BUDGET: Duration = Duration::from_secs(10);
+pub(super) const RESYNC_BUDGET: Duration = Duration::from_secs(30);
 /// First pause between snapshot attempts; it doubles up to [`RESYNC_RETRY_MAX`].
 const RESYNC_RETRY_MIN: Duration = Duration::from_millis(100);
 const RESYNC_RETRY_MAX: Duration = Duration::from_secs(1);
@@ -33,6 +42,8 @@ pub(super) struct Writer<S, B> {
     /// The bus epoch the filter's snapshot was read after: losses of earlier connections are
     /// already covered by it.
     pub synced: Epoch,
+    /// Live frames held while a resync runs, at most this many (then the socket is slow).
+    pub max_held: usize,
     /// Cancelled by whoever finds the queue full.
     pub slow: CancellationToken,
     pub shutdown: CancellationToken,
@@ -57,12 +68,18 @@ pub(super) enum End {
     Closed,
 }
 
-/// What one queued item comes to.
-enum Step {
-    Write(Message),
-    Skip,
-    /// Resyncing failed for [`RESYNC_BUDGET`]: say so, and close with 1011.
-    GiveUp,
+/// A snapshot read after the session was confirmed on the bus connection of that epoch;
+/// `None` when none could be read within [`RESYNC_BUDGET`].
+type Resynced = Option<(Epoch, Conversation)>;
+
+/// A resync under way, and what it must still cover.
+struct Resync {
+    task: Pin<Box<dyn Future<Output = Resynced> + Send>>,
+    /// The latest bus connection lost since it started: its snapshot must come from a later
+    /// one, or it starts again.
+    lost: Option<Epoch>,
+    /// Live frames received meanwhile, in order.
+    held: VecDeque<Arc<SharedFrame>>,
 }
 
 impl<S, B> Writer<S, B>
@@ -82,6 +99,7 @@ where
 
     async fn write_all(&mut self) -> End {
         let (slow, shutdown) = (self.slow.clone(), self.shutdown.clone());
+        let mut resync: Option<Resync> = None;
         // Frames are fed to the socket as they come and flushed once the queue runs dry, so a
         // burst goes out in few writes; nothing fed ever waits for a later frame to be flushed.
         let mut unflushed = false;
@@ -98,55 +116,198 @@ where
                 }
                 unflushed = false;
             }
+            let pending = async {
+                match resync.as_mut() {
+                    Some(r) => (&mut r.task).await,
+                    None => std::future::pending().await,
+                }
+            };
             let item = tokio::select! {
                 biased;
                 () = slow.cancelled() => return End::Slow,
                 () = shutdown.cancelled() => return End::Shutdown,
+                done = pending => {
+                    let Some(r) = resync.take() else { continue };
+                    match self.resynced(r, done) {
+                        Ok((history, held, again)) => {
+                            resync = again;
+                            if self.feed(history).await.is_err() {
+                                return End::Gone;
+                            }
+                            for frame in held {
+                                if let Some(message) = self.live(frame, &mut resync)
+                                    && self.feed(message).await.is_err()
+                                {
+                                    return End::Gone;
+                                }
+                            }
+                            unflushed = true;
+                            continue;
+                        }
+                        Err(()) => {
+                            self.give_up().await;
+                            return End::Closed;
+                        }
+                    }
+                }
                 item = self.queue.recv() => item,
             };
             let Some(item) = item else {
                 return End::Gone;
             };
-            if let Outbound::Close { code, reason } = item {
-                self.close(code, reason).await;
-                return End::Closed;
-            }
-            // A resync may wait for Redis: the socket must still close when it has to.
-            let step = tokio::select! {
-                biased;
-                () = slow.cancelled() => return End::Slow,
-                () = shutdown.cancelled() => return End::Shutdown,
-                step = self.prepare(item) => step,
-            };
-            let message = match step {
-                Step::Write(message) => message,
-                Step::Skip => continue,
-                Step::GiveUp => {
-                    let frame = ServerFrame::error(
-                        ErrorCode::Unavailable,
-                        "storage is unavailable; reconnect later",
-                    );
-                    let _ = self
-                        .sink
-                        .send(Message::Text(Utf8Bytes::from(frame.to_json())))
-                        .await;
-                    self.close(close_code::INTERNAL_ERROR, "storage unavailable")
-                        .await;
+            let message = match item {
+                Outbound::Close { code, reason } => {
+                    self.close(code, reason).await;
                     return End::Closed;
                 }
+                Outbound::Live(frame) => {
+                    if resync
+                        .as_ref()
+                        .is_some_and(|r| r.held.len() >= self.max_held)
+                    {
+                        Stats::inc(&self.stats.slow_consumers);
+                        return End::Slow;
+                    }
+                    self.live(frame, &mut resync)
+                }
+                Outbound::Local(text) => Some(Message::Text(text)),
+                Outbound::Recovered {
+                    text,
+                    message_id,
+                    delivered,
+                } => {
+                    if let Some(what) = delivered {
+                        self.filter.note_recovered(&message_id, what);
+                    }
+                    Some(Message::Text(text))
+                }
+                Outbound::Resync { lost } => {
+                    match resync.as_mut() {
+                        Some(r) => r.lost = r.lost.max(Some(lost)),
+                        // A snapshot read after a later connection was confirmed covers it.
+                        None if lost < self.synced => {}
+                        None => resync = Some(self.start_resync()),
+                    }
+                    None
+                }
+            };
+            let Some(message) = message else {
+                continue;
             };
             tokio::select! {
                 biased;
                 () = slow.cancelled() => return End::Slow,
-                result = self.sink.feed(message) => {
+                result = self.feed(message) => {
                     if result.is_err() {
                         return End::Gone;
                     }
                     unflushed = true;
-                    Stats::inc(&self.stats.frames_sent);
                 }
             }
         }
+    }
+
+    /// What to write for a live frame: nothing while a resync runs (it is held for after the
+    /// snapshot); a frame that skips ahead starts one.
+    fn live(&mut self, frame: Arc<SharedFrame>, resync: &mut Option<Resync>) -> Option<Message> {
+        if let Some(r) = resync.as_mut() {
+            r.held.push_back(frame);
+            return None;
+        }
+        match self.filter.admit(&frame.meta) {
+            Verdict::Send => Some(Message::Text(frame.text.clone())),
+            Verdict::Duplicate => {
+                Stats::inc(&self.stats.frames_deduplicated);
+                None
+            }
+            Verdict::Gap => {
+                // Frames before it never arrived: the stored state has them (and this one).
+                warn!(session_id = %self.session, "a live frame skipped ahead; resyncing");
+                Stats::inc(&self.stats.gaps_resynced);
+                *resync = Some(self.start_resync());
+                None
+            }
+        }
+    }
+
+    /// Starts waiting for the session to be on the bus, then reading a snapshot, retried
+    /// with backoff, for at most [`RESYNC_BUDGET`].
+    fn start_resync(&self) -> Resync {
+        Stats::inc(&self.stats.resyncs);
+        let (bus, backend, session) =
+            (self.bus.clone(), self.backend.clone(), self.session.clone());
+        let task = async move {
+            let attempts = async {
+                let mut pause = RESYNC_RETRY_MIN;
+                loop {
+                    let epoch = match bus.confirmed(&session).await {
+                        Ok(epoch) => epoch,
+                        Err(e) => {
+                            debug!(session_id = %session, cause = %e, "resync: not on the bus");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(RESYNC_RETRY_MAX);
+                            continue;
+                        }
+                    };
+                    match backend.conversation(&session).await {
+                        Ok(conversation) => return (epoch, conversation),
+                        Err(e) => {
+                            debug!(session_id = %session, cause = %e, "resync snapshot failed; retrying");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(RESYNC_RETRY_MAX);
+                        }
+                    }
+                }
+            };
+            tokio::time::timeout(RESYNC_BUDGET, attempts).await.ok()
+        };
+        Resync {
+            task: Box::pin(task),
+            lost: None,
+            held: VecDeque::new(),
+        }
+    }
+
+    /// A resync ended: the `history` frame to send and the frames held meanwhile, or a new
+    /// resync (still holding them) when a connection was lost after this one's snapshot was
+    /// confirmed; `Err` when it ran out of time.
+    #[allow(clippy::type_complexity)]
+    fn resynced(
+        &mut self,
+        r: Resync,
+        done: Resynced,
+    ) -> Result<(Message, VecDeque<Arc<SharedFrame>>, Option<Resync>), ()> {
+        let Some((epoch, conversation)) = done else {
+            return Err(());
+        };
+        let (text, filter) = history_frame(&self.session, conversation);
+        self.filter = filter;
+        self.synced = epoch;
+        let again = r
+            .lost
+            .filter(|lost| *lost >= epoch)
+            .map(|_| self.start_resync());
+        Ok((Message::Text(text), r.held, again))
+    }
+
+    async fn feed(&mut self, message: Message) -> Result<(), ()> {
+        self.sink.feed(message).await.map_err(|_| ())?;
+        Stats::inc(&self.stats.frames_sent);
+        Ok(())
+    }
+
+    async fn give_up(&mut self) {
+        warn!(session_id = %self.session, "no resync within {RESYNC_BUDGET:?}; closing (1011)");
+        let frame = ServerFrame::error(
+            ErrorCode::Unavailable,
+            "storage is unavailable; reconnect later",
+        );
+        let _ = self
+            .sink
+            .send(Message::Text(Utf8Bytes::from(frame.to_json())))
+            .await;
+        self.close(close_code::INTERNAL_ERROR, "storage unavailable")
+            .await;
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
@@ -156,84 +317,4 @@ where
         }));
         let _ = self.sink.send(frame).await;
     }
-
-    /// What a queued item comes to.
-    async fn prepare(&mut self, item: Outbound) -> Step {
-        match item {
-            Outbound::Live(frame) => match self.filter.admit(&frame.meta) {
-                Verdict::Send => Step::Write(Message::Text(frame.text.clone())),
-                Verdict::Duplicate => {
-                    Stats::inc(&self.stats.frames_deduplicated);
-                    Step::Skip
-                }
-                Verdict::Gap => {
-                    // Frames before it never arrived: the stored state has them (and this one).
-                    warn!(session_id = %self.session, "a live frame skipped ahead; resyncing");
-                    Stats::inc(&self.stats.gaps_resynced);
-                    self.resync().await
-                }
-            },
-            Outbound::Local(text) => Step::Write(Message::Text(text)),
-            Outbound::Recovered {
-                text,
-                message_id,
-                delivered,
-            } => {
-                if let Some(what) = delivered {
-                    self.filter.note_recovered(&message_id, what);
-                }
-                Step::Write(Message::Text(text))
-            }
-            // A snapshot read after a later connection was confirmed covers this loss.
-            Outbound::Resync { lost } if lost < self.synced => Step::Skip,
-            Outbound::Resync { .. } => self.resync().await,
-            Outbound::Close { .. } => Step::Skip,
-        }
-    }
-
-    /// Frames were lost: once the session is back on the bus, a fresh snapshot replaces what
-    /// the client has, and the filter starts again from it. Live frames queued meanwhile wait
-    /// behind it and pass the new filter, so the client never sees a chunk out of sequence.
-    async fn resync(&mut self) -> Step {
-        Stats::inc(&self.stats.resyncs);
-        let attempt = async {
-            let mut pause = RESYNC_RETRY_MIN;
-            loop {
-                let read = async {
-                    let epoch = self.bus.confirmed(&self.session).await?;
-                    let conversation = self.backend.conversation(&self.session).await?;
-                    Ok::<_, ResyncError>((epoch, conversation))
-                };
-                match read.await {
-                    Ok(done) => return done,
-                    Err(e) => {
-                        debug!(session_id = %self.session, cause = %e, "resync failed; retrying");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(RESYNC_RETRY_MAX);
-                    }
-                }
-            }
-        };
-        match tokio::time::timeout(RESYNC_BUDGET, attempt).await {
-            Ok((epoch, conversation)) => {
-                let (text, filter) = history_frame(&self.session, conversation);
-                self.filter = filter;
-                self.synced = epoch;
-                Step::Write(Message::Text(text))
-            }
-            Err(_) => {
-                warn!(session_id = %self.session, "no resync within {RESYNC_BUDGET:?}; closing (1011)");
-                Step::GiveUp
-            }
-        }
-    }
-}
-
-/// Why one resync attempt failed.
-#[derive(Debug, thiserror::Error)]
-enum ResyncError {
-    #[error(transparent)]
-    Bus(#[from] bus::Error),
-    #[error(transparent)]
-    History(#[from] history::Error),
 }
