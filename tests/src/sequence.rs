@@ -15,7 +15,20 @@ use crate::Json;
 pub struct Violation {
     /// Position of the offending frame in the socket's frames.
     pub at: usize,
+    pub kind: Kind,
     pub what: String,
+}
+
+/// The kinds of broken promise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A chunk skipped ahead: the ones between were never sent.
+    Gap,
+    /// Something sent again: a chunk at or below the last one, a final message twice, a chunk
+    /// after the final message.
+    Duplicate,
+    /// A final text that is not what the chunks spelled, or a malformed frame.
+    Mismatch,
 }
 
 /// What a socket showed of each answer once it ended.
@@ -50,7 +63,8 @@ pub fn check(frames: &[Json]) -> Checked {
     let mut following: HashMap<String, Following> = HashMap::new();
     let mut complete: HashSet<String> = HashSet::new();
     for (at, frame) in frames.iter().enumerate() {
-        let mut violation = |what: String| out.violations.push(Violation { at, what });
+        let mut violation =
+            |kind: Kind, what: String| out.violations.push(Violation { at, kind, what });
         match frame["type"].as_str() {
             Some("history") => {
                 out.histories += 1;
@@ -74,9 +88,10 @@ pub fn check(frames: &[Json]) -> Checked {
                             },
                         );
                     } else {
-                        violation(format!(
-                            "history holds incomplete {id} that is not streaming"
-                        ));
+                        violation(
+                            Kind::Mismatch,
+                            format!("history holds incomplete {id} that is not streaming"),
+                        );
                     }
                 }
             }
@@ -85,7 +100,7 @@ pub fn check(frames: &[Json]) -> Checked {
                 let id = text_of(&data["messageId"]);
                 if data["isComplete"] == true {
                     if !complete.insert(id.clone()) {
-                        violation(format!("final message {id} sent twice"));
+                        violation(Kind::Duplicate, format!("final message {id} sent twice"));
                         continue;
                     }
                     if data["role"] != "assistant" {
@@ -95,12 +110,15 @@ pub fn check(frames: &[Json]) -> Checked {
                     if let Some(f) = following.remove(&id) {
                         let expected_text = ended.status != "completed" || ended.content == f.text;
                         if !ended.content.starts_with(&f.text) || !expected_text {
-                            violation(format!(
-                                "final text of {id} ({} chars, {}) is not what its chunks spelled ({} chars)",
-                                ended.content.len(),
-                                ended.status,
-                                f.text.len()
-                            ));
+                            violation(
+                                Kind::Mismatch,
+                                format!(
+                                    "final text of {id} ({} chars, {}) is not what its chunks spelled ({} chars)",
+                                    ended.content.len(),
+                                    ended.status,
+                                    f.text.len()
+                                ),
+                            );
                         }
                     }
                     out.ended.insert(id, ended);
@@ -108,11 +126,17 @@ pub fn check(frames: &[Json]) -> Checked {
                 }
                 out.chunks += 1;
                 if complete.contains(&id) {
-                    violation(format!("chunk of {id} after its final message"));
+                    violation(
+                        Kind::Duplicate,
+                        format!("chunk of {id} after its final message"),
+                    );
                     continue;
                 }
                 let Some(index) = data["index"].as_u64() else {
-                    violation(format!("incomplete message {id} without an index"));
+                    violation(
+                        Kind::Mismatch,
+                        format!("incomplete message {id} without an index"),
+                    );
                     continue;
                 };
                 let delta = text_of(&data["chunk"]);
@@ -121,7 +145,14 @@ pub fn check(frames: &[Json]) -> Checked {
                     next: 0,
                 });
                 if index != f.next {
-                    violation(format!("chunk {index} of {id} where {} was next", f.next));
+                    violation(
+                        if index > f.next {
+                            Kind::Gap
+                        } else {
+                            Kind::Duplicate
+                        },
+                        format!("chunk {index} of {id} where {} was next", f.next),
+                    );
                     // Go on from what was sent, so one gap is reported once.
                     f.next = index + 1;
                     continue;
@@ -203,11 +234,19 @@ mod tests {
             fin("a", "hello"),
             chunk("a", 3, "!"),
         ];
-        let whats: Vec<String> = check(&frames)
-            .violations
-            .into_iter()
-            .map(|v| v.what)
-            .collect();
+        let violations = check(&frames).violations;
+        let kinds: Vec<Kind> = violations.iter().map(|v| v.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                Kind::Gap,
+                Kind::Duplicate,
+                Kind::Mismatch,
+                Kind::Duplicate,
+                Kind::Duplicate
+            ]
+        );
+        let whats: Vec<String> = violations.into_iter().map(|v| v.what).collect();
         assert_eq!(whats.len(), 5, "{whats:?}");
         assert!(whats[0].contains("chunk 2 of a where 1 was next"));
         assert!(whats[1].contains("chunk 2 of a where 3 was next"));

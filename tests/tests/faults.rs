@@ -69,6 +69,23 @@ fn kill_pubsub_repeatedly(
     })
 }
 
+/// Starts a long answer in session `{prefix}-{i}` of each socket `i`; returns each socket with
+/// the id of its answer.
+async fn start_answers(
+    stack: &Stack,
+    prefix: &str,
+    sockets: Vec<Recording>,
+) -> Vec<(Recording, String)> {
+    let mut out = Vec::with_capacity(sockets.len());
+    for (i, rec) in sockets.into_iter().enumerate() {
+        let session = format!("{prefix}-{i}");
+        let accepted =
+            api::chat(&stack.gateway(0), &session, "Give me a technical deep dive").await;
+        out.push((rec, accepted["message_id"].as_str().unwrap().to_owned()));
+    }
+    out
+}
+
 /// Waits until every recording in `streaming` has seen the final message of its answer.
 async fn wait_for_finals(streaming: &[(Recording, String)], limit: Duration) {
     let deadline = Instant::now() + limit;
@@ -162,16 +179,7 @@ async fn repeated_pubsub_kills_never_skip_or_repeat_a_chunk() {
 
     let stop = CancellationToken::new();
     let killer = kill_pubsub_repeatedly(&stack, (50, 300), stop.clone());
-    let mut streaming = Vec::new();
-    for (i, rec) in streaming_sockets.into_iter().enumerate() {
-        let accepted = api::chat(
-            &stack.gateway(0),
-            &format!("kill-live-{i}"),
-            "Give me a technical deep dive",
-        )
-        .await;
-        streaming.push((rec, accepted["message_id"].as_str().unwrap().to_owned()));
-    }
+    let streaming = start_answers(&stack, "kill-live", streaming_sockets).await;
     wait_for_finals(&streaming, Duration::from_secs(120)).await;
     stop.cancel();
     let kills = killer.await.unwrap();
@@ -227,16 +235,7 @@ async fn an_overflowing_subscriber_cut_by_redis_loses_nothing() {
             bursts
         }
     });
-    let mut streaming = Vec::new();
-    for (i, rec) in streaming_sockets.into_iter().enumerate() {
-        let accepted = api::chat(
-            &stack.gateway(0),
-            &format!("flood-live-{i}"),
-            "Give me a technical deep dive",
-        )
-        .await;
-        streaming.push((rec, accepted["message_id"].as_str().unwrap().to_owned()));
-    }
+    let streaming = start_answers(&stack, "flood-live", streaming_sockets).await;
     wait_for_finals(&streaming, Duration::from_secs(120)).await;
     stop.cancel();
     flooder.await.unwrap();
@@ -345,6 +344,23 @@ async fn a_frozen_producer_stays_fenced_after_its_answer_failed() {
         .collect();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status, protocol::MessageStatus::Failed);
+}
+
+/// `GET /api/history/{session}` once `done` holds of it, or as it is after `limit`.
+async fn history_once(
+    base: &str,
+    session: &str,
+    limit: Duration,
+    done: impl Fn(&Json) -> bool,
+) -> Json {
+    let deadline = Instant::now() + limit;
+    loop {
+        let history = api::get_json(&format!("{base}/api/history/{session}")).await;
+        if done(&history) || Instant::now() > deadline {
+            return history;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Polls `check` every 50 ms until it holds; panics with `what` after `limit`.
@@ -500,14 +516,7 @@ async fn conversations_go_on_while_postgres_is_down_and_nothing_is_lost() {
     }
     // The old session: its stored exchange is merged in front of the new one by the first
     // read that reaches SQL (reads skip SQL for SQL_RETRY_AFTER after a failed one).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let merged = loop {
-        let history = api::get_json(&format!("{base}/api/history/{old}")).await;
-        if history["count"] == 4 || Instant::now() > deadline {
-            break history;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let merged = history_once(&base, old, Duration::from_secs(10), |h| h["count"] == 4).await;
     let ids: Vec<&str> = merged["messages"]
         .as_array()
         .unwrap()
@@ -761,19 +770,14 @@ async fn a_timed_out_forward_is_not_retried_on_another_node() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let history = loop {
-        let history = api::get_json(&format!("{base}/api/history/{session}")).await;
-        let done = history["messages"]
+    let history = history_once(&base, &session, Duration::from_secs(20), |h| {
+        h["messages"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|m| m["messageId"] == next.as_str() && m["isComplete"] == true);
-        if done || Instant::now() > deadline {
-            break history;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+            .any(|m| m["messageId"] == next.as_str() && m["isComplete"] == true)
+    })
+    .await;
     let roles: Vec<&str> = history["messages"]
         .as_array()
         .unwrap()

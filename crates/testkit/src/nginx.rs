@@ -91,6 +91,14 @@ impl Nginx {
         (listening && alive).then_some(nginx)
     }
 
+    /// Reloads the configuration (SIGHUP), as an operator's `nginx -s reload`: new workers
+    /// take over, old ones finish their connections.
+    pub fn reload(&self) {
+        if let Some(child) = &self.child {
+            crate::signal(child, "-HUP");
+        }
+    }
+
     /// `http://127.0.0.1:{port}`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -11,16 +11,18 @@ use std::time::Instant;
 
 use crate::{free_port, terminate};
 
-/// The path of workspace binary `name` (`ai-service`, `ws-gateway`) next to the running test.
+/// The path of workspace binary `name` (`ai-service`, `ws-gateway`) next to the running test
+/// (`target/{profile}/deps/test-hash`) or tool (`target/{profile}/chaos`).
 ///
 /// Panics with the build command when it has not been built.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/{profile}/deps/test-hash → target/{profile}/name
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test executable in target/<profile>/deps");
+    let dir = exe.parent().expect("executable in a directory");
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>/deps")
+    } else {
+        dir
+    };
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
@@ -35,6 +37,10 @@ pub struct Service {
     pub name: String,
     pub port: u16,
     child: Option<Child>,
+    /// How it was started, to start it again.
+    binary: String,
+    env: HashMap<String, String>,
+    log: Option<PathBuf>,
 }
 
 impl Service {
@@ -68,6 +74,9 @@ impl Service {
                 name: name.to_owned(),
                 port,
                 child: Some(spawn(name, binary, port, env, log)),
+                binary: binary.to_owned(),
+                env: env.clone(),
+                log: log.map(std::path::Path::to_path_buf),
             };
             if service.wait_healthy(Duration::from_secs(20)) {
                 return service;
@@ -75,6 +84,27 @@ impl Service {
             service.kill9();
         }
         panic!("{name} did not start");
+    }
+
+    /// Starts a stopped (or killed) service again, on the same port and with the same
+    /// settings; waits up to 20 s for it to answer `/health`. False if it did not.
+    pub fn start_again(&mut self) -> bool {
+        if self.child.is_some() {
+            return true;
+        }
+        self.child = Some(spawn(
+            &self.name,
+            &self.binary,
+            self.port,
+            &self.env,
+            self.log.as_deref(),
+        ));
+        self.wait_healthy(Duration::from_secs(20))
+    }
+
+    /// Whether the process runs (it may be frozen).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Waits until `/health` names this node; false if the process exits first or time runs out.
