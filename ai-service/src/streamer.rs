@@ -93,8 +93,9 @@ impl Streamer {
         // flushed, it is put back from SQL before the new message is appended to it. When SQL
         // cannot be asked, the chat goes on and the session is marked for a merge later.
         let mut check = HistoryCheck::Require;
+        let mut retried = false;
         let stream = loop {
-            let outcome = self
+            let outcome = match self
                 .core
                 .state
                 .start_stream(
@@ -105,7 +106,19 @@ impl Streamer {
                     check,
                     enforce_owner,
                 )
-                .await?;
+                .await
+            {
+                Ok(outcome) => outcome,
+                // Its reply may be what was lost: once more, which the script answers as the
+                // first run if that one did start the answer.
+                Err(e) if !retried => {
+                    warn!(session_id = %session, cause = %e, "starting the answer failed; retrying once");
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             match outcome {
                 StartOutcome::Started(stream) => break stream,
                 StartOutcome::Forbidden { .. } => return Err(StartError::Forbidden),

@@ -42,6 +42,19 @@ pub fn chunks(message: &MessageId) -> String {
     format!("{CHUNKS_PREFIX}{message}")
 }
 
+/// `chat:started:{mid}`: the number of the answer's start in its session's changes, so that a
+/// retried `START` whose first try did run (its reply was lost) is answered the same way.
+/// Lives as long as the answer record.
+pub fn started(message: &MessageId) -> String {
+    format!("chat:started:{message}")
+}
+
+/// `chat:ended:{mid}`: the number of the answer's ending in its session's changes, for a
+/// retried `FINISH`/`FAIL` whose first try did run. Lives as long as the ended record.
+pub fn ended(message: &MessageId) -> String {
+    format!("chat:ended:{message}")
+}
+
 /// `chat:message:{mid}`: the answer's `ChatMessage` (empty content while streaming, the final
 /// message once ended).
 pub fn message(message: &MessageId) -> String {

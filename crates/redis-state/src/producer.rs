@@ -100,6 +100,7 @@ impl ChatState {
             .key(keys::session_changes(session))
             .key(keys::session_user(session))
             .key(keys::unmerged(session))
+            .key(keys::started(&message))
             .arg(message.as_str())
             .arg(lease_secs)
             .arg(user_json)
@@ -181,7 +182,9 @@ impl ChatState {
 
     /// Ends the answer with `content` and `status`: appends it to history, releases the lease
     /// and publishes the final frame, in one step. Returns the ending's number in the session's
-    /// changes, or `None` (and changes nothing) when the answer had already ended.
+    /// changes, or `None` (and changes nothing) when the answer had already ended otherwise. A
+    /// retry of an ending that did run (its reply was lost) gets the same number again, so the
+    /// caller records the ending durably either way.
     pub async fn finish_stream(
         &self,
         stream: &StreamHandle,
@@ -202,6 +205,7 @@ impl ChatState {
             .key(keys::stream_channel(&stream.session))
             .key(keys::STREAM_DEADLINES)
             .key(keys::session_changes(&stream.session))
+            .key(keys::ended(&stream.message))
             .arg(stream.message.as_str())
             .arg(json)
             .arg(frame)

@@ -89,9 +89,8 @@ impl ChatState {
         }
         .to_json();
         let frame = ServerFrame::Message { data: done.clone() }.to_json();
-        let outcome: i64 = self
-            .scripts()
-            .fail
+        let mut invocation = self.scripts().fail.prepare_invoke();
+        invocation
             .key(keys::active_stream(session))
             .key(keys::history(session))
             .key(keys::message(message))
@@ -100,6 +99,7 @@ impl ChatState {
             .key(keys::stream_channel(session))
             .key(keys::STREAM_DEADLINES)
             .key(keys::session_changes(session))
+            .key(keys::ended(message))
             .arg(message.as_str())
             .arg(json)
             .arg(frame)
@@ -107,9 +107,22 @@ impl ChatState {
             .arg(keys::ENDED_STREAM_TTL_SECS)
             .arg(member)
             .arg(keys::CHANGES_TTL_SECS)
-            .arg(error)
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(error);
+        // The deadline goes with the failure: a failure whose reply was lost is never due
+        // again, so it is retried here (the script answers a retry as the first run).
+        let mut attempt = 0;
+        let outcome: i64 = loop {
+            attempt += 1;
+            match invocation.invoke_async(&mut self.conn()).await {
+                Ok(outcome) => break outcome,
+                Err(e) if attempt < 5 => {
+                    warn!(session_id = %session, message_id = %message, cause = %e,
+                        "failing an orphaned answer failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         if outcome < 1 {
             return Ok(None);
         }

@@ -39,8 +39,11 @@ end
 /// The session's user (`session:user:{sid}`) is set by the first chat and renewed by every
 /// chat; with enforcement on, another user's chat is refused.
 ///
+/// A retry of a START that did run (the lease already names this answer) changes nothing and
+/// answers as the first run did.
+///
 /// KEYS: active, history, answer record, channel, deadlines, change counter, session user,
-/// unmerged marker.
+/// unmerged marker, start number.
 /// ARGV: answer id, lease secs, user message JSON, answer record JSON, user frame, history TTL,
 /// live TTL, deadline member, history check ("1": refuse a session whose history or user Redis
 /// does not have; "0": go ahead; "2": go ahead, and mark a session without history unmerged),
@@ -51,6 +54,9 @@ end
 /// one, or hand the session to whoever chats first), `{3, owner, 0}` when the session is
 /// another user's.
 const START: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return {1, '', tonumber(redis.call('GET', KEYS[9]) or '0')}
+end
 if ARGV[9] == '1' and (redis.call('EXISTS', KEYS[2]) == 0 or redis.call('EXISTS', KEYS[7]) == 0) then
   return {2, '', 0}
 end
@@ -69,7 +75,9 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[7])
 redis.call('ZADD', KEYS[5], now_ms() + 1000 * tonumber(ARGV[2]), ARGV[8])
 redis.call('PUBLISH', KEYS[4], ARGV[5])
-return {1, '', next_change(KEYS[6], ARGV[10])}
+local change = next_change(KEYS[6], ARGV[10])
+redis.call('SET', KEYS[9], change, 'EX', ARGV[7])
+return {1, '', change}
 "#;
 
 /// Appends chunk `index` to the log and publishes its frame, in one step; pushes the answer's
@@ -101,12 +109,14 @@ return index
 
 /// Lua: the steps every way of ending an answer shares (FINISH and FAIL take the same KEYS and
 /// first seven ARGV). Returns 0 and changes nothing but the deadline set when the answer has
-/// already ended; otherwise appends the final message to history, releases the lease, keeps the
-/// record and chunk log for a while, clears the cancel flag, publishes `before` (when given)
-/// and then the final frame, and returns the ending's number in the session's changes (>= 1).
+/// already ended (or, when it ended with exactly this final message, a retry of an ending that
+/// did run, the ending's number again); otherwise appends the final message to history,
+/// releases the lease, keeps the record and chunk log for a while, clears the cancel flag,
+/// publishes `before` (when given) and then the final frame, and returns the ending's number in
+/// the session's changes (>= 1).
 ///
 /// KEYS: active, history, answer record, chunk log, cancel flag, channel, deadlines, change
-/// counter.
+/// counter, end number.
 /// ARGV: answer id, final message JSON, final frame, history TTL, ended TTL, deadline member,
 /// change counter TTL.
 const END_ANSWER: &str = r#"
@@ -116,6 +126,7 @@ local function end_answer(before)
     local ok, msg = pcall(cjson.decode, record)
     if ok and msg.isComplete then
       redis.call('ZREM', KEYS[7], ARGV[6])
+      if record == ARGV[2] then return tonumber(redis.call('GET', KEYS[9]) or '0') end
       return 0
     end
   end
@@ -128,7 +139,9 @@ local function end_answer(before)
   redis.call('ZREM', KEYS[7], ARGV[6])
   if before then redis.call('PUBLISH', KEYS[6], before) end
   redis.call('PUBLISH', KEYS[6], ARGV[3])
-  return next_change(KEYS[8], ARGV[7])
+  local change = next_change(KEYS[8], ARGV[7])
+  redis.call('SET', KEYS[9], change, 'EX', ARGV[5])
+  return change
 end
 "#;
 

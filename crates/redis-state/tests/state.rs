@@ -112,13 +112,13 @@ async fn snapshot_shows_partial_answer_then_final_history() {
             .unwrap(),
         Some(2)
     );
-    // Finishing twice changes nothing.
+    // Finishing twice (a retry) changes nothing, and answers as the first time.
     assert_eq!(
         state
             .finish_stream(&stream, "Hi there!".into(), MessageStatus::Completed)
             .await
             .unwrap(),
-        None
+        Some(2)
     );
     assert_eq!(state.next_change(&sid).await.unwrap(), 3);
     let snap = state.snapshot(&sid).await.unwrap();
@@ -556,4 +556,48 @@ async fn an_unverified_start_is_merged_with_the_stored_history() {
         .await
         .unwrap();
     assert!(!state.snapshot(&other).await.unwrap().unmerged);
+}
+
+/// A START or FINISH whose reply was lost is retried: the retry changes nothing and answers as
+/// the first run did (so the caller still records it durably); another ending is refused.
+#[tokio::test]
+async fn retried_starts_and_endings_answer_as_their_first_run() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let sid = SessionId::parse("s-retry").unwrap();
+    let user = message(&sid, Role::User, "hello");
+    let answer = message(&sid, Role::Assistant, "");
+    let start = || {
+        state.start_stream(
+            &sid,
+            &user,
+            answer.clone(),
+            10,
+            HistoryCheck::Refilled,
+            false,
+        )
+    };
+    let StartOutcome::Started(first) = start().await.unwrap() else {
+        panic!("not started")
+    };
+    let StartOutcome::Started(again) = start().await.unwrap() else {
+        panic!("a retried start was refused")
+    };
+    assert_eq!(again.change, first.change);
+    assert_eq!(
+        state.snapshot(&sid).await.unwrap().history.len(),
+        1,
+        "one user message"
+    );
+
+    let end = || state.finish_stream(&first, "done".into(), MessageStatus::Completed);
+    let ended = end().await.unwrap();
+    assert!(ended.is_some());
+    assert_eq!(end().await.unwrap(), ended, "a retried ending");
+    let other = state
+        .finish_stream(&first, "other".into(), MessageStatus::Failed)
+        .await
+        .unwrap();
+    assert_eq!(other, None, "another ending of an ended answer");
+    assert_eq!(state.snapshot(&sid).await.unwrap().history.len(), 2);
 }

@@ -540,9 +540,14 @@ async fn verify(base: &str, database_url: &str, logs: &[ClientLog], quiet: bool)
             }
             for (id, ended) in checked.ended {
                 match stored.get(&id) {
-                    Some(m) if m["content"].as_str() == Some(ended.content.as_str()) => {}
-                    Some(_) => report.lost.push(format!(
-                        "{session}: a socket showed {id} ended with another text than stored"
+                    // An empty `content` is omitted from the JSON.
+                    Some(m) if m["content"].as_str().unwrap_or_default() == ended.content => {}
+                    Some(m) => report.lost.push(format!(
+                        "{session}: a socket showed {id} ended {} with {} chars; stored: {} with {} chars",
+                        ended.status,
+                        ended.content.len(),
+                        m["status"],
+                        m["content"].as_str().map_or(0, str::len)
                     )),
                     None => report.lost.push(format!(
                         "{session}: a socket showed {id} ended; history does not have it"
