@@ -6,6 +6,7 @@
 //! - `routes.rs`: the HTTP API (`GET /`, `GET /health`, `POST /chat`, plus the shared history
 //!   and cancel endpoints from `http-api`).
 //! - `streamer.rs`: [`Streamer`], one task per answer, chunk after chunk through Redis.
+//! - `stats.rs`: the node's metrics.
 //! - `simulator.rs`: the canned answers and how they are cut into deltas.
 //! - `replay.rs`: [`replay`], `ai-service replay --from-beginning`: the SQL store rebuilt from
 //!   the `chat-events` topic.
@@ -24,6 +25,7 @@ mod replay;
 mod routes;
 pub mod simulator;
 mod state;
+mod stats;
 mod streamer;
 
 pub use config::{AiConfig, Config};

@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_api::{
-    AppError, Caller, Valid, conversation_routes, cors_layer, forbidden, health_routes, trace_layer,
+    AppError, Caller, Valid, conversation_routes, cors_layer, forbidden, health_routes,
+    http_metrics_layer, metrics_routes, trace_layer,
 };
 use protocol::rest::{ChatAccepted, ChatRequest, ServiceInfo};
 
@@ -22,10 +23,12 @@ pub fn router(app: AppState) -> Router {
         .route("/", get(info))
         .route("/chat", post(chat))
         .merge(health_routes())
+        .merge(metrics_routes())
         .merge(conversation_routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(cors)
         .layer(trace_layer())
+        .layer(http_metrics_layer())
         .with_state(app)
 }
 
@@ -37,6 +40,9 @@ async fn info(State(app): State<AppState>) -> Json<ServiceInfo> {
         endpoints: [
             "GET /",
             "GET /health",
+            "GET /health/live",
+            "GET /health/ready",
+            "GET /metrics",
             "POST /chat",
             "GET /history/{session_id}",
             "DELETE /history/{session_id}",
@@ -59,17 +65,29 @@ async fn chat(
     Valid(mut request): Valid<ChatRequest>,
 ) -> Result<(StatusCode, Json<ChatAccepted>), AppError> {
     request.user_id = caller.acting_as(request.user_id);
+    let outcome = start(&app, request, caller.enforces_ownership()).await;
+    let stats = app.streamer.stats();
+    match &outcome {
+        Ok(_) => stats.chat("accepted"),
+        Err(refused) => stats.chat(refused.code().as_str()),
+    }
+    outcome.map(|accepted| (StatusCode::ACCEPTED, Json(accepted)))
+}
+
+async fn start(
+    app: &AppState,
+    request: ChatRequest,
+    enforce_owner: bool,
+) -> Result<ChatAccepted, AppError> {
     app.chat_limit.take(&request.user_id).await?;
     let session = request.session_id.clone();
-    match app
-        .streamer
-        .start(request, caller.enforces_ownership())
+    app.streamer
+        .start(request, enforce_owner)
         .await
-    {
-        Ok(accepted) => Ok((StatusCode::ACCEPTED, Json(accepted))),
-        Err(StartError::Forbidden) => Err(forbidden(&session)),
-        Err(e @ StartError::Busy { .. }) => Err(AppError::Busy(e.to_string())),
-        Err(StartError::Redis(e)) => Err(e.into()),
-        Err(StartError::History(e)) => Err(e.into()),
-    }
+        .map_err(|e| match e {
+            StartError::Forbidden => forbidden(&session),
+            e @ StartError::Busy { .. } => AppError::Busy(e.to_string()),
+            StartError::Redis(e) => e.into(),
+            StartError::History(e) => e.into(),
+        })
 }

@@ -1,7 +1,8 @@
 //! Producing answers: one task per answer, chunk after chunk, until the end, a cancel, or
 //! shutdown.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use history::Rewarmed;
 use node::Core;
@@ -13,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::simulator;
+use crate::stats::AiStats;
 
 /// Text appended to an answer that was cancelled.
 pub const CANCELLED_SUFFIX: &str = "\n\n[Cancelled]";
@@ -41,6 +43,8 @@ pub enum StartError {
 /// What an answer has produced so far.
 #[derive(Debug, Default)]
 struct Produced {
+    /// When its chat arrived.
+    arrived: Option<Instant>,
     /// Its text: the chunks so far, in order.
     content: String,
     /// How many chunks were appended.
@@ -59,17 +63,24 @@ pub struct Streamer {
     tasks: TaskTracker,
     /// Cancelled when the shutdown grace period is over: answers still running end as failed.
     abort: CancellationToken,
+    stats: Arc<AiStats>,
 }
 
 impl Streamer {
     pub fn new(core: Core, delay: Duration, lease_secs: u64) -> Self {
         Self {
-            core,
             delay,
             lease_secs,
             tasks: TaskTracker::new(),
             abort: CancellationToken::new(),
+            stats: Arc::new(AiStats::new(&core.node_id)),
+            core,
         }
+    }
+
+    /// The node's metrics.
+    pub fn stats(&self) -> &AiStats {
+        &self.stats
     }
 
     /// Stores the user message, takes the lease and spawns the answer's task. Returns once the
@@ -85,6 +96,7 @@ impl Streamer {
             message: text,
             user_id: user,
         } = request;
+        let arrived = Instant::now();
         let now = protocol::now_ms();
         let answer =
             ChatMessage::started_answer(MessageId::random(), session.clone(), user.clone(), now);
@@ -143,6 +155,7 @@ impl Streamer {
             }
         };
         info!(session_id = %session, message_id = %stream.message, "answer started");
+        self.stats.started.increment(1);
         self.core.writer.answer_started(
             &user_message,
             &stream.answer,
@@ -159,7 +172,7 @@ impl Streamer {
         };
         let this = self.clone();
         self.tasks
-            .spawn(async move { this.produce(stream, reply).await });
+            .spawn(async move { this.produce(stream, reply, arrived).await });
         Ok(accepted)
     }
 
@@ -182,8 +195,11 @@ impl Streamer {
     }
 
     /// Streams `reply` as the answer of `stream`.
-    async fn produce(&self, stream: StreamHandle, reply: &'static str) {
-        let mut done = Produced::default();
+    async fn produce(&self, stream: StreamHandle, reply: &'static str, arrived: Instant) {
+        let mut done = Produced {
+            arrived: Some(arrived),
+            ..Produced::default()
+        };
         for (index, delta) in (0u32..).zip(simulator::deltas(reply)) {
             tokio::select! {
                 () = tokio::time::sleep(self.delay) => {}
@@ -194,6 +210,10 @@ impl Streamer {
             }
             match self.append(&stream, index, delta).await {
                 Some(ChunkOutcome::Appended) => {
+                    if index == 0 {
+                        self.stats.first_chunk.record(arrived.elapsed());
+                    }
+                    self.stats.chunks.increment(1);
                     done.content.push_str(delta);
                     done.chunks += 1;
                     self.core.writer.chunk(&stream.message, index, delta);
@@ -212,7 +232,7 @@ impl Streamer {
                     // This node stalled past its lease (a freeze, a long pause) and a reaper
                     // failed the answer; it records that in SQL. Nothing of this node's
                     // reaches a socket any more: stop quietly.
-                    metrics::counter!("ai_streams_fenced_total").increment(1);
+                    self.stats.fenced.increment(1);
                     warn!(session_id = %stream.session, message_id = %stream.message, index,
                         "stream lease lost (fenced): another node has ended this answer; stopping");
                     return;
@@ -257,7 +277,11 @@ impl Streamer {
     /// Ends the answer with what was produced, retrying Redis errors for a while, and records
     /// the end in SQL when this node ended it (otherwise whoever did records it).
     async fn finish(&self, stream: &StreamHandle, done: Produced, status: MessageStatus) {
-        let Produced { content, chunks } = done;
+        let Produced {
+            content,
+            chunks,
+            arrived,
+        } = done;
         let deadline = tokio::time::Instant::now() + REDIS_RETRY_FOR;
         loop {
             match self
@@ -270,6 +294,8 @@ impl Streamer {
                     info!(session_id = %stream.session, message_id = %stream.message,
                         status = ?status, ended = ended.is_some(), "answer ended");
                     if let Some(change) = ended {
+                        let took = arrived.map(|a| a.elapsed()).unwrap_or_default();
+                        self.stats.ended(status, took);
                         let answer = stream.answer.finished(content, status);
                         self.core.writer.answer_ended(&answer, chunks, change);
                     }

@@ -246,6 +246,25 @@ test('a second tab on the same conversation sees the same answer stream', { time
   });
 });
 
+test('the connection status panel shows the serving gateway and the ping round trip', { timeout: 60_000 }, async () => {
+  await withChat(browser, 'status-panel', async (page) => {
+    const toggle = page.getByRole('button', { name: 'Connection status' });
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'false', 'closed by default');
+    await toggle.click();
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'true');
+    const node = await page.getByTestId('status-node').textContent();
+    assert.match(node, /^ws-/);
+    assert.equal(node, (await indicator(page)).nodeId, 'the node of the current socket');
+    assert.equal(await page.getByTestId('status-state').textContent(), 'open');
+    // Opening it sent a ping; the gateway's pong gives the round trip.
+    await page.waitForFunction(
+      () => /^\d+(\.\d)? ms$/.test(document.querySelector('[data-testid="status-latency"]')?.textContent ?? ''),
+      null,
+      { timeout: 10_000 },
+    );
+  });
+});
+
 test('when its gateway dies, the page reconnects to another one and the answer completes', { timeout: 120_000 }, async () => {
   await withChat(browser, 'gateway-killed', async (page) => {
     const id = await ask(page, 'Explain the streaming architecture');

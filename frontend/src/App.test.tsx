@@ -9,7 +9,7 @@ import { TOKEN_KEY } from './lib/auth';
 import type { AppEnv } from './lib/env';
 import { SESSION_KEY, USER_KEY } from './lib/session';
 import { FakeTimers, fakeFetch, jsonResponse, memoryStorage, socketFactory, type FetchCall } from './test/fakes';
-import { history, inFlight, SESSION, userMessage, welcome } from './test/frames';
+import { chunk, finalOf, history, inFlight, message, SESSION, userMessage, welcome } from './test/frames';
 
 afterEach(cleanup);
 
@@ -234,5 +234,159 @@ describe('the app against a dev server', () => {
     app.connect();
     expect(app.factory.last.sent).toEqual([]);
     expect(screen.getByTestId('connection-indicator').dataset.state).toBe('connected');
+  });
+});
+
+describe('the app when its gateway restarts or goes away', () => {
+  for (const [code, reason] of [
+    [1012, 'service restart'],
+    [1001, 'server shutting down'],
+  ] as const) {
+    it(`close ${code} reconnects at once and resumes with a fresh welcome and history`, async () => {
+      const app = setup({ token: 'good-token' });
+      await screen.findByTestId('chat-input');
+      app.connect([
+        welcome('ws-node-1'),
+        history([userMessage('u1', 'hi'), inFlight('a1', 'Hel')], { messageId: 'a1', lastIndex: 0 }),
+      ]);
+      app.serverClose(code, reason);
+      // At once: a socket for the same conversation, with no backoff wait and no countdown.
+      expect(app.factory.sockets).toHaveLength(2);
+      expect(app.timers.pendingTimeouts()).toEqual([]);
+      expect(new URL(app.factory.last.url).searchParams.get('session_id')).toBe(SESSION);
+      const indicator = screen.getByTestId('connection-indicator');
+      expect(indicator.dataset.state).toBe('reconnecting');
+      expect(screen.queryByRole('button', { name: 'Retry now' })).toBeNull();
+      expect(screen.getAllByTestId('message')[1]!.textContent).toContain('Hel');
+      expect(noticeTexts()).toEqual([]);
+      // The new socket resumes as any reconnect: auth frame first, welcome, a fresh history.
+      app.connect([
+        welcome('ws-node-2'),
+        history([userMessage('u1', 'hi'), inFlight('a1', 'Hello wor')], { messageId: 'a1', lastIndex: 2 }),
+      ]);
+      expect(app.factory.last.sent[0]).toEqual({ type: 'auth', token: 'good-token' });
+      expect(indicator.dataset).toMatchObject({ state: 'connected', nodeId: 'ws-node-2' });
+      act(() => app.factory.last.receive(chunk('a1', 3, 'ld')));
+      const answer = screen.getAllByTestId('message')[1]!;
+      expect(answer.textContent).toContain('Hello world');
+      expect(answer.dataset.status).toBe('streaming');
+    });
+  }
+
+  it('a close 1012 before the welcome waits for the backoff', async () => {
+    const app = setup({ me: devMe });
+    await screen.findByTestId('chat-input');
+    app.connect();
+    app.serverClose(1012, 'service restart');
+    expect(app.factory.sockets).toHaveLength(2);
+    act(() => app.factory.last.open());
+    app.serverClose(1012, 'service restart');
+    expect(app.factory.sockets).toHaveLength(2);
+    expect(screen.getByRole('button', { name: 'Retry now' })).toBeTruthy();
+    act(() => app.timers.advance(2500));
+    expect(app.factory.sockets).toHaveLength(3);
+  });
+});
+
+describe('the connection status panel', () => {
+  async function chatWithPanel() {
+    const app = setup({ me: devMe });
+    await screen.findByTestId('chat-input');
+    const toggle = screen.getByRole('button', { name: 'Connection status' });
+    const field = (name: string) => screen.getByTestId(`status-${name}`);
+    return { ...app, toggle, field, open: () => fireEvent.click(toggle) };
+  }
+
+  it('is closed by default, and the "Connection status" button opens and closes it', async () => {
+    const app = await chatWithPanel();
+    expect(app.toggle.getAttribute('aria-expanded')).toBe('false');
+    expect(screen.queryByTestId('status-panel')).toBeNull();
+    app.open();
+    expect(app.toggle.getAttribute('aria-expanded')).toBe('true');
+    const panel = screen.getByRole('region', { name: 'Connection details' });
+    expect(app.toggle.getAttribute('aria-controls')).toBe(panel.id);
+    expect(app.field('node').textContent).toBe('–');
+    expect(app.field('latency').textContent).toBe('–');
+    expect(app.field('rate').textContent).toBe('–');
+    fireEvent.click(app.toggle);
+    expect(app.toggle.getAttribute('aria-expanded')).toBe('false');
+    expect(screen.queryByTestId('status-panel')).toBeNull();
+  });
+
+  it('shows the gateway node id from the last welcome', async () => {
+    const app = await chatWithPanel();
+    app.connect([welcome('ws-node-7'), history([])]);
+    app.open();
+    expect(app.field('node').textContent).toBe('ws-node-7');
+    app.serverClose(1012, 'service restart');
+    expect(app.field('node').textContent).toBe('ws-node-7'); // the last one, until the next welcome
+    app.connect([welcome('ws-node-2'), history([])]);
+    expect(app.field('node').textContent).toBe('ws-node-2');
+  });
+
+  it('pings once when opened and shows the round trip when the pong arrives, then after each keepalive ping', async () => {
+    const app = await chatWithPanel();
+    app.connect();
+    expect(app.factory.last.sent).toEqual([]);
+    app.open();
+    expect(app.factory.last.sent).toEqual([{ type: 'ping' }]);
+    expect(app.field('latency').textContent).toBe('–');
+    act(() => app.timers.advance(42));
+    act(() => app.factory.last.receive({ type: 'pong', timestamp: 1 }));
+    expect(app.field('latency').textContent).toBe('42 ms');
+    // The keepalive ping (every 30 s) keeps it current; no extra pings of the panel's own.
+    act(() => app.timers.advance(30_000 - 42));
+    expect(app.factory.last.sent).toEqual([{ type: 'ping' }, { type: 'ping' }]);
+    act(() => app.timers.advance(8));
+    act(() => app.factory.last.receive({ type: 'pong', timestamp: 2 }));
+    expect(app.field('latency').textContent).toBe('8.0 ms');
+  });
+
+  it('opened before the welcome, sends no ping', async () => {
+    const app = await chatWithPanel();
+    act(() => app.factory.last.open());
+    app.open();
+    expect(app.factory.last.sent).toEqual([]);
+  });
+
+  it('shows chunks/s while chunks arrive, and – when nothing streams', async () => {
+    const app = await chatWithPanel();
+    app.connect([welcome(), history([userMessage('u1', 'hi')])]);
+    app.open();
+    expect(app.field('rate').textContent).toBe('–');
+    // 38 chunks, 80 ms apart (12.5 chunks/s), the last 2960 ms after the first.
+    for (let i = 0; i < 38; i += 1) {
+      if (i > 0) act(() => app.timers.advance(80));
+      act(() => app.factory.last.receive(chunk('a1', i, `w${i} `)));
+    }
+    expect(screen.getAllByTestId('message')[1]!.dataset.status).toBe('streaming');
+    // The panel refreshes every 500 ms from the first chunk on: at 3000 ms, the last 2 s.
+    act(() => app.timers.advance(40));
+    expect(app.field('rate').textContent).toBe('12.5 chunks/s');
+    // The answer stalls: at 4000 ms, 12 chunks in the last 2 s.
+    act(() => app.timers.advance(1000));
+    expect(app.field('rate').textContent).toBe('6.0 chunks/s');
+    act(() => app.factory.last.receive(message(finalOf('a1', 'done'))));
+    expect(app.field('rate').textContent).toBe('–');
+  });
+
+  it('follows the connection state', async () => {
+    const app = await chatWithPanel();
+    app.open();
+    expect(app.field('state').textContent).toBe('connecting');
+    app.connect();
+    expect(app.field('state').textContent).toBe('open');
+    app.serverClose(1006);
+    expect(app.field('state').textContent).toBe('reconnecting · 1 failed');
+    expect(app.field('last-close').textContent).toBe('1006 connection lost');
+    act(() => app.timers.advance(2500));
+    app.connect();
+    expect(app.field('state').textContent).toBe('open');
+    act(() => void window.dispatchEvent(new Event('offline')));
+    app.serverClose(1001, 'server shutting down');
+    expect(app.field('state').textContent).toBe('closed');
+    expect(app.field('last-close').textContent).toBe('1001 going away (server shutting down)');
+    act(() => void window.dispatchEvent(new Event('online')));
+    expect(app.field('state').textContent).toBe('reconnecting');
   });
 });

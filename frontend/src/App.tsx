@@ -1,6 +1,7 @@
 // The page. Until GET /api/me has answered: a short wait. When it answers 401: the sign-in step.
-// Otherwise the chat: header (title, connection, session, New chat, Sign out when a token is in
-// use), the conversation, errors and the composer. All chat state comes from useChat, all
+// Otherwise the chat: header (title, connection, the "Connection status" toggle of the developer
+// status panel, session, New chat, Sign out when a token is in use), the status panel when open,
+// the conversation, errors and the composer. All chat state comes from useChat, all
 // sign-in state from useAuth.
 
 import { useCallback, useRef, useState } from 'react';
@@ -9,6 +10,7 @@ import { ConnectionIndicator } from './components/ConnectionIndicator';
 import { MessageList } from './components/MessageList';
 import { Notices } from './components/Notices';
 import { SignIn } from './components/SignIn';
+import { STATUS_PANEL_ID, StatusPanel } from './components/StatusPanel';
 import { useAuth } from './hooks/useAuth';
 import { useChat } from './hooks/useChat';
 import type { Identity } from './lib/auth';
@@ -52,6 +54,14 @@ function ChatScreen({
   const chat = useChat({ env, identity, onUnauthorized });
   const input = useRef<ChatInputHandle>(null);
   const { state, connection, stopTarget } = chat;
+  const [statusOpen, setStatusOpen] = useState(false);
+
+  const toggleStatus = () => {
+    const open = !statusOpen;
+    setStatusOpen(open);
+    // A fresh round trip for the panel (then the keepalive pings keep it current).
+    if (open) chat.pingNow();
+  };
 
   const newChat = useCallback(() => {
     chat.newChat();
@@ -79,6 +89,27 @@ function ChatScreen({
         </div>
         <div className="topbar__actions">
           <ConnectionIndicator status={connection} onRetry={chat.retryNow} />
+          <button
+            type="button"
+            className="button button--ghost button--icon"
+            data-testid="status-toggle"
+            onClick={toggleStatus}
+            aria-label="Connection status"
+            aria-expanded={statusOpen}
+            aria-controls={statusOpen ? STATUS_PANEL_ID : undefined}
+            title="Connection status (gateway node, ping, chunks/s)"
+          >
+            <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
+              <path
+                d="M1 8h3l2-5 4 10 2-5h3"
+                fill="none"
+                stroke="currentColor"
+                strokeWidth="1.8"
+                strokeLinecap="round"
+                strokeLinejoin="round"
+              />
+            </svg>
+          </button>
           <button
             type="button"
             className="button button--ghost"
@@ -117,6 +148,7 @@ function ChatScreen({
           )}
         </div>
       </header>
+      {statusOpen && <StatusPanel status={connection} stats={chat.linkStats} />}
 
       <main className="chat">
         <MessageList

@@ -46,6 +46,15 @@ impl From<ForwardError> for AppError {
 }
 
 impl ForwardError {
+    /// The code the caller is given.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ForwardError::Rejected { body, .. } => body.code,
+            ForwardError::Unavailable(_) => ErrorCode::AiUnavailable,
+            ForwardError::RateLimited { .. } => ErrorCode::RateLimited,
+        }
+    }
+
     /// What a socket's client is told, in an `error` frame.
     pub fn into_body(self) -> ErrorBody {
         match self {
@@ -102,9 +111,15 @@ impl AiClient {
         request: &ChatRequest,
         token: Option<&str>,
     ) -> Result<ChatAccepted, ForwardError> {
-        let accepted = self.forward(request, token).await?;
-        Stats::inc(&self.stats.chats_forwarded);
-        Ok(accepted)
+        let outcome = self.forward(request, token).await;
+        match &outcome {
+            Ok(_) => {
+                self.stats.chats_forwarded.increment(1);
+                self.stats.chat("accepted");
+            }
+            Err(refused) => self.stats.chat(refused.code().as_str()),
+        }
+        outcome
     }
 
     async fn forward(
@@ -121,11 +136,14 @@ impl AiClient {
             if let Some(token) = token {
                 post = post.bearer_auth(token);
             }
-            let response = match post.send().await {
+            let started = std::time::Instant::now();
+            let sent = post.send().await;
+            self.stats.ai_request.record(started.elapsed());
+            let response = match sent {
                 Ok(response) => response,
                 Err(e) if e.is_connect() => {
                     warn!(ai_node = %base, cause = %e, "AI node unreachable; trying the next");
-                    Stats::inc(&self.stats.ai_failovers);
+                    self.stats.ai_failovers.increment(1);
                     failures.push(format!("{base}: unreachable"));
                     continue;
                 }
@@ -139,7 +157,7 @@ impl AiClient {
             let status = response.status();
             if status.is_server_error() {
                 warn!(ai_node = %base, %status, "AI node failed; trying the next");
-                Stats::inc(&self.stats.ai_failovers);
+                self.stats.ai_failovers.increment(1);
                 failures.push(format!("{base}: {status}"));
                 // A node that says why (its storage is unavailable) speaks for all of them
                 // if none takes the chat.

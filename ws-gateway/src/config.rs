@@ -36,6 +36,9 @@ pub struct GatewayConfig {
     /// `SESSION_OWNER_TTL_SECONDS`, default 600: lifetime of this node's claim on a session it
     /// serves (`session:owner:{sid}`), renewed every third of it.
     pub session_owner_ttl: Duration,
+    /// `SHUTDOWN_GRACE_SECONDS`, default 10: on SIGTERM the node turns not-ready, refuses new
+    /// sockets, closes the open ones with 1012 and exits within this long.
+    pub shutdown_grace: Duration,
 }
 
 impl ServiceConfig for GatewayConfig {
@@ -87,6 +90,7 @@ impl ServiceConfig for GatewayConfig {
             static_dir: string_or(vars, "STATIC_DIR", "frontend/dist"),
             max_sockets_per_user: parse_or(vars, "MAX_SOCKETS_PER_USER", 20u32)?,
             session_owner_ttl: owner_ttl(vars)?,
+            shutdown_grace: Duration::from_secs(parse_or(vars, "SHUTDOWN_GRACE_SECONDS", 10u64)?),
         })
     }
 }

@@ -12,6 +12,7 @@
 //! - `ai_client.rs`: forwarding chats to AI nodes, round robin with failover.
 //! - `stats.rs`: the node's counters.
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,10 +37,6 @@ pub use socket::Hub;
 pub use state::AppState;
 pub use stats::Stats;
 
-/// How long open sockets get to take their close frame at shutdown, and queued SQL writes to
-/// land.
-const SOCKET_DRAIN: Duration = Duration::from_secs(5);
-
 /// A token for `user` from the settings in `vars` (`JWT_SECRET`, `JWT_EXPIRATION_MS`; dev
 /// mode's built-in secret when no secret is set): `ws-gateway token --user alice`.
 pub fn mint_token(
@@ -52,8 +49,10 @@ pub fn mint_token(
     Ok(authenticator.mint(&user))
 }
 
-/// Serves the gateway on `listener` until `shutdown` is cancelled, then closes every socket
-/// with 1001.
+/// Serves the gateway on `listener` until `shutdown` is cancelled (SIGTERM), then drains: the
+/// node turns not-ready (`/health/ready` 503), refuses new sockets (503, so NGINX tries the
+/// next node), closes the open ones with 1012 (the browser reconnects at once, elsewhere),
+/// stops serving HTTP and flushes its SQL writes, all within `SHUTDOWN_GRACE_SECONDS`.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -63,25 +62,33 @@ pub async fn run(
     if !std::path::Path::new(static_dir).join("index.html").exists() {
         info!(%static_dir, "no browser app to serve at / (build frontend/)");
     }
+    let grace = config.service.shutdown_grace;
     let core = Core::connect(&config.node, &shutdown).await?;
     let app = AppState::connect(config, core.clone(), shutdown.clone()).await?;
-    let sockets = app.socket_tasks.clone();
+    let (sockets, health) = (app.socket_tasks.clone(), app.health.clone());
     info!(addr = %listener.local_addr()?, ai_nodes = ?app.ai.urls(), "gateway listening");
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+    let stop_http = CancellationToken::new();
+    let server = tokio::spawn(
+        axum::serve(listener, router(app))
+            .with_graceful_shutdown(stop_http.clone().cancelled_owned())
+            .into_future(),
+    );
+    shutdown.cancelled().await;
+    let deadline = tokio::time::Instant::now() + grace;
+    // The sockets saw `shutdown` too and are closing with 1012; new ones are refused.
+    health.start_draining();
     sockets.close();
-    if tokio::time::timeout(SOCKET_DRAIN, sockets.wait())
-        .await
-        .is_err()
-    {
-        info!(
-            open = sockets.len(),
-            "sockets still open after the drain period"
-        );
+    info!(open = sockets.len(), "draining: closing sockets with 1012");
+    if tokio::time::timeout_at(deadline, sockets.wait()).await.is_err() {
+        info!(open = sockets.len(), "sockets still open at the end of the grace period");
     }
-    core.finish_writes(SOCKET_DRAIN).await;
+    stop_http.cancel();
+    match tokio::time::timeout_at(deadline, server).await {
+        Ok(served) => served.context("HTTP server task")?.context("serving HTTP")?,
+        Err(_) => info!("HTTP requests still running at the end of the grace period"),
+    }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    core.finish_writes(left.max(Duration::from_millis(500))).await;
     info!("gateway stopped");
     Ok(())
 }

@@ -10,9 +10,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use http_api::{
-    AppError, Caller, Valid, conversation_routes, cors_layer, forbidden, health_routes, trace_layer,
+    AppError, Caller, Valid, conversation_routes, cors_layer, forbidden, health_routes,
+    http_metrics_layer, metrics_routes, trace_layer,
 };
-use protocol::rest::{ChatAccepted, ChatRequest};
+use protocol::rest::{ChatAccepted, ChatRequest, ErrorBody};
 use protocol::{ErrorCode, SessionId, UserId};
 use serde::Deserialize;
 use tower_http::services::{ServeDir, ServeFile};
@@ -38,11 +39,12 @@ pub fn router(app: AppState) -> Router {
         .route("/api/chat", post(chat))
         .nest("/api", conversation_routes())
         .merge(health_routes())
-        .route("/metrics", get(metrics))
+        .merge(metrics_routes())
         .fallback_service(app_files)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(cors)
         .layer(trace_layer())
+        .layer(http_metrics_layer())
         .with_state(app)
 }
 
@@ -64,6 +66,16 @@ async fn ws_chat(
     Query(params): Query<WsParams>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
+    if app.health.draining() {
+        // NGINX passes a 503 to the next node (`proxy_next_upstream http_503`).
+        return Err(AppError::Refused {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: ErrorBody {
+                error: "this node is restarting; connect again".into(),
+                code: ErrorCode::Unavailable,
+            },
+        });
+    }
     let Some(raw_session) = params.session_id else {
         return Err(AppError::BadRequest {
             code: ErrorCode::InvalidId,
@@ -149,13 +161,4 @@ async fn chat(
     request.user_id = caller.acting_as(request.user_id);
     let accepted = app.gate.forward(&request).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
-}
-
-/// `GET /metrics`: the node's counters in the Prometheus text format.
-async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.stats()
-            .render(&app.core.node_id, &app.core.history.stats),
-    )
 }

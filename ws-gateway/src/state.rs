@@ -41,7 +41,7 @@ impl AppState {
         core: Core,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::new(&core.node_id));
         let hub = Arc::new(Hub::new(stats.clone()));
         let redis_url = &config.node.redis_url;
         let client = redis::Client::open(redis_url.as_str())
@@ -100,7 +100,7 @@ impl AppState {
         })
     }
 
-    /// The node's counters.
+    /// The node's metrics.
     pub fn stats(&self) -> &Stats {
         &self.sockets.stats
     }

@@ -172,6 +172,8 @@ impl Subscriber {
             let served = match self.sync(&mut psink).await {
                 Ok(()) => {
                     if self.epoch > 1 {
+                        // Labelled by the process's `node_id` (a node runs one bus).
+                        metrics::counter!("bus_reconnects_total").increment(1);
                         info!(
                             epoch = self.epoch,
                             sessions = self.channels.len(),

@@ -2,7 +2,9 @@
 //! logs into `tracing` events and its errors (a broker down, say) into one warning per 30 s.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use metrics::{Counter, Gauge};
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -14,17 +16,49 @@ use tracing::{debug, trace, warn};
 /// Errors of one client are warned about at most this often; the rest are counted.
 const WARN_EVERY_MS: i64 = 30_000;
 
-/// Counters of the events a node sends. Shared by its producers.
-#[derive(Debug, Default)]
+/// Metrics of the events a node sends, shared by its producers; each series labelled with the
+/// node's id.
+#[derive(Debug, Clone)]
 pub struct EventStats {
-    /// Events the broker acknowledged (relayed and best effort).
-    pub sent: AtomicU64,
-    /// Best-effort events dropped because the producer's buffer was full.
-    pub dropped: AtomicU64,
-    /// Best-effort events the broker never acknowledged.
-    pub failed: AtomicU64,
-    /// Client errors reported by librdkafka (broker unreachable, ...).
-    pub client_errors: AtomicU64,
+    /// `events_sent_total`: events the broker acknowledged (relayed and best effort).
+    pub sent: Counter,
+    /// `events_dropped_total`: best-effort events dropped because the producer's buffer was
+    /// full.
+    pub dropped: Counter,
+    /// `events_failed_total`: best-effort events the broker never acknowledged.
+    pub failed: Counter,
+    /// `kafka_client_errors_total`: client errors reported by librdkafka (broker unreachable).
+    pub client_errors: Counter,
+    /// `events_outbox_pending`: events in the outbox not yet published (set by the node
+    /// holding the relay lease; 0 on the others).
+    pub outbox_pending: Gauge,
+    /// `events_outbox_lag_seconds`: age of the oldest unpublished event (same).
+    pub outbox_lag: Gauge,
+}
+
+impl EventStats {
+    /// Registers the series of node `node_id`.
+    pub fn new(node_id: &str) -> Self {
+        metrics::describe_counter!("events_sent_total", "Events the Kafka broker acknowledged");
+        metrics::describe_counter!("events_dropped_total", "Best-effort events dropped (buffer full)");
+        metrics::describe_counter!("events_failed_total", "Best-effort events never acknowledged");
+        metrics::describe_counter!("kafka_client_errors_total", "Errors reported by librdkafka");
+        metrics::describe_gauge!("events_outbox_pending", "Events in the SQL outbox not yet on Kafka");
+        metrics::describe_gauge!(
+            "events_outbox_lag_seconds",
+            metrics::Unit::Seconds,
+            "Age of the oldest event not yet on Kafka"
+        );
+        let label = || [("node_id", node_id.to_owned())];
+        Self {
+            sent: metrics::counter!("events_sent_total", &label()),
+            dropped: metrics::counter!("events_dropped_total", &label()),
+            failed: metrics::counter!("events_failed_total", &label()),
+            client_errors: metrics::counter!("kafka_client_errors_total", &label()),
+            outbox_pending: metrics::gauge!("events_outbox_pending", &label()),
+            outbox_lag: metrics::gauge!("events_outbox_lag_seconds", &label()),
+        }
+    }
 }
 
 /// The context of every client: logs, errors, and (for the best-effort producer) deliveries.
@@ -70,7 +104,7 @@ impl ClientContext for KafkaContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.stats.client_errors.fetch_add(1, Ordering::Relaxed);
+        self.stats.client_errors.increment(1);
         if self.may_warn() {
             warn!(role = self.role, %error, reason,
                 "Kafka client error (further ones for 30 s are only counted)");
@@ -83,9 +117,9 @@ impl ProducerContext for KafkaContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => self.stats.sent.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.stats.failed.fetch_add(1, Ordering::Relaxed),
-        };
+            Ok(_) => self.stats.sent.increment(1),
+            Err(_) => self.stats.failed.increment(1),
+        }
     }
 }
 

@@ -8,7 +8,6 @@
 //! socket's path ever waits for Kafka.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use protocol::DomainEvent;
@@ -102,9 +101,9 @@ impl Events {
             .key(event.session_id.as_str())
             .payload(&payload);
         if let Err((error, _)) = direct.producer.send(record) {
-            let dropped = direct.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            direct.stats.dropped.increment(1);
             if direct.producer.context().may_warn() {
-                warn!(%error, dropped, "a best-effort event was dropped (Kafka buffer full?)");
+                warn!(%error, "a best-effort event was dropped (Kafka buffer full?)");
             }
         }
     }

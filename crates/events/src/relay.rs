@@ -16,7 +16,6 @@
 //! not acknowledged within 30 s is handed to a fresh producer.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -45,6 +44,8 @@ const POLL: Duration = Duration::from_secs(1);
 const STALL: Duration = Duration::from_secs(30);
 /// How often published rows past their retention are deleted.
 const TRIM_EVERY: Duration = Duration::from_secs(60);
+/// How often the node holding the lease measures the outbox's backlog for its gauges.
+const LAG_EVERY: Duration = Duration::from_secs(5);
 
 /// The outbox relay of one node.
 pub struct Relay {
@@ -81,10 +82,13 @@ impl Relay {
         let mut topics_ready = false;
         let mut holding = false;
         let mut last_trim: Option<Instant> = None;
+        let mut last_lag: Option<Instant> = None;
         loop {
             holding = self.hold_lease(holding).await;
             if !holding {
                 dispose(producer.take());
+                self.stats.outbox_pending.set(0.0);
+                self.stats.outbox_lag.set(0.0);
             } else {
                 if !topics_ready {
                     topics_ready = ensure_topics(&self.config, self.stats.clone()).await;
@@ -109,6 +113,10 @@ impl Relay {
                         }
                     }
                 }
+                if last_lag.is_none_or(|t| t.elapsed() >= LAG_EVERY) {
+                    last_lag = Some(Instant::now());
+                    self.measure_lag().await;
+                }
                 if last_trim.is_none_or(|t| t.elapsed() >= TRIM_EVERY) {
                     last_trim = Some(Instant::now());
                     self.trim().await;
@@ -128,6 +136,15 @@ impl Relay {
                 .release_lease(keys::RELAY_LEASE, &self.node_id)
                 .await;
             info!("event relay stopped; lease released");
+        }
+    }
+
+    /// Sets the outbox gauges: how many events wait, and for how long the oldest has.
+    async fn measure_lag(&self) {
+        if let Ok((waiting, oldest)) = self.store.outbox_backlog().await {
+            self.stats.outbox_pending.set(waiting as f64);
+            let age_ms = oldest.map_or(0, |at| (protocol::now_ms() - at).max(0));
+            self.stats.outbox_lag.set(age_ms as f64 / 1000.0);
         }
     }
 
@@ -217,7 +234,7 @@ impl Relay {
                 self.store
                     .mark_published(&seqs, &moved, protocol::now_ms())
                     .await?;
-                self.stats.sent.fetch_add(acked as u64, Ordering::Relaxed);
+                self.stats.sent.increment(acked as u64);
                 debug!(events = acked, "relayed events to Kafka");
             }
             match round {

@@ -18,10 +18,10 @@
 //! reaches SQL again merges the stored history in.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use metrics::{Counter, Histogram};
 use protocol::{ChatMessage, MessageId, SessionId, StreamingState, UserId};
 use redis_state::ChatState;
 use store::Store;
@@ -43,36 +43,48 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Hits and misses per level.
-#[derive(Debug, Default)]
+/// Reads per level and outcome: `history_cache_total{node_id, level, outcome}` (`l1`, `l2`,
+/// `sql` × `hit`, `miss`; `sql` × `unavailable` for reads served from Redis alone because SQL
+/// could not be asked), and `sql_call_duration_seconds{op="history_read"}`.
+#[derive(Debug, Clone)]
 pub struct CacheStats {
-    pub l1_hits: AtomicU64,
-    pub l1_misses: AtomicU64,
-    pub l2_hits: AtomicU64,
-    pub l2_misses: AtomicU64,
-    pub sql_hits: AtomicU64,
-    pub sql_misses: AtomicU64,
-    /// Reads served from Redis alone because SQL could not be asked.
-    pub sql_unavailable: AtomicU64,
+    pub l1_hits: Counter,
+    pub l1_misses: Counter,
+    pub l2_hits: Counter,
+    pub l2_misses: Counter,
+    pub sql_hits: Counter,
+    pub sql_misses: Counter,
+    pub sql_unavailable: Counter,
+    pub sql_reads: Histogram,
 }
 
 impl CacheStats {
-    fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// `(level, outcome, count)` rows, for metrics.
-    pub fn rows(&self) -> [(&'static str, &'static str, u64); 7] {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        [
-            ("l1", "hit", get(&self.l1_hits)),
-            ("l1", "miss", get(&self.l1_misses)),
-            ("l2", "hit", get(&self.l2_hits)),
-            ("l2", "miss", get(&self.l2_misses)),
-            ("sql", "hit", get(&self.sql_hits)),
-            ("sql", "miss", get(&self.sql_misses)),
-            ("sql", "unavailable", get(&self.sql_unavailable)),
-        ]
+    /// Registers the series of node `node_id`.
+    pub fn new(node_id: &str) -> Self {
+        metrics::describe_counter!(
+            "history_cache_total",
+            "History reads by cache level and outcome"
+        );
+        metrics::describe_histogram!(
+            "sql_call_duration_seconds",
+            metrics::Unit::Seconds,
+            "SQL calls by operation"
+        );
+        let counter = |level: &'static str, outcome: &'static str| {
+            metrics::counter!("history_cache_total",
+                "node_id" => node_id.to_owned(), "level" => level, "outcome" => outcome)
+        };
+        Self {
+            l1_hits: counter("l1", "hit"),
+            l1_misses: counter("l1", "miss"),
+            l2_hits: counter("l2", "hit"),
+            l2_misses: counter("l2", "miss"),
+            sql_hits: counter("sql", "hit"),
+            sql_misses: counter("sql", "miss"),
+            sql_unavailable: counter("sql", "unavailable"),
+            sql_reads: metrics::histogram!("sql_call_duration_seconds",
+                "node_id" => node_id.to_owned(), "op" => "history_read"),
+        }
     }
 }
 
@@ -106,10 +118,11 @@ pub enum Rewarmed {
 
 /// Reads of SQL on the delivery path: bounded in time, and skipped for a while after one
 /// failed, so that a database that is down or hanging costs a socket or a chat nothing.
-#[derive(Default)]
 struct SqlReads {
     /// Until when reads skip SQL.
     down_until: Mutex<Option<Instant>>,
+    /// How long each read took (timed-out ones included).
+    latency: Histogram,
 }
 
 impl SqlReads {
@@ -130,7 +143,10 @@ impl SqlReads {
                 done => done,
             }
         };
-        let failure = match tokio::time::timeout(SQL_READ_BUDGET, attempts).await {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(SQL_READ_BUDGET, attempts).await;
+        self.latency.record(started.elapsed());
+        let failure = match outcome {
             Ok(Ok(value)) => {
                 *self.lock() = None;
                 return Ok(Some(value));
@@ -161,13 +177,19 @@ pub struct HistoryReader {
     store: Store,
     sql: Arc<SqlReads>,
     l1: moka::sync::Cache<SessionId, Arc<Cached>>,
-    pub stats: Arc<CacheStats>,
+    pub stats: CacheStats,
 }
 
 impl HistoryReader {
     /// `l1_max_sessions` (`CACHE_L1_MAX_SIZE`) sessions are kept at most, each for `l1_ttl`
     /// after it was written and half that after it was last read.
-    pub fn new(state: ChatState, store: Store, l1_max_sessions: u64, l1_ttl: Duration) -> Self {
+    pub fn new(
+        state: ChatState,
+        store: Store,
+        l1_max_sessions: u64,
+        l1_ttl: Duration,
+        stats: CacheStats,
+    ) -> Self {
         let l1 = moka::sync::Cache::builder()
             .max_capacity(l1_max_sessions)
             .time_to_live(l1_ttl)
@@ -176,9 +198,12 @@ impl HistoryReader {
         Self {
             state,
             store,
-            sql: Arc::default(),
+            sql: Arc::new(SqlReads {
+                down_until: Mutex::default(),
+                latency: stats.sql_reads.clone(),
+            }),
             l1,
-            stats: Arc::default(),
+            stats,
         }
     }
 
@@ -194,18 +219,18 @@ impl HistoryReader {
         let known = cached.as_ref().map(|c| (c.len, &c.last_id));
         let mut history = match cached {
             Some(c) if known.is_some_and(|(len, _)| len > 0 && snapshot.history_from == len) => {
-                CacheStats::inc(&self.stats.l1_hits);
+                self.stats.l1_hits.increment(1);
                 let mut messages = Vec::with_capacity(c.messages.len() + snapshot.history.len());
                 messages.extend(c.messages.iter().cloned());
                 messages.append(&mut snapshot.history);
                 messages
             }
             _ => {
-                CacheStats::inc(&self.stats.l1_misses);
+                self.stats.l1_misses.increment(1);
                 if snapshot.history_len > 0 {
-                    CacheStats::inc(&self.stats.l2_hits);
+                    self.stats.l2_hits.increment(1);
                 } else {
-                    CacheStats::inc(&self.stats.l2_misses);
+                    self.stats.l2_misses.increment(1);
                     if self.rewarm(session).await? == Rewarmed::Refilled {
                         snapshot = self.state.snapshot(session).await?;
                     }
@@ -253,7 +278,7 @@ impl HistoryReader {
             return Ok(Some(user));
         }
         let Some(user) = self.sql.read(|| self.store.session_user(session)).await? else {
-            CacheStats::inc(&self.stats.sql_unavailable);
+            self.stats.sql_unavailable.increment(1);
             return Ok(None);
         };
         if let Some(user) = &user {
@@ -268,14 +293,14 @@ impl HistoryReader {
     pub async fn rewarm(&self, session: &SessionId) -> Result<Rewarmed> {
         self.owner(session).await?;
         let Some(stored) = self.stored(session).await? else {
-            CacheStats::inc(&self.stats.sql_unavailable);
+            self.stats.sql_unavailable.increment(1);
             return Ok(Rewarmed::SqlUnavailable);
         };
         if stored.is_empty() {
-            CacheStats::inc(&self.stats.sql_misses);
+            self.stats.sql_misses.increment(1);
             return Ok(Rewarmed::Empty);
         }
-        CacheStats::inc(&self.stats.sql_hits);
+        self.stats.sql_hits.increment(1);
         let warmed = self.state.warm_history(session, &stored).await?;
         info!(session_id = %session, messages = stored.len(), warmed,
             "history rebuilt from SQL");
@@ -287,7 +312,7 @@ impl HistoryReader {
     /// (false: SQL still unreachable; the next read tries again).
     async fn merge(&self, session: &SessionId) -> Result<bool> {
         let Some(stored) = self.stored(session).await? else {
-            CacheStats::inc(&self.stats.sql_unavailable);
+            self.stats.sql_unavailable.increment(1);
             return Ok(false);
         };
         let stored_owner = self

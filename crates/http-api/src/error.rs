@@ -106,6 +106,23 @@ impl From<history::Error> for AppError {
     }
 }
 
+impl AppError {
+    /// The code its body carries.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AppError::BadRequest { code, .. } => *code,
+            AppError::Unauthorized(_) => ErrorCode::Unauthorized,
+            AppError::Forbidden(_) => ErrorCode::Forbidden,
+            AppError::Busy(_) => ErrorCode::StreamActive,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
+            AppError::Unavailable { .. } => ErrorCode::Unavailable,
+            AppError::Internal(_) => ErrorCode::Internal,
+            AppError::AiUnavailable(_) => ErrorCode::AiUnavailable,
+            AppError::Refused { body, .. } => body.code,
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {

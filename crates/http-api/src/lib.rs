@@ -8,6 +8,8 @@
 //!   `GET /sessions` and `POST /cancel`, which both binaries serve from the same
 //!   [`node::Core`] (the gateway under `/api`).
 //! - [`health_routes`] (`health.rs`): `GET /health` from the node's [`node::Health`].
+//! - [`metrics_routes`], [`http_metrics_layer`] (`metrics.rs`): `GET /metrics`, and
+//!   `axum-prometheus`'s request metrics by route template and status.
 //! - [`Caller`] (`access.rs`): who a request comes from (its token), and whose sessions it may
 //!   touch.
 //! - [`trace_layer`], [`cors_layer`] (`layers.rs`): request logs without query strings (they
@@ -19,6 +21,7 @@ mod error;
 mod extract;
 mod health;
 mod layers;
+mod metrics;
 
 pub use access::{Caller, forbidden};
 pub use conversation::conversation_routes;
@@ -26,3 +29,4 @@ pub use error::AppError;
 pub use extract::Valid;
 pub use health::health_routes;
 pub use layers::{cors_layer, trace_layer};
+pub use metrics::{http_metrics_layer, metrics_routes};

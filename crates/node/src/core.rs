@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use auth::Authenticator;
 use events::{EventStats, Events, KafkaConfig, OutboxSignal, Relay};
-use history::HistoryReader;
+use history::{CacheStats, HistoryReader};
 use redis_state::ChatState;
 use store::{Store, StoreWriter};
 use tokio_util::sync::CancellationToken;
@@ -44,10 +44,12 @@ impl Core {
         config: &NodeConfig,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Core> {
+        runtime::metrics::install(None);
         let auth = Authenticator::new(&config.auth).context("JWT_SECRET")?;
         let state = ChatState::connect(&config.redis_url)
             .await
-            .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
+            .with_context(|| format!("connecting to Redis at {}", config.redis_url))?
+            .metered(&config.node_id);
         let database_url = &config.persistence.database_url;
         let mut store = Store::connect(database_url)
             .await
@@ -56,17 +58,18 @@ impl Core {
             Some(kafka) => {
                 let signal = OutboxSignal::start(state.clone(), shutdown.clone());
                 store = store.with_outbox(signal.hook());
-                Events::start(kafka, Arc::new(EventStats::default()))
+                Events::start(kafka, Arc::new(EventStats::new(&config.node_id)))
                     .context("creating the Kafka producer")?
             }
             None => Events::disabled(),
         };
-        let writer = StoreWriter::start(store.clone());
+        let writer = StoreWriter::start(store.clone(), &config.node_id);
         let history = HistoryReader::new(
             state.clone(),
             store,
             config.persistence.cache_l1_max_size,
             config.persistence.cache_l1_ttl,
+            CacheStats::new(&config.node_id),
         );
         let core = Core {
             node_id: Arc::from(config.node_id.as_str()),
@@ -136,11 +139,20 @@ impl Core {
     /// is left; the failed answer is recorded in SQL by this node.
     fn start_reaper(&self, shutdown: CancellationToken) {
         let writer = self.writer.clone();
+        metrics::describe_counter!(
+            "reaper_answers_failed_total",
+            "Answers whose producer stopped, failed by this node's reaper"
+        );
+        let reaped_total =
+            metrics::counter!("reaper_answers_failed_total", "node_id" => self.node_id.to_string());
         tokio::spawn(redis_state::run_reaper(
             self.state.clone(),
             redis_state::REAPER_INTERVAL,
             shutdown,
-            move |reaped| writer.answer_ended(&reaped.answer, reaped.chunks, reaped.change),
+            move |reaped| {
+                reaped_total.increment(1);
+                writer.answer_ended(&reaped.answer, reaped.chunks, reaped.change);
+            },
         ));
     }
 }

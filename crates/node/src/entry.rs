@@ -20,6 +20,7 @@ where
     let config = Config::<S>::from_vars(&runtime::env::vars()).context("configuration")?;
     let node = &config.node;
     runtime::telemetry::init(&node.node_id, &node.log_level);
+    runtime::metrics::install(Some(&node.node_id));
     let listener = runtime::net::bind(&node.host, node.port)
         .await
         .with_context(|| format!("binding {}:{}", node.host, node.port))?;

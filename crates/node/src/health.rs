@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use events::Events;
 use futures_util::FutureExt;
@@ -81,11 +81,13 @@ pub trait Probe: Send + Sync + 'static {
     fn check(&self) -> BoxFuture<'_, ProbeStatus>;
 }
 
-/// A node's health: its id and the probes of what it depends on. Cheap to clone.
+/// A node's health: its id, the probes of what it depends on, and whether it is draining.
+/// Cheap to clone; clones share the draining flag.
 #[derive(Clone)]
 pub struct Health {
     node_id: Arc<str>,
     probes: Vec<Arc<dyn Probe>>,
+    draining: Arc<AtomicBool>,
 }
 
 impl Health {
@@ -94,7 +96,24 @@ impl Health {
         Self {
             node_id,
             probes: Vec::new(),
+            draining: Arc::default(),
         }
+    }
+
+    /// The node is shutting down: from now on it is not ready (`/health` and `/health/ready`
+    /// answer 503 `draining`), whatever its components say.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Health::start_draining`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// The node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// Adds a component.
@@ -103,11 +122,18 @@ impl Health {
         self
     }
 
-    /// Runs every probe. `status` is `ok` when no critical component is down, else
-    /// `degraded`; the returned flag says the same.
+    /// Runs every probe, timing each. `status` is `ok` when no critical component is down and
+    /// the node is not draining, else `degraded` or `draining`; the returned flag says whether
+    /// it is `ok`.
     pub async fn report(&self) -> (bool, HealthResponse) {
-        let statuses = futures_util::future::join_all(self.probes.iter().map(|p| p.check())).await;
-        let healthy = self
+        let timed = self.probes.iter().map(|probe| async move {
+            let started = Instant::now();
+            let status = probe.check().await;
+            (status, started.elapsed())
+        });
+        let (statuses, took): (Vec<ProbeStatus>, Vec<Duration>) =
+            futures_util::future::join_all(timed).await.into_iter().unzip();
+        let serving = self
             .probes
             .iter()
             .zip(&statuses)
@@ -118,13 +144,28 @@ impl Health {
             .zip(&statuses)
             .map(|(probe, status)| (probe.name().to_owned(), status.text()))
             .collect();
+        let latency_ms = self
+            .probes
+            .iter()
+            .zip(&took)
+            .map(|(probe, took)| {
+                let ms = (took.as_secs_f64() * 1e5).round() / 100.0;
+                (probe.name().to_owned(), ms)
+            })
+            .collect();
+        let status = match (self.draining(), serving) {
+            (true, _) => "draining",
+            (false, true) => "ok",
+            (false, false) => "degraded",
+        };
         let response = HealthResponse {
-            status: if healthy { "ok" } else { "degraded" }.into(),
+            status: status.into(),
             node_id: self.node_id.to_string(),
             components,
+            latency_ms,
             timestamp: protocol::now_ms(),
         };
-        (healthy, response)
+        (status == "ok", response)
     }
 }
 
@@ -234,6 +275,19 @@ mod tests {
         assert_eq!(report.status, "degraded");
         assert_eq!(report.components["redis"], "up");
         assert_eq!(report.components["ai"], "down (0/2 nodes)");
+    }
+
+    /// A draining node is not ready however well its components are; each check is timed.
+    #[tokio::test]
+    async fn a_draining_node_is_not_ready() {
+        let health = Health::new(Arc::from("n1")).with(Fixed("redis", ProbeStatus::up_if(true)));
+        let clone = health.clone();
+        health.start_draining();
+        let (ready, report) = clone.report().await;
+        assert!(!ready);
+        assert_eq!(report.status, "draining");
+        assert_eq!(report.components["redis"], "up");
+        assert!(report.latency_ms["redis"] >= 0.0);
     }
 
     /// A component that is not critical (Kafka) is reported down or disabled, and the node

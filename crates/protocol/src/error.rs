@@ -42,3 +42,59 @@ pub enum ErrorCode {
     /// Anything else; details are in the server log, never in the answer.
     Internal,
 }
+
+impl ErrorCode {
+    /// The code as it is sent (`STREAM_ACTIVE`, ...): for metric labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "INVALID_JSON",
+            ErrorCode::UnknownType => "UNKNOWN_TYPE",
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::BinaryNotSupported => "BINARY_NOT_SUPPORTED",
+            ErrorCode::TooLarge => "TOO_LARGE",
+            ErrorCode::InvalidId => "INVALID_ID",
+            ErrorCode::InvalidMessage => "INVALID_MESSAGE",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::StreamActive => "STREAM_ACTIVE",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::AiUnavailable => "AI_UNAVAILABLE",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::SlowConsumer => "SLOW_CONSUMER",
+            ErrorCode::StreamFailed => "STREAM_FAILED",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `as_str` is the code's JSON form.
+    #[test]
+    fn as_str_is_the_wire_form() {
+        for code in [
+            ErrorCode::InvalidJson,
+            ErrorCode::UnknownType,
+            ErrorCode::BadRequest,
+            ErrorCode::BinaryNotSupported,
+            ErrorCode::TooLarge,
+            ErrorCode::InvalidId,
+            ErrorCode::InvalidMessage,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::RateLimited,
+            ErrorCode::StreamActive,
+            ErrorCode::NotFound,
+            ErrorCode::AiUnavailable,
+            ErrorCode::Unavailable,
+            ErrorCode::SlowConsumer,
+            ErrorCode::StreamFailed,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+}

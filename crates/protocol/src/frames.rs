@@ -36,6 +36,19 @@ pub enum RecoveryStatus {
     Error,
 }
 
+impl RecoveryStatus {
+    /// The status as it is sent (`RECOVERED`, ...): for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryStatus::Recovered => "RECOVERED",
+            RecoveryStatus::Completed => "COMPLETED",
+            RecoveryStatus::NotFound => "NOT_FOUND",
+            RecoveryStatus::Expired => "EXPIRED",
+            RecoveryStatus::Error => "ERROR",
+        }
+    }
+}
+
 /// Frames the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
@@ -130,6 +143,19 @@ pub enum ClientFrame {
         message_id: MessageId,
         from_index: u32,
     },
+}
+
+impl ClientFrame {
+    /// The frame's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Ping => "ping",
+            ClientFrame::Auth { .. } => "auth",
+            ClientFrame::Chat { .. } => "chat",
+            ClientFrame::Cancel { .. } => "cancel",
+            ClientFrame::Resume { .. } => "resume",
+        }
+    }
 }
 
 /// A client frame as it arrives, before its fields are checked.
@@ -233,8 +259,13 @@ impl ClientFrame {
 /// What the gateway needs to know about a frame it forwards: enough to deduplicate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LiveFrame {
-    /// A chunk of an answer being streamed.
-    Chunk { message_id: MessageId, index: u32 },
+    /// A chunk of an answer being streamed; `published` is its `timestamp`, when its producer
+    /// published it (ms since the epoch).
+    Chunk {
+        message_id: MessageId,
+        index: u32,
+        published: i64,
+    },
     /// A complete message: a user message or an answer's final frame.
     Complete { message_id: MessageId },
     /// Anything else (an `error` frame about a stream, say): forwarded as is.
@@ -262,6 +293,8 @@ pub fn peek_live_frame(payload: &[u8]) -> Option<LiveFrame> {
         index: Option<u32>,
         #[serde(default)]
         is_complete: bool,
+        #[serde(default)]
+        timestamp: i64,
     }
     let peek: Peek<'_> = serde_json::from_slice(payload).ok()?;
     let id = |raw: std::borrow::Cow<'_, str>| MessageId::parse(raw.into_owned()).ok();
@@ -274,11 +307,13 @@ pub fn peek_live_frame(payload: &[u8]) -> Option<LiveFrame> {
             Some(PeekData {
                 message_id,
                 index: Some(index),
+                timestamp,
                 ..
             }),
         ) => LiveFrame::Chunk {
             message_id: id(message_id)?,
             index,
+            published: timestamp,
         },
         _ => LiveFrame::Other,
     })
@@ -386,7 +421,8 @@ mod tests {
             peek_live_frame(chunk.as_bytes()),
             Some(LiveFrame::Chunk {
                 message_id: mid("m1"),
-                index: 7
+                index: 7,
+                published: answer().timestamp,
             })
         );
         let done = ServerFrame::Message {

@@ -176,12 +176,16 @@ pub struct ErrorBody {
     pub code: ErrorCode,
 }
 
-/// `GET /health`: `status` is `"ok"` when every component is `"up"`, else `"degraded"`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `GET /health` (and `/health/ready`): `status` is `"ok"` when the node can serve,
+/// `"degraded"` when a critical component is down, `"draining"` once it is shutting down.
+/// `components` holds each component's state (`up`, `down (detail)`, `disabled`), and
+/// `latency_ms` how long each check took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthResponse {
     pub status: String,
     pub node_id: String,
     pub components: BTreeMap<String, String>,
+    pub latency_ms: BTreeMap<String, f64>,
     pub timestamp: i64,
 }
 

@@ -20,6 +20,8 @@
 
 use std::sync::Arc;
 
+use metrics::Histogram;
+
 use redis::aio::ConnectionManager;
 
 use crate::scripts::Scripts;
@@ -75,6 +77,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct ChatState {
     conn: ConnectionManager,
     scripts: Arc<Scripts>,
+    /// `redis_call_duration_seconds`: every call through [`ChatState::conn`] (a no-op until
+    /// [`ChatState::metered`]).
+    latency: Histogram,
 }
 
 impl ChatState {
@@ -93,21 +98,71 @@ impl ChatState {
         Self {
             conn,
             scripts: Arc::new(Scripts::new()),
+            latency: Histogram::noop(),
         }
+    }
+
+    /// Times every Redis call in `redis_call_duration_seconds{node_id}`.
+    pub fn metered(mut self, node_id: &str) -> Self {
+        metrics::describe_histogram!(
+            "redis_call_duration_seconds",
+            metrics::Unit::Seconds,
+            "Redis calls (commands and scripts) of the node's shared connection"
+        );
+        self.latency =
+            metrics::histogram!("redis_call_duration_seconds", "node_id" => node_id.to_owned());
+        self
     }
 
     /// PING, for health checks.
     pub async fn ping(&self) -> Result<()> {
-        let mut conn = self.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        redis::cmd("PING").query_async::<String>(&mut self.conn()).await?;
         Ok(())
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    pub(crate) fn conn(&self) -> Timed {
+        Timed {
+            inner: self.conn.clone(),
+            latency: self.latency.clone(),
+        }
     }
 
     pub(crate) fn scripts(&self) -> &Scripts {
         &self.scripts
+    }
+}
+
+/// The shared connection, timing each call.
+pub(crate) struct Timed {
+    inner: ConnectionManager,
+    latency: Histogram,
+}
+
+impl redis::aio::ConnectionLike for Timed {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let reply = self.inner.req_packed_command(cmd).await;
+            self.latency.record(started.elapsed());
+            reply
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let reply = self.inner.req_packed_commands(pipeline, offset, count).await;
+            self.latency.record(started.elapsed());
+            reply
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
     }
 }

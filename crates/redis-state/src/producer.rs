@@ -147,9 +147,10 @@ impl ChatState {
         delta: &str,
         lease_secs: u64,
     ) -> Result<ChunkOutcome> {
-        let frame = ServerFrame::Message {
-            data: stream.answer.chunk_of(index, delta),
-        }
+        let mut chunk = stream.answer.chunk_of(index, delta);
+        // A live chunk carries its publish time: gateways measure delivery latency from it.
+        chunk.timestamp = protocol::now_ms();
+        let frame = ServerFrame::Message { data: chunk }
         .to_json();
         let reply: i64 = self
             .scripts()

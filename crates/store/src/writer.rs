@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use metrics::{Counter, Gauge, Histogram};
 use protocol::{ChatMessage, MessageId};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -49,17 +50,45 @@ enum Op {
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
-/// Counters of the writer.
-#[derive(Debug, Default)]
+/// The writer's queue depth (read by the node's health report) and its metrics, each
+/// labelled with the node's id: `store_writer_queue_depth`, `store_writes_failed_total`,
+/// `store_writes_dropped_total`, `store_write_retries_total`, and
+/// `sql_call_duration_seconds{op}` per write (`chunk_batch`, `answer_start`, `answer_end`).
+#[derive(Debug)]
 pub struct WriterStats {
-    /// Writes that failed after every retry.
-    pub failed: AtomicU64,
-    /// Operations dropped because the queue was full.
-    pub dropped: AtomicU64,
-    /// Retries made.
-    pub retries: AtomicU64,
     /// Operations queued and not yet applied.
     pub queued: AtomicU64,
+    queue_depth: Gauge,
+    /// Writes that failed after every retry.
+    failed: Counter,
+    /// Operations dropped because the queue was full.
+    dropped: Counter,
+    /// Retries made.
+    retries: Counter,
+    node_id: String,
+}
+
+impl WriterStats {
+    fn new(node_id: &str) -> Self {
+        metrics::describe_gauge!("store_writer_queue_depth", "SQL writes queued, not yet applied");
+        metrics::describe_counter!("store_writes_failed_total", "SQL writes given up on");
+        metrics::describe_counter!("store_writes_dropped_total", "SQL writes dropped (queue full)");
+        metrics::describe_counter!("store_write_retries_total", "SQL write attempts retried");
+        let label = || [("node_id", node_id.to_owned())];
+        Self {
+            queued: AtomicU64::new(0),
+            queue_depth: metrics::gauge!("store_writer_queue_depth", &label()),
+            failed: metrics::counter!("store_writes_failed_total", &label()),
+            dropped: metrics::counter!("store_writes_dropped_total", &label()),
+            retries: metrics::counter!("store_write_retries_total", &label()),
+            node_id: node_id.to_owned(),
+        }
+    }
+
+    /// The latency histogram of one kind of write.
+    fn latency(&self, op: &'static str) -> Histogram {
+        metrics::histogram!("sql_call_duration_seconds", "node_id" => self.node_id.clone(), "op" => op)
+    }
 }
 
 /// Handle on the background writer. Cheap to clone.
@@ -70,11 +99,11 @@ pub struct StoreWriter {
 }
 
 impl StoreWriter {
-    /// Starts the writer task on `store`; it ends once every handle is dropped and the queue
-    /// is drained.
-    pub fn start(store: Store) -> StoreWriter {
+    /// Starts the writer task on `store` for node `node_id` (its metrics' label); it ends once
+    /// every handle is dropped and the queue is drained.
+    pub fn start(store: Store, node_id: &str) -> StoreWriter {
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let stats = Arc::new(WriterStats::default());
+        let stats = Arc::new(WriterStats::new(node_id));
         tokio::spawn(run(store, rx, stats.clone()));
         StoreWriter { queue, stats }
     }
@@ -135,11 +164,10 @@ impl StoreWriter {
         let queued = self.stats.queued.fetch_add(1, Ordering::Relaxed) + 1;
         if self.queue.try_send(op).is_err() {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("store_writes_dropped_total").increment(1);
+            self.stats.dropped.increment(1);
             warn!("SQL write queue full or closed; dropping a write");
         } else {
-            metrics::gauge!("store_writer_queue_depth").set(queued as f64);
+            self.stats.queue_depth.set(queued as f64);
         }
     }
 }
@@ -164,7 +192,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Op>, stats: Arc<WriterStats>) 
         };
         if !matches!(op, Op::Flush(_)) {
             let queued = stats.queued.fetch_sub(1, Ordering::Relaxed) - 1;
-            metrics::gauge!("store_writer_queue_depth").set(queued as f64);
+            stats.queue_depth.set(queued as f64);
         }
         match op {
             Op::Chunk(row) => {
@@ -187,7 +215,7 @@ async fn write_chunks(store: &Store, batch: &mut Vec<ChunkRow>, stats: &WriterSt
         return;
     }
     let rows = std::mem::take(batch);
-    retry(stats, "chunk batch", || store.append_chunks(&rows)).await;
+    retry(stats, "chunk_batch", || store.append_chunks(&rows)).await;
 }
 
 async fn apply(store: &Store, op: Op, stats: &WriterStats) {
@@ -198,7 +226,7 @@ async fn apply(store: &Store, op: Op, stats: &WriterStats) {
             node_id,
             change,
         } => {
-            retry(stats, "answer start", || {
+            retry(stats, "answer_start", || {
                 store.record_answer_started(&user_message, &answer, &node_id, change)
             })
             .await;
@@ -209,7 +237,7 @@ async fn apply(store: &Store, op: Op, stats: &WriterStats) {
             change,
         } => {
             let at = protocol::now_ms();
-            retry(stats, "answer end", || {
+            retry(stats, "answer_end", || {
                 store.record_answer_ended(&answer, total_chunks, change, at)
             })
             .await;
@@ -223,7 +251,7 @@ async fn apply(store: &Store, op: Op, stats: &WriterStats) {
 
 /// Runs `write` until it succeeds: for as long as the database is unavailable, or
 /// [`ATTEMPTS`] times when it refuses the write for another reason.
-async fn retry<F, Fut>(stats: &WriterStats, what: &str, mut write: F)
+async fn retry<F, Fut>(stats: &WriterStats, what: &'static str, mut write: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = crate::Result<()>>,
@@ -231,8 +259,12 @@ where
     let mut pause = FIRST_RETRY;
     let mut refusals = 0;
     let mut outage: Option<std::time::Instant> = None;
+    let latency = stats.latency(what);
     loop {
-        match write().await {
+        let started = std::time::Instant::now();
+        let written = write().await;
+        latency.record(started.elapsed());
+        match written {
             Ok(()) => {
                 if let Some(since) = outage {
                     info!(
@@ -252,16 +284,14 @@ where
             Err(e) => {
                 refusals += 1;
                 if refusals >= ATTEMPTS {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("store_writes_failed_total").increment(1);
+                    stats.failed.increment(1);
                     error!(what, cause = %e, "SQL write failed; giving up on it");
                     return;
                 }
                 warn!(what, attempt = refusals, cause = %e, "SQL write failed; retrying");
             }
         }
-        stats.retries.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("store_write_retries_total").increment(1);
+        stats.retries.increment(1);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_RETRY);
     }

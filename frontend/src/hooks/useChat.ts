@@ -26,6 +26,7 @@ import {
 } from '../lib/auth';
 import { socketUrl } from '../lib/config';
 import type { ConnectionStatus } from '../lib/connection';
+import type { LinkStats } from '../lib/linkStats';
 import { runEffects } from '../lib/effects';
 import type { AppEnv } from '../lib/env';
 import { MAX_CHAT_CHARS } from '../lib/protocol';
@@ -49,6 +50,10 @@ export interface ChatApi {
   newChat: () => void;
   retryNow: () => void;
   dismissNotice: (id: number) => void;
+  /** Node id, ping round trip and chunk rate (lib/linkStats), for the status panel. */
+  linkStats: LinkStats;
+  /** Sends a `ping` now, if connected, to measure the round trip. */
+  pingNow: () => void;
 }
 
 export interface ChatOptions {
@@ -214,5 +219,7 @@ export function useChat({ env, identity, onUnauthorized }: ChatOptions): ChatApi
     newChat,
     retryNow: ws.reconnectNow,
     dismissNotice,
+    linkStats: ws.stats,
+    pingNow: ws.ping,
   };
 }

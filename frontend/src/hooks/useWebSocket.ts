@@ -1,9 +1,12 @@
 // React binding of lib/connection: one Connection per URL (a new URL, i.e. a new session,
 // replaces the socket), its status as state, and the browser's online/offline events.
 // Reconnect, backoff, ping, dead-socket detection and the auth frame live in the Connection class.
+// Every frame, ping round trip and close also goes to a LinkStats (lib/linkStats), one for the
+// hook's life, that the status panel reads without re-rendering anything else.
 
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { Connection, type ConnectionStatus, type SocketFactory, type Timers } from '../lib/connection';
+import { browserTimers, Connection, type ConnectionStatus, type SocketFactory, type Timers } from '../lib/connection';
+import { LinkStats } from '../lib/linkStats';
 import type { ClientFrame, ServerFrame } from '../lib/protocol';
 
 export interface WebSocketHandlers {
@@ -24,6 +27,10 @@ export interface WebSocketApi {
   status: ConnectionStatus;
   send: (frame: ClientFrame) => boolean;
   reconnectNow: () => void;
+  /** Sends a `ping` now if connected (its round trip goes to `stats`). */
+  ping: () => void;
+  /** Node id, ping round trip and chunk rate, for the status panel. */
+  stats: LinkStats;
 }
 
 const INITIAL: ConnectionStatus = {
@@ -42,13 +49,21 @@ export function useWebSocket(url: string, handlers: WebSocketHandlers, options: 
   handlersRef.current = handlers;
   const optionsRef = useRef(options);
   optionsRef.current = options;
+  const [stats] = useState(() => new LinkStats(options.timers ?? browserTimers));
 
   useEffect(() => {
     const { createSocket, timers } = optionsRef.current;
     const conn = new Connection({
       url,
-      onFrame: (frame) => handlersRef.current.onFrame(frame),
-      onClose: (info) => handlersRef.current.onClose?.(info),
+      onFrame: (frame) => {
+        stats.frame(frame);
+        handlersRef.current.onFrame(frame);
+      },
+      onClose: (info) => {
+        stats.socketClosed();
+        handlersRef.current.onClose?.(info);
+      },
+      onLatency: (ms) => stats.latency(ms),
       onStatus: setStatus,
       authToken: () => optionsRef.current.authToken?.() ?? null,
       reconnectAfter: (close) => optionsRef.current.reconnectAfter?.(close) ?? true,
@@ -67,9 +82,10 @@ export function useWebSocket(url: string, handlers: WebSocketHandlers, options: 
       conn.stop();
       if (connection.current === conn) connection.current = null;
     };
-  }, [url]);
+  }, [url, stats]);
 
   const send = useCallback((frame: ClientFrame) => connection.current?.send(frame) ?? false, []);
   const reconnectNow = useCallback(() => connection.current?.reconnectNow(), []);
-  return { status, send, reconnectNow };
+  const ping = useCallback(() => void connection.current?.pingNow(), []);
+  return { status, send, reconnectNow, ping, stats };
 }

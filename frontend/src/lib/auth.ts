@@ -138,7 +138,10 @@ export interface NoticeInput {
 }
 
 export type CloseAction =
-  /** Any other code (1001, 1011, 1013, 1006, ...): reconnect with the backoff, as always. */
+  /**
+   * Any other code (1001, 1011, 1012, 1013, 1006, ...): reconnect, with the backoff (at once
+   * after 1001 and 1012 on a socket that was serving: lib/connection RECONNECT_AT_ONCE_CODES).
+   */
   | { type: 'reconnect' }
   /** 4401: the token is no good. Do not reconnect; forget it and show the sign-in step. */
   | { type: 'signIn' }

@@ -89,8 +89,8 @@ describe('Connection', () => {
     t.timers.advance(4000);
     t.factory.last.open();
     t.factory.last.receive(welcome());
-    t.factory.last.serverClose(1001, 'server shutting down');
-    expect(t.closes).toEqual([1006, 1006, 1001]);
+    t.factory.last.serverClose(1011, 'storage unavailable');
+    expect(t.closes).toEqual([1006, 1006, 1011]);
     expect(timeToNextSocket(t)).toBe(2000);
     expect(t.conn.status.state).toBe('reconnecting');
     expect(t.conn.status.nodeId).toBeNull();
@@ -98,13 +98,120 @@ describe('Connection', () => {
 
   it('reconnects on every close code, including clean ones', () => {
     t.conn.start();
-    for (const code of [1000, 1001, 1011, 1013]) {
+    for (const code of [1000, 1011, 1013, 4000]) {
       t.factory.last.open();
       t.factory.last.receive(welcome());
       t.factory.last.serverClose(code);
       expect(t.conn.status.lastClose?.code).toBe(code);
       expect(timeToNextSocket(t)).toBe(2000);
     }
+  });
+
+  it('1012 (service restart) and 1001 (going away) after a welcome: the next socket opens at once', () => {
+    t.conn.start();
+    for (const [code, reason] of [
+      [1012, 'service restart'],
+      [1001, 'server shutting down'],
+    ] as const) {
+      const before = t.factory.sockets.length;
+      const old = t.factory.last;
+      old.open();
+      old.receive(welcome('ws-node-1'));
+      old.serverClose(code, reason);
+      // No backoff wait: the new socket exists before any timer ran.
+      expect(t.factory.sockets).toHaveLength(before + 1);
+      expect(t.timers.pendingTimeouts()).toEqual([]);
+      expect(t.conn.status).toMatchObject({
+        state: 'reconnecting',
+        nodeId: null,
+        failures: 0,
+        retryAt: null,
+        lastClose: { code, reason },
+      });
+      // It resumes as any reconnect: welcome, then a fresh history.
+      t.factory.last.open();
+      t.factory.last.receive(welcome('ws-node-2'));
+      t.factory.last.receive(history([]));
+      expect(t.conn.status).toMatchObject({ state: 'connected', nodeId: 'ws-node-2' });
+    }
+    expect(t.closes).toEqual([1012, 1001]);
+    expect(t.frames.map((f) => f.type)).toEqual(['welcome', 'welcome', 'history', 'welcome', 'welcome', 'history']);
+  });
+
+  it('1012 on a socket that never got its welcome waits for the backoff (no tight loop)', () => {
+    t.conn.start();
+    t.factory.last.open();
+    t.factory.last.receive(welcome());
+    t.factory.last.serverClose(1012, 'service restart');
+    expect(t.factory.sockets).toHaveLength(2);
+    // The node the new socket reached is draining too and refuses before its welcome.
+    t.factory.last.open();
+    t.factory.last.serverClose(1012, 'service restart');
+    expect(t.factory.sockets).toHaveLength(2);
+    expect(timeToNextSocket(t)).toBe(2000);
+    t.factory.last.serverClose(1012, 'service restart');
+    expect(timeToNextSocket(t)).toBe(4000);
+  });
+
+  it('1012 while the browser is offline waits for it to be back online', () => {
+    t.conn.start();
+    t.factory.last.open();
+    t.factory.last.receive(welcome());
+    t.conn.setOnline(false);
+    t.factory.last.serverClose(1012, 'service restart');
+    expect(t.factory.sockets).toHaveLength(1);
+    expect(t.conn.status.state).toBe('disconnected');
+    t.conn.setOnline(true);
+    expect(t.factory.sockets).toHaveLength(2);
+  });
+
+  it('a 1012 that reconnectAfter refuses is not retried at all', () => {
+    t = setup(() => 0.5, { reconnectAfter: () => false });
+    t.conn.start();
+    t.factory.last.open();
+    t.factory.last.receive(welcome());
+    t.factory.last.serverClose(1012);
+    t.timers.advance(120_000);
+    expect(t.factory.sockets).toHaveLength(1);
+    expect(t.conn.status.state).toBe('disconnected');
+  });
+
+  it('measures the round trip of each ping from its pong (oldest ping first)', () => {
+    const latencies: number[] = [];
+    t = setup(() => 0.5, { onLatency: (ms) => latencies.push(ms) });
+    t.conn.start();
+    t.factory.last.open();
+    t.factory.last.receive(welcome());
+    t.timers.advance(30_000); // the keepalive ping
+    t.timers.advance(40);
+    expect(t.conn.pingNow()).toBe(true); // a second one, before the first is answered
+    t.timers.advance(10);
+    t.factory.last.receive({ type: 'pong', timestamp: 1 });
+    t.timers.advance(5);
+    t.factory.last.receive({ type: 'pong', timestamp: 2 });
+    expect(latencies).toEqual([50, 15]);
+    // An unsolicited pong (nothing in flight) reports nothing.
+    t.factory.last.receive({ type: 'pong', timestamp: 3 });
+    expect(latencies).toEqual([50, 15]);
+    expect(t.frames.filter((f) => f.type === 'pong')).toHaveLength(3);
+  });
+
+  it('pingNow() sends only on a connected socket, and a new socket forgets the old pings', () => {
+    const latencies: number[] = [];
+    t = setup(() => 0.5, { onLatency: (ms) => latencies.push(ms) });
+    t.conn.start();
+    expect(t.conn.pingNow()).toBe(false);
+    t.factory.last.open();
+    expect(t.conn.pingNow()).toBe(false); // open, but no welcome yet
+    t.factory.last.receive(welcome());
+    expect(t.conn.pingNow()).toBe(true);
+    expect(t.factory.last.sent).toEqual([{ type: 'ping' }]);
+    t.factory.last.serverClose(1006);
+    t.timers.advance(2000);
+    t.factory.last.open();
+    t.factory.last.receive(welcome());
+    t.factory.last.receive({ type: 'pong', timestamp: 1 });
+    expect(latencies).toEqual([]);
   });
 
   it('pings every 30 s while open', () => {
@@ -296,14 +403,21 @@ describe('Connection with authentication', () => {
     expect(t.closes).toEqual([4429, 4429, 4429, 4429]);
   });
 
-  it('1001, 1011 and 1013 keep reconnecting with the auth close codes in place', () => {
+  it('1001, 1011, 1012 and 1013 keep reconnecting with the auth close codes in place', () => {
     const t = setup(() => 0.5, { reconnectAfter: ({ code }) => reconnectsAfter(code) });
     t.conn.start();
-    for (const code of [1001, 1011, 1013]) {
+    for (const [code, wait] of [
+      [1001, 0],
+      [1011, 2000],
+      [1012, 0],
+      [1013, 2000],
+    ] as const) {
       t.factory.last.open();
       t.factory.last.receive(welcome());
+      const before = t.factory.sockets.length;
       t.factory.last.serverClose(code);
-      expect(timeToNextSocket(t)).toBe(2000);
+      if (wait === 0) expect(t.factory.sockets).toHaveLength(before + 1);
+      else expect(timeToNextSocket(t)).toBe(wait);
     }
   });
 });

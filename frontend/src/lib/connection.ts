@@ -1,6 +1,8 @@
 // One conversation's WebSocket, kept open: opens it, reconnects after every close with the
-// backoff schedule, pings every 30 s, and closes a socket that stops answering. It knows nothing
-// about chat state: parsed frames go to `onFrame`, and the chat reducer decides what they mean.
+// backoff schedule (at once after a gateway's own "going away" / "service restart" close of a
+// socket that was serving), pings every 30 s, measures each ping's round trip, and closes a
+// socket that stops answering. It knows nothing about chat state: parsed frames go to
+// `onFrame`, and the chat reducer decides what they mean.
 // When the server requires a token, the first frame on every socket is `auth` (`authToken`);
 // closes that retrying cannot fix (a refused token) end the attempts (`reconnectAfter`).
 //
@@ -28,7 +30,13 @@ export interface Timers {
   clearTimeout(handle: unknown): void;
   setInterval(fn: () => void, ms: number): unknown;
   clearInterval(handle: unknown): void;
+  /** Wall clock, ms since the epoch (`retryAt`). */
   now(): number;
+  /**
+   * A monotonic clock in ms (performance.now()) for round trips and chunk rates. Optional:
+   * without it `now()` is used.
+   */
+  monotonicNow?(): number;
 }
 
 export const browserTimers: Timers = {
@@ -37,6 +45,7 @@ export const browserTimers: Timers = {
   setInterval: (fn, ms) => globalThis.setInterval(fn, ms),
   clearInterval: (h) => globalThis.clearInterval(h as ReturnType<typeof setInterval>),
   now: () => Date.now(),
+  monotonicNow: () => performance.now(),
 };
 
 /** WebSocket.OPEN; the constant is not on SocketLike because fakes do not have it. */
@@ -45,6 +54,19 @@ const OPEN = 1;
 export const PING_INTERVAL_MS = 30_000;
 /** A socket that sends nothing for this long after a ping is considered dead and replaced. */
 export const PONG_TIMEOUT_MS = 10_000;
+
+/**
+ * Closes after which the next socket opens at once, without the backoff wait, when the closed
+ * socket had got its `welcome`: the gateway is going away on purpose (1001 "going away", 1012
+ * "service restart", sent by a gateway draining on SIGTERM) and NGINX sends the next socket to
+ * another node. The new socket resumes as any reconnect does (`welcome`, a fresh `history`).
+ * The same close on a socket that never got its `welcome` goes through the backoff, so a node
+ * that keeps refusing cannot make the client spin.
+ */
+export const RECONNECT_AT_ONCE_CODES: ReadonlySet<number> = new Set([1001, 1012]);
+
+/** Pings whose round trip is still being timed, per socket (the oldest are dropped). */
+const MAX_PINGS_IN_FLIGHT = 8;
 
 /**
  * - `connecting`: the first socket is opening (nothing was ever received);
@@ -73,6 +95,8 @@ export interface ConnectionOptions {
   onStatus?: (status: ConnectionStatus) => void;
   /** Called once for every socket that is gone (closed by the server, the network or us). */
   onClose?: (info: { code: number; reason: string }) => void;
+  /** The round trip of a `ping`, in ms (monotonic clock), when its `pong` arrives. */
+  onLatency?: (ms: number) => void;
   /**
    * Read when a socket opens: a token to send as its first frame (`{"type":"auth","token"}`),
    * or null to send none. The token never goes in the URL (URLs end up in proxy logs).
@@ -91,8 +115,8 @@ export interface ConnectionOptions {
 }
 
 export class Connection {
-  private readonly opts: Required<Omit<ConnectionOptions, 'onStatus' | 'onClose'>> &
-    Pick<ConnectionOptions, 'onStatus' | 'onClose'>;
+  private readonly opts: Required<Omit<ConnectionOptions, 'onStatus' | 'onClose' | 'onLatency'>> &
+    Pick<ConnectionOptions, 'onStatus' | 'onClose' | 'onLatency'>;
   private socket: SocketLike | null = null;
   private started = false;
   private stopped = false;
@@ -102,6 +126,8 @@ export class Connection {
   private pingTimer: unknown = null;
   private pongTimer: unknown = null;
   private lastReceivedAt = 0;
+  /** When each unanswered ping of the current socket was sent (monotonic ms), oldest first. */
+  private pingsInFlight: number[] = [];
   private current: ConnectionStatus = {
     state: 'connecting',
     nodeId: null,
@@ -156,6 +182,15 @@ export class Connection {
   }
 
   /**
+   * Sends a `ping` now (its round trip goes to `onLatency`), if the socket is connected (got
+   * its `welcome`). False when it was not sent.
+   */
+  pingNow(): boolean {
+    if (this.current.state !== 'connected') return false;
+    return this.ping();
+  }
+
+  /**
    * Replaces the socket at once, without waiting for the backoff: used by "retry now" and when
    * the client must reload the conversation (a `recovery` of EXPIRED or NOT_FOUND). The new
    * socket starts with a fresh `history`.
@@ -183,11 +218,12 @@ export class Connection {
     }
   }
 
-  private open(): void {
+  private open(patch: Partial<ConnectionStatus> = {}): void {
     this.setStatus({
       state: this.everConnected || this.current.failures > 0 ? 'reconnecting' : 'connecting',
       nodeId: null,
       retryAt: null,
+      ...patch,
     });
     let socket: SocketLike;
     try {
@@ -213,6 +249,11 @@ export class Connection {
       if (typeof event.data !== 'string') return;
       const frame = parseServerFrame(event.data);
       if (!frame) return;
+      if (frame.type === 'pong') {
+        // A socket answers in order, so a pong answers the oldest ping still unanswered.
+        const sentAt = this.pingsInFlight.shift();
+        if (sentAt !== undefined) this.opts.onLatency?.(Math.max(0, this.clock() - sentAt));
+      }
       if (frame.type === 'welcome') {
         this.everConnected = true;
         this.setStatus({ state: 'connected', nodeId: frame.nodeId, failures: 0, retryAt: null });
@@ -225,26 +266,37 @@ export class Connection {
     socket.onclose = (event) => {
       if (this.socket !== socket) return;
       const close = { code: event.code, reason: event.reason };
-      this.lose(close.code, close.reason, this.opts.reconnectAfter(close) ? 'retry' : 'halt');
+      let then: 'retry' | 'atOnce' | 'halt' = 'halt';
+      if (this.opts.reconnectAfter(close)) then = RECONNECT_AT_ONCE_CODES.has(close.code) ? 'atOnce' : 'retry';
+      this.lose(close.code, close.reason, then);
     };
   }
 
-  private ping(): void {
-    if (!this.send({ type: 'ping' })) return;
+  private clock(): number {
+    const timers = this.opts.timers;
+    return timers.monotonicNow ? timers.monotonicNow() : timers.now();
+  }
+
+  private ping(): boolean {
+    if (!this.send({ type: 'ping' })) return false;
+    this.pingsInFlight.push(this.clock());
+    if (this.pingsInFlight.length > MAX_PINGS_IN_FLIGHT) this.pingsInFlight.shift();
     const sentAt = this.opts.timers.now();
     this.clearPongTimer();
     this.pongTimer = this.opts.timers.setTimeout(() => {
       this.pongTimer = null;
       if (this.lastReceivedAt < sentAt) this.lose(4001, 'no answer to ping', 'retry');
     }, this.opts.pongTimeoutMs);
+    return true;
   }
 
   /**
    * The current socket is gone (closed by the server, the network, or us). Then: `retry` with
-   * the backoff, `none` (the caller opens the next socket), or `halt` (a close that retrying
-   * cannot fix: no more attempts until reconnectNow()).
+   * the backoff, `atOnce` (a new socket now, if this one had its `welcome`; else as `retry`),
+   * `none` (the caller opens the next socket), or `halt` (a close that retrying cannot fix: no
+   * more attempts until reconnectNow()).
    */
-  private lose(code: number, reason: string, then: 'retry' | 'none' | 'halt'): void {
+  private lose(code: number, reason: string, then: 'retry' | 'atOnce' | 'none' | 'halt'): void {
     const socket = this.socket;
     const wasConnected = this.current.state === 'connected';
     this.dropSocket(reason);
@@ -252,7 +304,12 @@ export class Connection {
       this.setStatus({ state: 'disconnected', nodeId: null, retryAt: null, lastClose: { code, reason } });
     }
     if (socket) this.opts.onClose?.({ code, reason });
-    if (then === 'retry') this.afterClose({ code, reason }, wasConnected);
+    if (then === 'atOnce' && wasConnected && !this.offline && !this.stopped && !this.socket) {
+      // onClose may have replaced (a new session) or stopped the connection: checked above.
+      this.open({ failures: 0, lastClose: { code, reason } });
+    } else if (then === 'retry' || then === 'atOnce') {
+      this.afterClose({ code, reason }, wasConnected);
+    }
   }
 
   /** Schedules the next attempt (or waits for `online`). */
@@ -285,6 +342,7 @@ export class Connection {
     if (this.pingTimer !== null) this.opts.timers.clearInterval(this.pingTimer);
     this.pingTimer = null;
     this.clearPongTimer();
+    this.pingsInFlight = [];
     if (!socket) return;
     socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
     try {

@@ -59,7 +59,9 @@ impl DeliveryFilter {
     /// What to do with a live frame; what has been delivered is updated when it is sent.
     pub fn admit(&mut self, frame: &LiveFrame) -> Verdict {
         match frame {
-            LiveFrame::Chunk { message_id, index } => {
+            LiveFrame::Chunk {
+                message_id, index, ..
+            } => {
                 if self.complete.contains(message_id) {
                     return Verdict::Duplicate;
                 }
@@ -135,6 +137,7 @@ mod tests {
         LiveFrame::Chunk {
             message_id: mid(id),
             index,
+            published: 0,
         }
     }
 

@@ -27,7 +27,6 @@ struct LocalSocket {
 }
 
 /// Local sockets per session. One per node, shared by every socket task and the bus.
-#[derive(Default)]
 pub struct Hub {
     /// Session → its local sockets. Written by [`Membership`] (join/leave); read per frame.
     sessions: Mutex<HashMap<SessionId, Vec<LocalSocket>>>,
@@ -70,6 +69,7 @@ impl Hub {
             sockets.retain(|s| s.id != id);
             if sockets.is_empty() {
                 sessions.remove(session);
+                self.stats.sessions_subscribed.decrement(1.0);
             }
         }
     }
@@ -87,7 +87,7 @@ impl Hub {
 
 impl Deliver for Hub {
     fn deliver(&self, session: &str, payload: Bytes) {
-        Stats::inc(&self.stats.frames_received);
+        self.stats.frames_received.increment(1);
         let Some(meta) = peek_live_frame(&payload) else {
             warn!(
                 session_id = session,
@@ -133,10 +133,13 @@ impl Membership {
         queue: SocketQueue,
     ) -> (Membership, BoxFuture<'static, bus::Result<Epoch>>) {
         let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
-        hub.lock()
-            .entry(session.clone())
-            .or_default()
-            .push(LocalSocket { id, queue });
+        let mut sessions = hub.lock();
+        let sockets = sessions.entry(session.clone()).or_default();
+        if sockets.is_empty() {
+            hub.stats.sessions_subscribed.increment(1.0);
+        }
+        sockets.push(LocalSocket { id, queue });
+        drop(sessions);
         let subscribed = bus.subscribe(session);
         let membership = Membership {
             hub: hub.clone(),
@@ -158,6 +161,7 @@ impl Drop for Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::recorded::Recorded;
     use bus::MemoryBus;
     use protocol::{ChatMessage, MessageId, ServerFrame, UserId};
 
@@ -180,16 +184,17 @@ mod tests {
         )
     }
 
-    fn setup() -> (Arc<Hub>, Arc<MemoryBus>) {
-        let hub = Arc::new(Hub::new(Arc::default()));
+    fn setup() -> (Arc<Hub>, Arc<MemoryBus>, Recorded) {
+        let (stats, recorded) = Recorded::stats();
+        let hub = Arc::new(Hub::new(Arc::new(stats)));
         let bus = Arc::new(MemoryBus::new(hub.clone()));
-        (hub, bus)
+        (hub, bus, recorded)
     }
 
     /// A full queue marks only that socket slow; the others of the session keep receiving.
     #[tokio::test]
     async fn a_full_queue_closes_only_that_socket() {
-        let (hub, memory) = setup();
+        let (hub, memory, recorded) = setup();
         let bus: Arc<dyn Bus> = memory.clone();
         let (slow, _slow_rx) = SocketQueue::new(2, sid(), hub.stats.clone());
         let (fast, mut fast_rx) = SocketQueue::new(100, sid(), hub.stats.clone());
@@ -202,7 +207,8 @@ mod tests {
         }
         assert!(slow.slow().is_cancelled());
         assert!(!fast.slow().is_cancelled());
-        assert_eq!(hub.stats.slow_consumers.load(Ordering::Relaxed), 1);
+        assert_eq!(recorded.value("gateway_slow_consumers_total"), 1);
+        assert_eq!(recorded.value("gateway_sessions_subscribed"), 1);
         let mut got = 0;
         while fast_rx.try_recv().is_ok() {
             got += 1;
@@ -213,7 +219,7 @@ mod tests {
     /// Leaving removes the socket and drops its subscription reference.
     #[tokio::test]
     async fn dropping_the_membership_leaves_hub_and_bus() {
-        let (hub, memory) = setup();
+        let (hub, memory, _) = setup();
         let bus: Arc<dyn Bus> = memory.clone();
         let (queue, _rx) = SocketQueue::new(4, sid(), hub.stats.clone());
         let (m1, _) = Membership::join(&hub, &bus, &sid(), queue.clone());
@@ -229,7 +235,7 @@ mod tests {
     /// A lost bus connection makes every socket of its sessions resync.
     #[tokio::test]
     async fn a_lost_connection_asks_each_socket_to_resync() {
-        let (hub, memory) = setup();
+        let (hub, memory, _) = setup();
         let bus: Arc<dyn Bus> = memory.clone();
         let (queue, mut rx) = SocketQueue::new(4, sid(), hub.stats.clone());
         let (_m, _) = Membership::join(&hub, &bus, &sid(), queue);

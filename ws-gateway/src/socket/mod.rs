@@ -74,8 +74,9 @@ const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Close codes this server uses.
 pub mod close_code {
-    /// The node is shutting down.
-    pub const GOING_AWAY: u16 = 1001;
+    /// The node is draining for a restart (SIGTERM): reconnect at once, without backoff;
+    /// NGINX sends the new socket to another node.
+    pub const SERVICE_RESTART: u16 = 1012;
     /// Redis could not be reached during the handshake.
     pub const INTERNAL_ERROR: u16 = 1011;
     /// The client sent a frame above the hard limit (1 MiB).
@@ -115,7 +116,7 @@ pub struct SocketEnv<B> {
     /// `WS_MAX_MESSAGE_BYTES`: larger client frames get a `TOO_LARGE` error.
     pub max_message_bytes: usize,
     pub stats: Arc<Stats>,
-    /// Cancelled when the node shuts down: every socket closes with 1001.
+    /// Cancelled when the node shuts down: every socket closes with 1012.
     pub shutdown: CancellationToken,
 }
 
@@ -198,8 +199,8 @@ pub async fn serve<B, S, R>(
         }
     };
 
-    Stats::inc(&env.stats.sockets_total);
-    Stats::inc(&env.stats.sockets_open);
+    env.stats.sockets_total.increment(1);
+    env.stats.sockets_open.increment(1.0);
     env.backend.serving(&session);
     debug!(session_id = %session, user_id = %user, "socket open");
     let writer = writer::Writer {
@@ -221,6 +222,7 @@ pub async fn serve<B, S, R>(
         user,
         queue: queue.clone(),
         max_message_bytes: env.max_message_bytes,
+        stats: env.stats.clone(),
     };
     let writer = writer.run();
     tokio::pin!(writer);
@@ -241,7 +243,7 @@ pub async fn serve<B, S, R>(
         },
     };
     drop(membership);
-    Stats::dec(&env.stats.sockets_open);
+    env.stats.sockets_open.decrement(1.0);
     if !env.hub.serves(&session) {
         env.backend.stopped_serving(&session);
     }
@@ -258,8 +260,8 @@ pub async fn serve<B, S, R>(
         Some((mut sink, writer::End::Shutdown)) => {
             close(
                 &mut sink,
-                close_code::GOING_AWAY,
-                "server shutting down",
+                close_code::SERVICE_RESTART,
+                "service restart",
                 CLOSE_TIMEOUT,
             )
             .await;

@@ -90,9 +90,10 @@ impl SocketQueue {
         match self.tx.try_send(item) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.frames_dropped.increment(1);
                 if !self.slow.is_cancelled() {
                     self.slow.cancel();
-                    Stats::inc(&self.stats.slow_consumers);
+                    self.stats.slow_consumers.increment(1);
                     warn!(session_id = %self.session,
                         "socket queue full; closing it as a slow consumer");
                 }
@@ -115,18 +116,20 @@ impl SocketQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
+    use crate::stats::recorded::Recorded;
 
     /// A full queue marks the socket slow and counts it once, however many offers follow.
     #[test]
     fn a_full_queue_marks_the_socket_slow_once() {
-        let stats = Arc::new(Stats::default());
-        let (queue, mut rx) = SocketQueue::new(2, SessionId::parse("s").unwrap(), stats.clone());
+        let (stats, recorded) = Recorded::stats();
+        let (queue, mut rx) =
+            SocketQueue::new(2, SessionId::parse("s").unwrap(), Arc::new(stats));
         for _ in 0..5 {
             queue.offer(Outbound::Resync { lost: 1 });
         }
         assert!(queue.slow().is_cancelled());
-        assert_eq!(stats.slow_consumers.load(Ordering::Relaxed), 1);
+        assert_eq!(recorded.value("gateway_slow_consumers_total"), 1);
+        assert_eq!(recorded.value("gateway_frames_dropped_total"), 3);
         assert!(rx.try_recv().is_ok());
         assert!(rx.try_recv().is_ok());
         assert!(rx.try_recv().is_err(), "only what fitted was queued");

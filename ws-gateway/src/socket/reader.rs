@@ -10,8 +10,11 @@ use protocol::{
 use redis_state::Recovery;
 use tracing::debug;
 
+use std::sync::Arc;
+
 use super::backend::Backend;
 use super::queue::{Outbound, Recovered, SocketQueue};
+use crate::stats::Stats;
 
 /// Why reading a socket failed.
 #[derive(Debug)]
@@ -40,6 +43,7 @@ pub(super) struct Reader<B> {
     pub queue: SocketQueue,
     /// `WS_MAX_MESSAGE_BYTES`: larger text frames get a `TOO_LARGE` error.
     pub max_message_bytes: usize,
+    pub stats: Arc<Stats>,
 }
 
 impl<B: Backend> Reader<B> {
@@ -82,8 +86,12 @@ impl<B: Backend> Reader<B> {
         }
         let frame = match ClientFrame::parse(text) {
             Ok(frame) => frame,
-            Err(e) => return self.error(e.code, e.detail),
+            Err(e) => {
+                self.stats.client_frame("invalid");
+                return self.error(e.code, e.detail);
+            }
         };
+        self.stats.client_frame(frame.kind());
         match frame {
             ClientFrame::Ping => self.queue.local(&ServerFrame::Pong {
                 timestamp: protocol::now_ms(),
@@ -175,6 +183,7 @@ impl<B: Backend> Reader<B> {
             &uuid::Uuid::new_v4().to_string(),
             protocol::now_ms(),
         ));
+        self.stats.recovery(status.as_str());
         let frame = ServerFrame::Recovery {
             status,
             message_id: message.clone(),

@@ -26,7 +26,7 @@ use super::{
     Backend, Hub, Identity, ReadError, SocketEnv, SocketPass, TooManySockets, close_code, serve,
 };
 use crate::ai_client::ForwardError;
-use crate::stats::Stats;
+use crate::stats::recorded::Recorded;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -205,7 +205,7 @@ struct Client {
     hub: Arc<Hub>,
     bus: Arc<MemoryBus>,
     backend: Fake,
-    stats: Arc<Stats>,
+    stats: Recorded,
     shutdown: CancellationToken,
 }
 
@@ -234,7 +234,8 @@ impl Default for Options {
 
 impl Client {
     fn connect(options: Options) -> Client {
-        let stats = Arc::new(Stats::default());
+        let (stats, recorded) = Recorded::stats();
+        let stats = Arc::new(stats);
         let hub = Arc::new(Hub::new(stats.clone()));
         let bus = Arc::new(MemoryBus::new(hub.clone()));
         let shutdown = CancellationToken::new();
@@ -277,7 +278,7 @@ impl Client {
             hub,
             bus,
             backend: options.backend,
-            stats,
+            stats: recorded,
             shutdown,
         }
     }
@@ -348,7 +349,7 @@ async fn the_handshake_subscribes_then_sends_welcome_and_history() {
     assert_eq!(history["type"], "history");
     assert_eq!(history["streaming"]["lastIndex"], 2);
     assert_eq!(client.backend.0.serving.load(Ordering::SeqCst), 1);
-    assert_eq!(client.stats.sockets_open.load(Ordering::SeqCst), 1);
+    assert_eq!(client.stats.value("gateway_sockets_open"), 1);
 }
 
 /// Live chunks the snapshot already held, and repeats, are dropped; the rest pass once each.
@@ -376,7 +377,7 @@ async fn live_frames_already_delivered_are_dropped() {
     // A ping answered right after shows nothing else was queued before it.
     client.send(r#"{"type":"ping"}"#);
     assert_eq!(client.frame().await["type"], "pong");
-    assert_eq!(client.stats.frames_deduplicated.load(Ordering::SeqCst), 4);
+    assert_eq!(client.stats.value("gateway_frames_deduplicated_total"), 4);
 }
 
 /// After the bus lost its connection, the socket gets a fresh `history` before any frame of
@@ -401,7 +402,7 @@ async fn a_lost_connection_resyncs_before_any_later_frame() {
     assert_eq!(history["streaming"]["lastIndex"], 8);
     assert_eq!(client.frame().await["data"]["index"], 9);
     assert_eq!(client.backend.0.snapshots.load(Ordering::SeqCst), 2);
-    assert_eq!(client.stats.resyncs.load(Ordering::SeqCst), 1);
+    assert_eq!(client.stats.value("gateway_resyncs_total"), 1);
 }
 
 /// A chunk that skips ahead without any reported loss is not sent: the socket resyncs from
@@ -420,7 +421,7 @@ async fn a_chunk_that_skips_ahead_makes_the_socket_resync() {
     assert_eq!(history["type"], "history");
     assert_eq!(history["streaming"]["lastIndex"], 5);
     assert_eq!(client.frame().await["data"]["index"], 6);
-    assert_eq!(client.stats.gaps_resynced.load(Ordering::SeqCst), 1);
+    assert_eq!(client.stats.value("gateway_gaps_resynced_total"), 1);
 }
 
 /// Losses already covered by a later snapshot cost nothing more: two losses in a row give one
@@ -562,21 +563,21 @@ async fn a_slow_consumer_is_closed_with_1013() {
     }
     assert_eq!(client.close_code().await, close_code::TRY_AGAIN_LATER);
     let client = client.ended().await;
-    assert_eq!(client.stats.slow_consumers.load(Ordering::SeqCst), 1);
+    assert_eq!(client.stats.value("gateway_slow_consumers_total"), 1);
     assert_eq!(client.hub.session_count(), 0);
     assert!(client.bus.subscribed().is_empty());
     assert_eq!(client.backend.0.stopped.load(Ordering::SeqCst), 1);
 }
 
-/// A node shutting down closes its sockets with 1001.
+/// A node shutting down closes its sockets with 1012 (service restart).
 #[tokio::test]
-async fn shutdown_closes_with_1001() {
+async fn shutdown_closes_with_1012() {
     let mut client = Client::connect(Options::default());
     client.handshake().await;
     client.shutdown.cancel();
-    assert_eq!(client.close_code().await, close_code::GOING_AWAY);
+    assert_eq!(client.close_code().await, close_code::SERVICE_RESTART);
     let client = client.ended().await;
-    assert_eq!(client.stats.sockets_open.load(Ordering::SeqCst), 0);
+    assert_eq!(client.stats.value("gateway_sockets_open"), 0);
 }
 
 /// When the snapshot cannot be read, the client is told so and the socket closes with 1011.
@@ -591,7 +592,7 @@ async fn a_failed_snapshot_closes_with_1011_after_an_error_frame() {
     assert_eq!(error["code"], "UNAVAILABLE");
     assert_eq!(client.close_code().await, close_code::INTERNAL_ERROR);
     let client = client.ended().await;
-    assert_eq!(client.stats.sockets_total.load(Ordering::SeqCst), 0);
+    assert_eq!(client.stats.value("gateway_sockets_total"), 0);
     assert_eq!(client.hub.session_count(), 0);
 }
 
@@ -614,7 +615,7 @@ async fn a_client_gone_during_the_handshake_ends_quietly() {
     drop(to_server);
     assert_eq!(hub.session_count(), 0);
     assert!(bus.subscribed().is_empty());
-    assert_eq!(stats.sockets_total.load(Ordering::SeqCst), 0);
+    assert_eq!(stats.value("gateway_sockets_total"), 0);
 }
 
 /// A client's close frame ends the socket; the node's last socket of the session releases it.
@@ -626,7 +627,7 @@ async fn the_clients_close_ends_the_socket() {
     let client = client.ended().await;
     assert_eq!(client.hub.session_count(), 0);
     assert_eq!(client.backend.0.stopped.load(Ordering::SeqCst), 1);
-    assert_eq!(client.stats.sockets_open.load(Ordering::SeqCst), 0);
+    assert_eq!(client.stats.value("gateway_sockets_open"), 0);
 }
 
 fn must_authenticate(backend: Fake) -> Options {

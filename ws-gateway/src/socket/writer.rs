@@ -15,7 +15,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use bus::{Bus, Epoch};
 use futures_util::{Sink, SinkExt};
 use history::Conversation;
-use protocol::{ErrorCode, ServerFrame, SessionId};
+use protocol::{ErrorCode, LiveFrame, ServerFrame, SessionId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -60,7 +60,7 @@ pub(super) struct Writer<S, B> {
 pub(super) enum End {
     /// The queue fell behind: close with 1013.
     Slow,
-    /// The node is shutting down: close with 1001.
+    /// The node is shutting down: close with 1012.
     Shutdown,
     /// The peer is gone or the queue closed: nothing to say.
     Gone,
@@ -165,7 +165,7 @@ where
                         .as_ref()
                         .is_some_and(|r| r.held.len() >= self.max_held)
                     {
-                        Stats::inc(&self.stats.slow_consumers);
+                        self.stats.slow_consumers.increment(1);
                         return End::Slow;
                     }
                     self.live(frame, &mut resync)
@@ -215,15 +215,20 @@ where
             return None;
         }
         match self.filter.admit(&frame.meta) {
-            Verdict::Send => Some(Message::Text(frame.text.clone())),
+            Verdict::Send => {
+                if let LiveFrame::Chunk { published, .. } = frame.meta {
+                    self.stats.chunk_delivered(published);
+                }
+                Some(Message::Text(frame.text.clone()))
+            }
             Verdict::Duplicate => {
-                Stats::inc(&self.stats.frames_deduplicated);
+                self.stats.frames_deduplicated.increment(1);
                 None
             }
             Verdict::Gap => {
                 // Frames before it never arrived: the stored state has them (and this one).
                 warn!(session_id = %self.session, "a live frame skipped ahead; resyncing");
-                Stats::inc(&self.stats.gaps_resynced);
+                self.stats.gaps_resynced.increment(1);
                 *resync = Some(self.start_resync());
                 None
             }
@@ -233,7 +238,7 @@ where
     /// Starts waiting for the session to be on the bus, then reading a snapshot, retried
     /// with backoff, for at most [`RESYNC_BUDGET`].
     fn start_resync(&self) -> Resync {
-        Stats::inc(&self.stats.resyncs);
+        self.stats.resyncs.increment(1);
         let (bus, backend, session) =
             (self.bus.clone(), self.backend.clone(), self.session.clone());
         let task = async move {
@@ -292,7 +297,7 @@ where
 
     async fn feed(&mut self, message: Message) -> Result<(), ()> {
         self.sink.feed(message).await.map_err(|_| ())?;
-        Stats::inc(&self.stats.frames_sent);
+        self.stats.frames_sent.increment(1);
         Ok(())
     }
 
