@@ -26,7 +26,7 @@ pub struct AiConfig {
 }
 
 impl ServiceConfig for AiConfig {
-    const DEFAULTS: NodeDefaults = NodeDefaults::new(8000, "ai-node");
+    const DEFAULTS: NodeDefaults = NodeDefaults::new(8000, "ai-node", "ai-service");
 
     fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
         let delay_ms = parse_or(vars, "STREAM_DELAY_MS", 50u64)?;

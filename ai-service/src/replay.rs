@@ -12,7 +12,7 @@ use store::Store;
 pub async fn replay(idle: Duration) -> anyhow::Result<()> {
     let config =
         Config::<crate::AiConfig>::from_vars(&runtime::env::vars()).context("configuration")?;
-    runtime::telemetry::init(&config.node.node_id, &config.node.log_level);
+    let _telemetry = config.start_telemetry();
     let kafka = config
         .node
         .kafka

@@ -1,7 +1,7 @@
 //! The AI node's HTTP API (the seed's FastAPI endpoints).
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_api::{
@@ -9,6 +9,8 @@ use http_api::{
     http_metrics_layer, metrics_routes, trace_layer,
 };
 use protocol::rest::{ChatAccepted, ChatRequest, ServiceInfo};
+use runtime::trace::TraceParent;
+use tracing::Instrument;
 
 use crate::state::AppState;
 use crate::streamer::StartError;
@@ -61,11 +63,20 @@ async fn info(State(app): State<AppState>) -> Json<ServiceInfo> {
 /// it.
 async fn chat(
     State(app): State<AppState>,
+    headers: HeaderMap,
     caller: Caller,
     Valid(mut request): Valid<ChatRequest>,
 ) -> Result<(StatusCode, Json<ChatAccepted>), AppError> {
     request.user_id = caller.acting_as(request.user_id);
-    let outcome = start(&app, request, caller.enforces_ownership()).await;
+    // The gateway's trace (or the caller's, or a new one): the answer's lines carry its id.
+    let trace = TraceParent::accept(
+        headers
+            .get(runtime::trace::TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let outcome = start(&app, request, caller.enforces_ownership())
+        .instrument(runtime::trace::chat_span(&trace))
+        .await;
     let stats = app.streamer.stats();
     match &outcome {
         Ok(_) => stats.chat("accepted"),

@@ -11,7 +11,7 @@ use protocol::{ChatMessage, DomainEvent, MessageId, MessageStatus, SessionId};
 use redis_state::{ChunkOutcome, HistoryCheck, StartOutcome, StreamHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::simulator;
 use crate::stats::AiStats;
@@ -172,7 +172,7 @@ impl Streamer {
         };
         let this = self.clone();
         self.tasks
-            .spawn(async move { this.produce(stream, reply, arrived).await });
+            .spawn(async move { this.produce(stream, reply, arrived).await }.in_current_span());
         Ok(accepted)
     }
 

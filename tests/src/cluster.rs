@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use testkit::{Nginx, RedisServer, Service};
+use testkit::{Balance, Nginx, RedisServer, Service};
 
 use crate::stack::http;
 
@@ -20,6 +20,8 @@ pub struct ClusterOptions {
     pub extra_ai_urls: Vec<String>,
     /// More variables for every node (`KAFKA_BOOTSTRAP_SERVERS`, ...).
     pub env: Vec<(&'static str, String)>,
+    /// How NGINX spreads sockets (by client address unless told otherwise).
+    pub balance: Balance,
 }
 
 impl Default for ClusterOptions {
@@ -31,6 +33,7 @@ impl Default for ClusterOptions {
             lease_secs: 10,
             extra_ai_urls: Vec::new(),
             env: Vec::new(),
+            balance: Balance::default(),
         }
     }
 }
@@ -87,7 +90,7 @@ impl Cluster {
         }
         let gateway_ports: Vec<u16> = gateways.iter().map(|g| g.port).collect();
         let ai_ports: Vec<u16> = ai.iter().map(|a| a.port).collect();
-        let nginx = Nginx::start(&gateway_ports, &ai_ports);
+        let nginx = Nginx::start_balanced(&gateway_ports, &ai_ports, options.balance);
         let cluster = Cluster {
             redis,
             data_dir,

@@ -8,6 +8,7 @@
 //!   for the tests that kill nodes.
 //! - [`api`]: the REST calls tests make.
 //! - [`kafka`]: reading what the system sent to Kafka.
+//! - [`metrics`]: a node's `/metrics`, parsed strictly as Prometheus text.
 //! - [`tokens`]: JWTs for tests, good and bad.
 //! - [`sequence`]: what a socket received, checked against the delivery guarantee.
 //! - [`WsClient`] (`client.rs`): a WebSocket client with helpers to read frames and answers.
@@ -16,6 +17,7 @@ pub mod api;
 mod client;
 mod cluster;
 pub mod kafka;
+pub mod metrics;
 pub mod sequence;
 mod stack;
 pub mod tokens;

@@ -371,7 +371,7 @@ async fn sigterm_stops_nodes_cleanly() {
             Event::Closed(frame) => break frame,
         }
     };
-    assert_eq!(close.map(|c| u16::from(c.code)), Some(1001));
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1012));
 
     let answer = watcher.answer(session, &id).await;
     assert_eq!(

@@ -16,9 +16,10 @@ use http_api::AppError;
 use node::{Probe, ProbeStatus};
 use protocol::ErrorCode;
 use protocol::rest::{ChatAccepted, ChatRequest, ErrorBody};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::stats::Stats;
+use runtime::trace::TraceParent;
 
 /// Why a chat was not accepted.
 #[derive(Debug)]
@@ -110,12 +111,15 @@ impl AiClient {
         &self,
         request: &ChatRequest,
         token: Option<&str>,
+        trace: &TraceParent,
     ) -> Result<ChatAccepted, ForwardError> {
-        let outcome = self.forward(request, token).await;
+        let outcome = self.forward(request, token, trace).await;
         match &outcome {
-            Ok(_) => {
+            Ok(accepted) => {
                 self.stats.chats_forwarded.increment(1);
                 self.stats.chat("accepted");
+                info!(session_id = %accepted.session_id, message_id = %accepted.message_id,
+                    ai_node = %accepted.node_id, "chat accepted by an AI node");
             }
             Err(refused) => self.stats.chat(refused.code().as_str()),
         }
@@ -126,13 +130,19 @@ impl AiClient {
         &self,
         request: &ChatRequest,
         token: Option<&str>,
+        trace: &TraceParent,
     ) -> Result<ChatAccepted, ForwardError> {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut failures = Vec::new();
         let mut refusal = None;
         for k in 0..self.urls.len() {
             let base = &self.urls[(first + k) % self.urls.len()];
-            let mut post = self.http.post(format!("{base}/chat")).json(request);
+            let traceparent = runtime::trace::outgoing(&tracing::Span::current(), trace);
+            let mut post = self
+                .http
+                .post(format!("{base}/chat"))
+                .header(runtime::trace::TRACEPARENT, traceparent.to_string())
+                .json(request);
             if let Some(token) = token {
                 post = post.bearer_auth(token);
             }

@@ -42,7 +42,7 @@ pub struct GatewayConfig {
 }
 
 impl ServiceConfig for GatewayConfig {
-    const DEFAULTS: NodeDefaults = NodeDefaults::new(8080, "ws-node");
+    const DEFAULTS: NodeDefaults = NodeDefaults::new(8080, "ws-node", "ws-gateway");
 
     fn from_vars(vars: &HashMap<String, String>) -> Result<Self, BadVar> {
         let raw_urls = string_or(vars, "AI_SERVICE_URLS", "http://127.0.0.1:8000");

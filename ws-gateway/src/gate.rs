@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use auth::{AuthMode, Authenticator};
 use protocol::rest::{ChatAccepted, ChatRequest};
+use runtime::trace::TraceParent;
 
 use crate::ai_client::{AiClient, ForwardError};
 
@@ -20,12 +21,17 @@ pub struct ChatGate {
 }
 
 impl ChatGate {
-    /// Forwards `request`, whose `user_id` is the caller the gateway established.
-    pub async fn forward(&self, request: &ChatRequest) -> Result<ChatAccepted, ForwardError> {
+    /// Forwards `request`, whose `user_id` is the caller the gateway established, as part of
+    /// `trace` (the AI node is sent its `traceparent`).
+    pub async fn forward(
+        &self,
+        request: &ChatRequest,
+        trace: &TraceParent,
+    ) -> Result<ChatAccepted, ForwardError> {
         let token = match self.auth.mode() {
             AuthMode::Required => Some(self.auth.mint_for(&request.user_id, FORWARD_TOKEN_SECS)),
             AuthMode::Dev => None,
         };
-        self.ai.chat(request, token.as_deref()).await
+        self.ai.chat(request, token.as_deref(), trace).await
     }
 }

@@ -15,7 +15,9 @@ use http_api::{
 };
 use protocol::rest::{ChatAccepted, ChatRequest, ErrorBody};
 use protocol::{ErrorCode, SessionId, UserId};
+use runtime::trace::TraceParent;
 use serde::Deserialize;
+use tracing::{Instrument, debug};
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::config::WS_HARD_LIMIT;
@@ -153,12 +155,25 @@ fn read_error(error: axum::Error) -> ReadError {
 
 /// `POST /api/chat`: validated on the way in, acted on for the caller (a token's subject wins
 /// over the body's `user_id`), then forwarded to an AI node.
+/// The chat runs in a span carrying its trace id: the caller's `traceparent`, or a new trace.
 async fn chat(
     State(app): State<AppState>,
+    headers: HeaderMap,
     caller: Caller,
     Valid(mut request): Valid<ChatRequest>,
 ) -> Result<(StatusCode, Json<ChatAccepted>), AppError> {
     request.user_id = caller.acting_as(request.user_id);
-    let accepted = app.gate.forward(&request).await?;
+    let trace = TraceParent::accept(
+        headers
+            .get(runtime::trace::TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let span = runtime::trace::chat_span(&trace);
+    let accepted = async {
+        debug!(session_id = %request.session_id, "forwarding a chat from REST");
+        app.gate.forward(&request, &trace).await
+    }
+    .instrument(span)
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use auth::AuthConfig;
 use events::KafkaConfig;
 use runtime::env::{BadVar, parse_or, string_or};
+use runtime::telemetry::LogFormat;
 
 /// A binary's own settings, beside the ones every node reads.
 pub trait ServiceConfig: Sized {
@@ -32,6 +33,17 @@ impl<S: ServiceConfig> Config<S> {
             service: S::from_vars(vars)?,
         })
     }
+
+    /// Starts logging (and span export) as configured; keep the result until the node stops.
+    pub fn start_telemetry(&self) -> runtime::telemetry::Telemetry {
+        runtime::telemetry::init(&runtime::telemetry::TelemetryConfig {
+            node_id: self.node.node_id.clone(),
+            log_level: self.node.log_level.clone(),
+            format: self.node.log_format,
+            otlp_endpoint: self.node.otlp_endpoint.clone(),
+            service_name: S::DEFAULTS.service,
+        })
+    }
 }
 
 /// What differs between the binaries' defaults.
@@ -41,11 +53,17 @@ pub struct NodeDefaults {
     pub port: u16,
     /// `NODE_ID` when unset is `{node_prefix}-{PORT}`.
     pub node_prefix: &'static str,
+    /// The binary's name: exported spans' `service.name`.
+    pub service: &'static str,
 }
 
 impl NodeDefaults {
-    pub const fn new(port: u16, node_prefix: &'static str) -> Self {
-        Self { port, node_prefix }
+    pub const fn new(port: u16, node_prefix: &'static str, service: &'static str) -> Self {
+        Self {
+            port,
+            node_prefix,
+            service,
+        }
     }
 }
 
@@ -69,6 +87,11 @@ pub struct NodeConfig {
     pub auth: AuthConfig,
     /// `LOG_LEVEL`, default `info` (an `EnvFilter` directive).
     pub log_level: String,
+    /// `LOG_FORMAT`, `text` (default) or `json` (one JSON object a line).
+    pub log_format: LogFormat,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, unset by default: where spans are exported over OTLP
+    /// (HTTP/protobuf, e.g. `http://otel-collector:4318`); unset, nothing is exported.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl NodeConfig {
@@ -87,6 +110,11 @@ impl NodeConfig {
             kafka: KafkaConfig::from_vars(vars)?,
             auth: AuthConfig::from_vars(vars)?,
             log_level: string_or(vars, "LOG_LEVEL", "info"),
+            log_format: log_format(vars)?,
+            otlp_endpoint: vars
+                .get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .filter(|v| !v.trim().is_empty())
+                .cloned(),
         })
     }
 }
@@ -125,6 +153,18 @@ impl Persistence {
     }
 }
 
+/// `LOG_FORMAT`: `text` or `json`.
+fn log_format(vars: &HashMap<String, String>) -> Result<LogFormat, BadVar> {
+    match vars.get("LOG_FORMAT").filter(|v| !v.is_empty()) {
+        None => Ok(LogFormat::Text),
+        Some(raw) => LogFormat::parse(raw).ok_or_else(|| BadVar {
+            name: "LOG_FORMAT",
+            value: raw.clone(),
+            reason: "must be text or json".into(),
+        }),
+    }
+}
+
 /// `REDIS_URL`, else `redis://{REDIS_HOST}:{REDIS_PORT}/` (the seed's names), else
 /// `redis://127.0.0.1:6379/`.
 fn redis_url(vars: &HashMap<String, String>) -> Result<String, BadVar> {
@@ -148,7 +188,7 @@ mod tests {
     use super::*;
     use runtime::env::from_pairs as map;
 
-    const AI: NodeDefaults = NodeDefaults::new(8000, "ai-node");
+    const AI: NodeDefaults = NodeDefaults::new(8000, "ai-node", "ai-service");
 
     /// With nothing set, every default works on a developer machine; the node id follows the
     /// port.
@@ -162,6 +202,11 @@ mod tests {
         assert_eq!(c.node_id, "ai-node-9001");
         assert!(NodeConfig::from_vars(&map(&[("PORT", "eighty")]), AI).is_err());
         assert!(NodeConfig::from_vars(&map(&[("DATABASE_URL", "mysql://x")]), AI).is_err());
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.otlp_endpoint, None);
+        let json = NodeConfig::from_vars(&map(&[("LOG_FORMAT", "JSON")]), AI).unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        assert!(NodeConfig::from_vars(&map(&[("LOG_FORMAT", "yaml")]), AI).is_err());
     }
 
     /// REDIS_URL wins; REDIS_HOST/REDIS_PORT are the fallback; bad values are refused.

@@ -19,7 +19,7 @@ where
 {
     let config = Config::<S>::from_vars(&runtime::env::vars()).context("configuration")?;
     let node = &config.node;
-    runtime::telemetry::init(&node.node_id, &node.log_level);
+    let _telemetry = config.start_telemetry();
     runtime::metrics::install(Some(&node.node_id));
     let listener = runtime::net::bind(&node.host, node.port)
         .await

@@ -20,7 +20,7 @@ mod process;
 mod redis;
 
 pub use broker::{Broker, tansu_binary};
-pub use nginx::Nginx;
+pub use nginx::{Balance, Nginx};
 pub use postgres::PostgresServer;
 pub use process::{Service, workspace_binary};
 pub use redis::RedisServer;

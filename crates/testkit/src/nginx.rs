@@ -19,20 +19,41 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// How NGINX picks a gateway for a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// By client address (`ip_hash`, as `nginx-lb.conf` ships): every test client lands on one
+    /// gateway, since they all come from 127.0.0.1.
+    #[default]
+    ByAddress,
+    /// By session (`hash $arg_session_id consistent`): sockets spread over the gateways.
+    BySession,
+}
+
 impl Nginx {
     /// Starts nginx on a free port in front of `gateway_ports` and `ai_ports`.
     ///
     /// Panics with the install command when nginx is missing.
     pub fn start(gateway_ports: &[u16], ai_ports: &[u16]) -> Nginx {
+        Self::start_balanced(gateway_ports, ai_ports, Balance::ByAddress)
+    }
+
+    /// [`Nginx::start`], picking gateways for sockets by `balance`.
+    pub fn start_balanced(gateway_ports: &[u16], ai_ports: &[u16], balance: Balance) -> Nginx {
         for _ in 0..5 {
-            if let Some(nginx) = Self::try_start(free_port(), gateway_ports, ai_ports) {
+            if let Some(nginx) = Self::try_start(free_port(), gateway_ports, ai_ports, balance) {
                 return nginx;
             }
         }
         panic!("nginx did not start");
     }
 
-    fn try_start(port: u16, gateway_ports: &[u16], ai_ports: &[u16]) -> Option<Nginx> {
+    fn try_start(
+        port: u16,
+        gateway_ports: &[u16],
+        ai_ports: &[u16],
+        balance: Balance,
+    ) -> Option<Nginx> {
         let binary = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -51,6 +72,13 @@ impl Nginx {
         };
         let rendered = Command::new("bash")
             .arg(repo_root().join("scripts/nginx-conf"))
+            .env(
+                "NGINX_BALANCE",
+                match balance {
+                    Balance::ByAddress => "address",
+                    Balance::BySession => "session",
+                },
+            )
             .arg(dir.path())
             .arg(port.to_string())
             .arg(join(gateway_ports))

@@ -19,6 +19,7 @@ use tracing::debug;
 use super::limits::{SocketPass, TooManySockets, UserSockets};
 use crate::ai_client::ForwardError;
 use crate::gate::ChatGate;
+use runtime::trace::TraceParent;
 
 /// What a socket needs from the node it lives on.
 pub trait Backend: Clone + Send + Sync + 'static {
@@ -45,10 +46,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
         session: &SessionId,
     ) -> impl Future<Output = Result<Conversation, history::Error>> + Send;
 
-    /// Forwards a chat to an AI node (after the user's rate limit).
+    /// Forwards a chat to an AI node as part of `trace` (called inside the chat's span).
     fn chat(
         &self,
         request: ChatRequest,
+        trace: TraceParent,
     ) -> impl Future<Output = Result<ChatAccepted, ForwardError>> + Send;
 
     /// Asks the producer of `message` to stop.
@@ -108,8 +110,12 @@ impl Backend for NodeBackend {
         self.core.history.conversation(session).await
     }
 
-    async fn chat(&self, request: ChatRequest) -> Result<ChatAccepted, ForwardError> {
-        self.gate.forward(&request).await
+    async fn chat(
+        &self,
+        request: ChatRequest,
+        trace: TraceParent,
+    ) -> Result<ChatAccepted, ForwardError> {
+        self.gate.forward(&request, &trace).await
     }
 
     async fn cancel(

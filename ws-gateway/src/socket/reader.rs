@@ -8,7 +8,8 @@ use protocol::{
     ClientFrame, DomainEvent, ErrorCode, MessageId, RecoveryStatus, ServerFrame, SessionId, UserId,
 };
 use redis_state::Recovery;
-use tracing::debug;
+use runtime::trace::TraceParent;
+use tracing::{Instrument, debug};
 
 use std::sync::Arc;
 
@@ -118,8 +119,12 @@ impl<B: Backend> Reader<B> {
         };
         let backend = self.backend.clone();
         let queue = self.queue.clone();
-        tokio::spawn(async move {
-            let frame = match backend.chat(request).await {
+        // Each chat is a trace of its own, followed to the AI node.
+        let trace = TraceParent::start();
+        let span = runtime::trace::chat_span(&trace);
+        let chat = async move {
+            debug!(session_id = %request.session_id, "forwarding a chat from a socket");
+            let frame = match backend.chat(request, trace).await {
                 Ok(accepted) => ServerFrame::Accepted {
                     session_id: accepted.session_id,
                     user_message_id: accepted.user_message_id,
@@ -132,7 +137,8 @@ impl<B: Backend> Reader<B> {
                 }
             };
             queue.local(&frame);
-        });
+        };
+        tokio::spawn(chat.instrument(span));
     }
 
     async fn cancel(&self, message: MessageId) {

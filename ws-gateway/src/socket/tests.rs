@@ -147,7 +147,11 @@ impl Backend for Fake {
         })
     }
 
-    async fn chat(&self, request: ChatRequest) -> Result<ChatAccepted, ForwardError> {
+    async fn chat(
+        &self,
+        request: ChatRequest,
+        _: runtime::trace::TraceParent,
+    ) -> Result<ChatAccepted, ForwardError> {
         Ok(ChatAccepted {
             status: "accepted".into(),
             session_id: request.session_id,
