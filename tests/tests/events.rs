@@ -376,6 +376,25 @@ async fn a_frozen_broker_delays_events_but_loses_none_and_never_slows_a_stream()
         frozen_at.elapsed() < Duration::from_secs(10),
         "the answers should have ended while the broker was frozen"
     );
+    // The relaying node's gauges show the events waiting while the broker is frozen.
+    let ai = stack.ai[0].url();
+    let waiting = || async {
+        let scrape = e2e::metrics::Scrape::of(&ai).await;
+        (
+            scrape.value("events_outbox_pending", &[]),
+            scrape.value("events_outbox_lag_seconds", &[]),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (pending, lag) = waiting().await;
+        if pending > 0.0 && lag > 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "outbox gauges {pending}, {lag}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent_before = e2e::metrics::Scrape::of(&ai).await.value("events_sent_total", &[]);
     tokio::time::sleep_until((frozen_at + Duration::from_secs(10)).into()).await;
     broker.thaw();
 
@@ -386,6 +405,8 @@ async fn a_frozen_broker_delays_events_but_loses_none_and_never_slows_a_stream()
             recorded.iter().all(|id| ids.contains(id.as_str()))
         })
         .await;
+    let after = e2e::metrics::Scrape::of(&ai).await;
+    assert!(after.value("events_sent_total", &[]) > sent_before);
     let mut by_id: HashMap<&str, &Json> = HashMap::new();
     for record in &records {
         if let Some(earlier) = by_id.insert(record.event_id(), &record.event) {

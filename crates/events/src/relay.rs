@@ -16,6 +16,7 @@
 //! not acknowledged within 30 s is handed to a fresh producer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -45,7 +46,7 @@ const STALL: Duration = Duration::from_secs(30);
 /// How often published rows past their retention are deleted.
 const TRIM_EVERY: Duration = Duration::from_secs(60);
 /// How often the node holding the lease measures the outbox's backlog for its gauges.
-const LAG_EVERY: Duration = Duration::from_secs(5);
+const LAG_EVERY: Duration = Duration::from_secs(2);
 
 /// The outbox relay of one node.
 pub struct Relay {
@@ -77,18 +78,24 @@ impl Relay {
             wake.clone(),
             shutdown.clone(),
         ));
+        // The backlog is measured beside publishing, which can wait on a stalled broker.
+        let relaying = Arc::new(AtomicBool::new(false));
+        tokio::spawn(measure_backlog(
+            self.store.clone(),
+            self.stats.clone(),
+            relaying.clone(),
+            shutdown.clone(),
+        ));
         let context = KafkaContext::new("relay", self.stats.clone());
         let mut producer: Option<FutureProducer<KafkaContext>> = None;
         let mut topics_ready = false;
         let mut holding = false;
         let mut last_trim: Option<Instant> = None;
-        let mut last_lag: Option<Instant> = None;
         loop {
             holding = self.hold_lease(holding).await;
+            relaying.store(holding, Ordering::Relaxed);
             if !holding {
                 dispose(producer.take());
-                self.stats.outbox_pending.set(0.0);
-                self.stats.outbox_lag.set(0.0);
             } else {
                 if !topics_ready {
                     topics_ready = ensure_topics(&self.config, self.stats.clone()).await;
@@ -113,10 +120,6 @@ impl Relay {
                         }
                     }
                 }
-                if last_lag.is_none_or(|t| t.elapsed() >= LAG_EVERY) {
-                    last_lag = Some(Instant::now());
-                    self.measure_lag().await;
-                }
                 if last_trim.is_none_or(|t| t.elapsed() >= TRIM_EVERY) {
                     last_trim = Some(Instant::now());
                     self.trim().await;
@@ -136,15 +139,6 @@ impl Relay {
                 .release_lease(keys::RELAY_LEASE, &self.node_id)
                 .await;
             info!("event relay stopped; lease released");
-        }
-    }
-
-    /// Sets the outbox gauges: how many events wait, and for how long the oldest has.
-    async fn measure_lag(&self) {
-        if let Ok((waiting, oldest)) = self.store.outbox_backlog().await {
-            self.stats.outbox_pending.set(waiting as f64);
-            let age_ms = oldest.map_or(0, |at| (protocol::now_ms() - at).max(0));
-            self.stats.outbox_lag.set(age_ms as f64 / 1000.0);
         }
     }
 
@@ -357,6 +351,31 @@ async fn listen_for_signals(client: redis::Client, wake: Arc<Notify>, shutdown: 
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Every [`LAG_EVERY`] until `shutdown`: the outbox gauges (how many events wait, and for how
+/// long the oldest has) while this node relays, 0 while another does.
+async fn measure_backlog(
+    store: Store,
+    stats: Arc<EventStats>,
+    relaying: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (mut waiting, mut age) = (0.0, 0.0);
+        if relaying.load(Ordering::Relaxed)
+            && let Ok((n, oldest)) = store.outbox_backlog().await
+        {
+            waiting = n as f64;
+            age = oldest.map_or(0, |at| (protocol::now_ms() - at).max(0)) as f64 / 1000.0;
+        }
+        stats.outbox_pending.set(waiting);
+        stats.outbox_lag.set(age);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(LAG_EVERY) => {}
         }
     }
 }
