@@ -4,6 +4,7 @@
 //! rolling restart of every gateway behind NGINX during live streams that loses nothing.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::metrics::Scrape;
@@ -167,10 +168,64 @@ async fn both_binaries_export_metrics_that_move_with_traffic() {
             }
         }
     }
+    // The Grafana dashboard asks only for series the nodes export (the Kafka ones exist with
+    // Kafka configured: tests/tests/events.rs) and OPERATIONS.md lists every one.
+    let families: HashSet<String> = g1.types.keys().chain(a1.types.keys()).cloned().collect();
+    let operations = std::fs::read_to_string(repo_file("docs/OPERATIONS.md")).unwrap();
+    for name in dashboard_metrics() {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        assert!(operations.contains(&format!("`{family}")), "{family} is not documented");
+        if !family.starts_with("events_") && !family.starts_with("kafka_") {
+            assert!(families.contains(family), "the dashboard asks for {family}, never exported");
+        }
+    }
     // A path nobody routes is counted under one label, whatever the path.
     let _ = api::get_text(&format!("{gateway}/no/such/page-{answer_id}")).await;
     let g2 = Scrape::of(&gateway).await;
     assert!(g2.value("axum_http_requests_total", &[("endpoint", "fallback")]) >= 1.0);
+}
+
+fn repo_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// The metric names the Grafana dashboard's queries use (each query filters on `node_id`, so
+/// a metric name is what comes right before a `{`).
+fn dashboard_metrics() -> HashSet<String> {
+    let text = std::fs::read_to_string(repo_file("deploy/grafana/dashboards/chat.json")).unwrap();
+    let dashboard: Json = serde_json::from_str(&text).unwrap();
+    let mut exprs = Vec::new();
+    let mut stack = vec![&dashboard];
+    while let Some(value) = stack.pop() {
+        match value {
+            Json::Object(map) => {
+                for (key, v) in map {
+                    match (key.as_str(), v.as_str()) {
+                        ("expr", Some(expr)) => exprs.push(expr.to_owned()),
+                        _ => stack.push(v),
+                    }
+                }
+            }
+            Json::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    let mut names = HashSet::new();
+    for expr in exprs {
+        for (i, _) in expr.match_indices('{') {
+            let start = expr[..i]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .map_or(0, |p| p + 1);
+            if start < i {
+                names.insert(expr[start..i].to_owned());
+            }
+        }
+    }
+    assert!(names.len() > 30, "{names:?}");
+    names
 }
 
 /// `/health` lists each component with its state and check latency; `/health/live` and
@@ -269,6 +324,60 @@ async fn json_logs_carry_the_node_id_and_one_trace_id_per_chat() {
     assert!(traced(&g, trace).iter().any(|m| m == "chat accepted by an AI node"));
     let ai_lines = traced(&a, trace);
     assert!(ai_lines.iter().any(|m| m == "answer started"), "{ai_lines:?}");
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, both nodes export the chat's spans over OTLP
+/// (HTTP/protobuf) to a collector, in the caller's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_in_the_callers_trace() {
+    // A collector: keeps every body POSTed to /v1/traces.
+    let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post({
+            let bodies = bodies.clone();
+            move |body: axum::body::Bytes| async move {
+                bodies.lock().unwrap().push(body.to_vec());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let cluster = Cluster::start(ClusterOptions {
+        ai_nodes: 1,
+        gateways: 1,
+        env: vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+        ],
+        ..ClusterOptions::default()
+    })
+    .await;
+    let trace = [0x4b_u8, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x37];
+    let response = http()
+        .post(format!("{}/api/chat", cluster.gateway(0)))
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01")
+        .json(&json!({"session_id": "otlp", "message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let exported_by = |service: &str| {
+        bodies.lock().unwrap().iter().any(|body| {
+            contains(body, service.as_bytes()) && contains(body, &trace)
+        })
+    };
+    eventually(Duration::from_secs(20), "both nodes' spans of the trace", || {
+        let done = exported_by("ws-gateway") && exported_by("ai-service");
+        async move { done }
+    })
+    .await;
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// What one client saw of its session.

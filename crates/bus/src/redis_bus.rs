@@ -62,6 +62,9 @@ impl RedisBus {
         shutdown: CancellationToken,
     ) -> Result<Self> {
         let first = client.get_async_pubsub().await?.split();
+        metrics::describe_counter!("bus_reconnects_total", "Pub/sub connections re-established");
+        // Registered at 0, so dashboards see the series before the first reconnect.
+        metrics::counter!("bus_reconnects_total").increment(0);
         let (commands, rx) = mpsc::unbounded_channel();
         let subscriber = Subscriber {
             client,
