@@ -31,7 +31,10 @@ impl AiStats {
     pub fn new(node_id: &str) -> Self {
         use metrics::{describe_counter, describe_histogram};
         describe_counter!("ai_streams_started_total", "Answers started");
-        describe_counter!("ai_streams_ended_total", "Answers ended by this node, by status");
+        describe_counter!(
+            "ai_streams_ended_total",
+            "Answers ended by this node, by status"
+        );
         describe_counter!(
             "ai_streams_fenced_total",
             "Answers stopped because another node had failed them"
@@ -51,7 +54,10 @@ impl AiStats {
         let node = runtime::metrics::node_label(node_id);
         let labels = || vec![node.clone()];
         let ended = |status: &'static str| {
-            metrics::counter!("ai_streams_ended_total", vec![node.clone(), Label::new("status", status)])
+            metrics::counter!(
+                "ai_streams_ended_total",
+                vec![node.clone(), Label::new("status", status)]
+            )
         };
         Self {
             started: metrics::counter!("ai_streams_started_total", labels()),
@@ -79,7 +85,10 @@ impl AiStats {
 
     /// `ai_chats_total{outcome}`: a chat, `accepted` or the code it was refused with.
     pub fn chat(&self, outcome: &'static str) {
-        metrics::counter!("ai_chats_total", vec![self.node.clone(), Label::new("outcome", outcome)])
-            .increment(1);
+        metrics::counter!(
+            "ai_chats_total",
+            vec![self.node.clone(), Label::new("outcome", outcome)]
+        )
+        .increment(1);
     }
 }

@@ -3,6 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+/// A series' labels other than `le`, in order.
+type Labels = Vec<(String, String)>;
+
 /// One sample line.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -39,7 +42,8 @@ impl Scrape {
             "content type {content_type}"
         );
         let text = response.text().await.expect("metrics text");
-        Scrape::parse(&text).unwrap_or_else(|e| panic!("{base}/metrics is not Prometheus text: {e}"))
+        Scrape::parse(&text)
+            .unwrap_or_else(|e| panic!("{base}/metrics is not Prometheus text: {e}"))
     }
 
     /// Parses the text exposition format; `Err` names the first line that is not valid.
@@ -105,7 +109,11 @@ impl Scrape {
         self.samples
             .iter()
             .filter(|s| s.name == name)
-            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(v)))
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(v))
+            })
             .map(|s| s.value)
             .sum()
     }
@@ -126,11 +134,13 @@ impl Scrape {
 
     /// Histograms: buckets cumulative, and the `+Inf` bucket equal to `_count`.
     fn check_histograms(&self) -> Result<(), String> {
-        let mut series: HashMap<(String, Vec<(String, String)>), Vec<(f64, f64)>> =
-            HashMap::new();
+        let mut series: HashMap<(String, Labels), Vec<(f64, f64)>> = HashMap::new();
         for s in self.samples.iter().filter(|s| s.name.ends_with("_bucket")) {
-            let mut labels: Vec<(String, String)> =
-                s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut labels: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             let le = labels
                 .iter()
                 .position(|(k, _)| k == "le")
@@ -138,7 +148,10 @@ impl Scrape {
                 .ok_or_else(|| format!("{}: a bucket without le", s.name))?;
             let bound = parse_value(&le).ok_or_else(|| format!("{}: le {le:?}", s.name))?;
             let family = s.name.trim_end_matches("_bucket").to_owned();
-            series.entry((family, labels)).or_default().push((bound, s.value));
+            series
+                .entry((family, labels))
+                .or_default()
+                .push((bound, s.value));
         }
         for ((family, labels), mut buckets) in series {
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -148,11 +161,15 @@ impl Scrape {
             let Some(&(inf, total)) = buckets.last() else {
                 continue;
             };
-            let wanted: Vec<(&str, &str)> =
-                labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let wanted: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let count = self.value(&format!("{family}_count"), &wanted);
             if inf != f64::INFINITY || total != count {
-                return Err(format!("{family} {labels:?}: +Inf bucket {total} vs count {count}"));
+                return Err(format!(
+                    "{family} {labels:?}: +Inf bucket {total} vs count {count}"
+                ));
             }
         }
         Ok(())

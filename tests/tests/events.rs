@@ -394,7 +394,9 @@ async fn a_frozen_broker_delays_events_but_loses_none_and_never_slows_a_stream()
         assert!(Instant::now() < deadline, "outbox gauges {pending}, {lag}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let sent_before = e2e::metrics::Scrape::of(&ai).await.value("events_sent_total", &[]);
+    let sent_before = e2e::metrics::Scrape::of(&ai)
+        .await
+        .value("events_sent_total", &[]);
     tokio::time::sleep_until((frozen_at + Duration::from_secs(10)).into()).await;
     broker.thaw();
 

@@ -82,7 +82,8 @@ async fn both_binaries_export_metrics_that_move_with_traffic() {
     // A chat over a socket, streamed to its end.
     let session = "metrics-s1";
     let (mut ws, _, _) = WsClient::open(&cluster.ws_url(0, session)).await;
-    ws.send_json(json!({"type": "chat", "message": "hello"})).await;
+    ws.send_json(json!({"type": "chat", "message": "hello"}))
+        .await;
     let accepted = ws.frame_of("accepted").await;
     let answer_id = accepted["messageId"].as_str().unwrap().to_owned();
     let answer = ws.answer(session, &answer_id).await;
@@ -99,16 +100,21 @@ async fn both_binaries_export_metrics_that_move_with_traffic() {
     let rest_id = rest["message_id"].as_str().unwrap().to_owned();
     eventually(Duration::from_secs(20), "the REST chat ends", || async {
         let history = api::get_json(&format!("{gateway}/api/history/metrics-s2")).await;
-        history["messages"]
-            .as_array()
-            .is_some_and(|m| m.iter().any(|m| m["messageId"] == rest_id.as_str() && m["isComplete"] == true))
+        history["messages"].as_array().is_some_and(|m| {
+            m.iter()
+                .any(|m| m["messageId"] == rest_id.as_str() && m["isComplete"] == true)
+        })
     })
     .await;
     // The AI node's writes of record land in the background.
-    eventually(Duration::from_secs(10), "both answers' ends written to SQL", || async {
-        let a = Scrape::of(&ai).await;
-        a.value("sql_call_duration_seconds_count", &[("op", "answer_end")]) >= 2.0
-    })
+    eventually(
+        Duration::from_secs(10),
+        "both answers' ends written to SQL",
+        || async {
+            let a = Scrape::of(&ai).await;
+            a.value("sql_call_duration_seconds_count", &[("op", "answer_end")]) >= 2.0
+        },
+    )
     .await;
 
     let (g1, a1) = (Scrape::of(&gateway).await, Scrape::of(&ai).await);
@@ -126,14 +132,24 @@ async fn both_binaries_export_metrics_that_move_with_traffic() {
     assert!(g("gateway_chunk_delivery_seconds_count", &[]) >= chunks);
     assert_eq!(g("gateway_client_frames_total", &[("type", "chat")]), 1.0);
     assert_eq!(g("gateway_client_frames_total", &[("type", "resume")]), 1.0);
-    assert_eq!(g("gateway_recoveries_total", &[("status", "COMPLETED")]), 1.0);
+    assert_eq!(
+        g("gateway_recoveries_total", &[("status", "COMPLETED")]),
+        1.0
+    );
     assert_eq!(g("gateway_chats_total", &[("outcome", "accepted")]), 2.0);
     assert_eq!(g("gateway_chats_forwarded_total", &[]), 2.0);
     assert_eq!(g("gateway_ai_request_seconds_count", &[]), 2.0);
     assert!(g("history_cache_total", &[("level", "l1")]) >= 2.0);
     assert!(g("redis_call_duration_seconds_count", &[]) > 0.0);
     assert_eq!(
-        g("axum_http_requests_total", &[("endpoint", "/api/chat"), ("method", "POST"), ("status", "202")]),
+        g(
+            "axum_http_requests_total",
+            &[
+                ("endpoint", "/api/chat"),
+                ("method", "POST"),
+                ("status", "202")
+            ]
+        ),
         1.0
     );
     assert!(g("axum_http_requests_total", &[("endpoint", "/ws/chat")]) >= 2.0);
@@ -147,7 +163,10 @@ async fn both_binaries_export_metrics_that_move_with_traffic() {
     assert!(a("redis_call_duration_seconds_count", &[]) > 0.0);
     assert!(a("sql_call_duration_seconds_count", &[("op", "answer_start")]) >= 2.0);
     assert_eq!(
-        a("axum_http_requests_total", &[("endpoint", "/chat"), ("status", "202")]),
+        a(
+            "axum_http_requests_total",
+            &[("endpoint", "/chat"), ("status", "202")]
+        ),
         2.0
     );
 
@@ -177,9 +196,15 @@ async fn both_binaries_export_metrics_that_move_with_traffic() {
             .iter()
             .find_map(|s| name.strip_suffix(s))
             .unwrap_or(&name);
-        assert!(operations.contains(&format!("`{family}")), "{family} is not documented");
+        assert!(
+            operations.contains(&format!("`{family}")),
+            "{family} is not documented"
+        );
         if !family.starts_with("events_") && !family.starts_with("kafka_") {
-            assert!(families.contains(family), "the dashboard asks for {family}, never exported");
+            assert!(
+                families.contains(family),
+                "the dashboard asks for {family}, never exported"
+            );
         }
     }
     // A path nobody routes is counted under one label, whatever the path.
@@ -189,14 +214,17 @@ async fn both_binaries_export_metrics_that_move_with_traffic() {
 }
 
 fn repo_file(path: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
 }
 
 /// The metric names the Grafana dashboard's queries use (each query filters on `node_id`, so
 /// a metric name is what comes right before a `{`).
 fn dashboard_metrics() -> HashSet<String> {
-    let text = std::fs::read_to_string(repo_file("deploy/grafana/dashboards/chat.json")).unwrap();
-    let dashboard: Json = serde_json::from_str(&text).unwrap();
+    let text = std::fs::read_to_string(repo_file("deploy/grafana/dashboards/chat.json"))
+        .expect("deploy/grafana/dashboards/chat.json");
+    let dashboard: Json = serde_json::from_str(&text).expect("the dashboard is JSON");
     let mut exprs = Vec::new();
     let mut stack = vec![&dashboard];
     while let Some(value) = stack.pop() {
@@ -244,7 +272,10 @@ async fn health_endpoints_report_components_and_latency() {
         assert_eq!(health["status"], "ok");
         for component in ["redis", "db"] {
             assert_eq!(health["components"][component], "up", "{health}");
-            assert!(health["latency_ms"][component].as_f64().is_some(), "{health}");
+            assert!(
+                health["latency_ms"][component].as_f64().is_some(),
+                "{health}"
+            );
         }
         let (status, ready) = api::get(&format!("{base}/health/ready")).await;
         assert_eq!((status, &ready["status"]), (200, &json!("ok")));
@@ -278,8 +309,12 @@ async fn json_logs_carry_the_node_id_and_one_trace_id_per_chat() {
         .unwrap();
     assert_eq!(response.status(), 202);
     let (mut ws, _, _) = WsClient::open(&cluster.ws_url(0, "trace-ws")).await;
-    ws.send_json(json!({"type": "chat", "message": "hello"})).await;
-    let id = ws.frame_of("accepted").await["messageId"].as_str().unwrap().to_owned();
+    ws.send_json(json!({"type": "chat", "message": "hello"}))
+        .await;
+    let id = ws.frame_of("accepted").await["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     ws.answer("trace-ws", &id).await;
 
     let lines_of = |node: &str| -> Vec<Json> {
@@ -298,32 +333,48 @@ async fn json_logs_carry_the_node_id_and_one_trace_id_per_chat() {
             .collect()
     };
     let mut found = (Vec::new(), Vec::new());
-    eventually(Duration::from_secs(20), "both chats' lines in both logs", || {
-        let (g, a) = (lines_of("ws-node-1"), lines_of("ai-node-1"));
-        let socket_trace = g
-            .iter()
-            .find(|l| l["message"] == "chat accepted by an AI node" && l["message_id"] == id.as_str())
-            .and_then(|l| l["trace_id"].as_str())
-            .map(str::to_owned);
-        let done = traced(&a, trace).iter().any(|m| m == "answer ended")
-            && socket_trace.as_deref().is_some_and(|t| {
-                traced(&a, t).iter().any(|m| m == "answer ended") && t != trace
-            });
-        found = (g, a);
-        async move { done }
-    })
+    eventually(
+        Duration::from_secs(20),
+        "both chats' lines in both logs",
+        || {
+            let (g, a) = (lines_of("ws-node-1"), lines_of("ai-node-1"));
+            let socket_trace = g
+                .iter()
+                .find(|l| {
+                    l["message"] == "chat accepted by an AI node" && l["message_id"] == id.as_str()
+                })
+                .and_then(|l| l["trace_id"].as_str())
+                .map(str::to_owned);
+            let done = traced(&a, trace).iter().any(|m| m == "answer ended")
+                && socket_trace.as_deref().is_some_and(|t| {
+                    traced(&a, t).iter().any(|m| m == "answer ended") && t != trace
+                });
+            found = (g, a);
+            async move { done }
+        },
+    )
     .await;
     let (g, a) = found;
     for (node, lines) in [("ws-node-1", &g), ("ai-node-1", &a)] {
         assert!(!lines.is_empty());
         for line in lines {
             assert_eq!(line["node_id"], node, "{line}");
-            assert!(line["level"].is_string() && line["timestamp"].is_string(), "{line}");
+            assert!(
+                line["level"].is_string() && line["timestamp"].is_string(),
+                "{line}"
+            );
         }
     }
-    assert!(traced(&g, trace).iter().any(|m| m == "chat accepted by an AI node"));
+    assert!(
+        traced(&g, trace)
+            .iter()
+            .any(|m| m == "chat accepted by an AI node")
+    );
     let ai_lines = traced(&a, trace);
-    assert!(ai_lines.iter().any(|m| m == "answer started"), "{ai_lines:?}");
+    assert!(
+        ai_lines.iter().any(|m| m == "answer started"),
+        "{ai_lines:?}"
+    );
 }
 
 /// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, both nodes export the chat's spans over OTLP
@@ -355,24 +406,36 @@ async fn spans_are_exported_over_otlp_in_the_callers_trace() {
         ..ClusterOptions::default()
     })
     .await;
-    let trace = [0x4b_u8, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x37];
+    let trace = [
+        0x4b_u8, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
+        0x47, 0x37,
+    ];
     let response = http()
         .post(format!("{}/api/chat", cluster.gateway(0)))
-        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01",
+        )
         .json(&json!({"session_id": "otlp", "message": "hello"}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
     let exported_by = |service: &str| {
-        bodies.lock().unwrap().iter().any(|body| {
-            contains(body, service.as_bytes()) && contains(body, &trace)
-        })
+        bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|body| contains(body, service.as_bytes()) && contains(body, &trace))
     };
-    eventually(Duration::from_secs(20), "both nodes' spans of the trace", || {
-        let done = exported_by("ws-gateway") && exported_by("ai-service");
-        async move { done }
-    })
+    eventually(
+        Duration::from_secs(20),
+        "both nodes' spans of the trace",
+        || {
+            let done = exported_by("ws-gateway") && exported_by("ai-service");
+            async move { done }
+        },
+    )
     .await;
 }
 
@@ -435,7 +498,9 @@ async fn a_rolling_restart_of_every_gateway_loses_nothing() {
             took < Duration::from_secs(GRACE_SECS + 1),
             "gateway {i} took {took:?} to drain"
         );
-        assert!(tokio::task::block_in_place(|| cluster.gateways[i].start_again()));
+        assert!(tokio::task::block_in_place(
+            || cluster.gateways[i].start_again()
+        ));
         // Streams go on a moment on the new set before the next one goes.
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
@@ -466,12 +531,15 @@ async fn client(nginx: &str, url: &str, session: &str, stop: CancellationToken) 
             .await
             .expect("chat through NGINX");
         assert_eq!(response.status(), 202, "chat refused");
-        let body: Json = response.json().await.unwrap();
-        let answer = body["message_id"].as_str().unwrap().to_owned();
+        let body: Json = response.json().await.expect("a ChatAccepted body");
+        let answer = body["message_id"].as_str().expect("message_id").to_owned();
         seen.answers.push(answer.clone());
         let deadline = Instant::now() + Duration::from_secs(60);
         while !socket.has(|f| ended(f, &answer)) {
-            assert!(Instant::now() < deadline, "{answer} never ended on a socket");
+            assert!(
+                Instant::now() < deadline,
+                "{answer} never ended on a socket"
+            );
             if let Some(code) = socket.closed() {
                 seen.sockets.push(socket.stop().await);
                 seen.restarts += usize::from(code == 1012);
@@ -532,9 +600,16 @@ async fn verify(nginx: &str, session: &str, seen: &Seen) {
         .iter()
         .filter(|m| m["role"] == "assistant")
         .collect();
-    let ids: HashSet<&str> = stored.iter().filter_map(|m| m["messageId"].as_str()).collect();
+    let ids: HashSet<&str> = stored
+        .iter()
+        .filter_map(|m| m["messageId"].as_str())
+        .collect();
     assert_eq!(ids.len(), stored.len(), "{session}: an answer stored twice");
-    assert_eq!(stored.len(), seen.answers.len(), "{session}: answers stored");
+    assert_eq!(
+        stored.len(),
+        seen.answers.len(),
+        "{session}: answers stored"
+    );
     for answer in &seen.answers {
         let record = stored
             .iter()
@@ -546,7 +621,10 @@ async fn verify(nginx: &str, session: &str, seen: &Seen) {
             .get(answer)
             .unwrap_or_else(|| panic!("{session}: no socket saw {answer} end"));
         for end in ends {
-            assert_eq!((end.status.as_str(), end.content.as_str()), ("completed", text));
+            assert_eq!(
+                (end.status.as_str(), end.content.as_str()),
+                ("completed", text)
+            );
         }
     }
 }

@@ -79,16 +79,25 @@ pub async fn run(
     health.start_draining();
     sockets.close();
     info!(open = sockets.len(), "draining: closing sockets with 1012");
-    if tokio::time::timeout_at(deadline, sockets.wait()).await.is_err() {
-        info!(open = sockets.len(), "sockets still open at the end of the grace period");
+    if tokio::time::timeout_at(deadline, sockets.wait())
+        .await
+        .is_err()
+    {
+        info!(
+            open = sockets.len(),
+            "sockets still open at the end of the grace period"
+        );
     }
     stop_http.cancel();
     match tokio::time::timeout_at(deadline, server).await {
-        Ok(served) => served.context("HTTP server task")?.context("serving HTTP")?,
+        Ok(served) => served
+            .context("HTTP server task")?
+            .context("serving HTTP")?,
         Err(_) => info!("HTTP requests still running at the end of the grace period"),
     }
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    core.finish_writes(left.max(Duration::from_millis(500))).await;
+    core.finish_writes(left.max(Duration::from_millis(500)))
+        .await;
     info!("gateway stopped");
     Ok(())
 }

@@ -17,8 +17,8 @@ use protocol::rest::{ChatAccepted, ChatRequest, ErrorBody};
 use protocol::{ErrorCode, SessionId, UserId};
 use runtime::trace::TraceParent;
 use serde::Deserialize;
-use tracing::{Instrument, debug};
 use tower_http::services::{ServeDir, ServeFile};
+use tracing::{Instrument, debug};
 
 use crate::config::WS_HARD_LIMIT;
 use crate::socket::{self, Backend, Identity, ReadError, TooManySockets};

@@ -73,21 +73,30 @@ impl Stats {
     /// `gateway_client_frames_total{type}`: a frame a browser sent, by its type (`chat`,
     /// `cancel`, `resume`, `ping`, `auth`, or `invalid` for one refused with an error).
     pub fn client_frame(&self, kind: &'static str) {
-        metrics::counter!("gateway_client_frames_total", vec![self.node.clone(), Label::new("type", kind)])
-            .increment(1);
+        metrics::counter!(
+            "gateway_client_frames_total",
+            vec![self.node.clone(), Label::new("type", kind)]
+        )
+        .increment(1);
     }
 
     /// `gateway_recoveries_total{status}`: a `resume` answered, by the recovery's status.
     pub fn recovery(&self, status: &'static str) {
-        metrics::counter!("gateway_recoveries_total", vec![self.node.clone(), Label::new("status", status)])
-            .increment(1);
+        metrics::counter!(
+            "gateway_recoveries_total",
+            vec![self.node.clone(), Label::new("status", status)]
+        )
+        .increment(1);
     }
 
     /// `gateway_chats_total{outcome}`: a chat from a browser (socket or REST), by what became of
     /// it: `accepted`, or the error code it was refused with.
     pub fn chat(&self, outcome: &'static str) {
-        metrics::counter!("gateway_chats_total", vec![self.node.clone(), Label::new("outcome", outcome)])
-            .increment(1);
+        metrics::counter!(
+            "gateway_chats_total",
+            vec![self.node.clone(), Label::new("outcome", outcome)]
+        )
+        .increment(1);
     }
 
     /// Records a chunk written to a socket `published` (ms since the epoch) by its producer.
@@ -102,32 +111,65 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!("gateway_sockets_open", "WebSockets open now");
     describe_counter!("gateway_sockets_total", "WebSockets accepted");
-    describe_gauge!("gateway_sessions_subscribed", "Sessions with a local socket (subscribed on the bus)");
-    describe_counter!("gateway_slow_consumers_total", "Sockets closed with 1013 (queue full)");
-    describe_counter!("gateway_frames_dropped_total", "Live frames not queued for a slow socket");
-    describe_counter!("gateway_frames_received_total", "Frames received from the bus");
+    describe_gauge!(
+        "gateway_sessions_subscribed",
+        "Sessions with a local socket (subscribed on the bus)"
+    );
+    describe_counter!(
+        "gateway_slow_consumers_total",
+        "Sockets closed with 1013 (queue full)"
+    );
+    describe_counter!(
+        "gateway_frames_dropped_total",
+        "Live frames not queued for a slow socket"
+    );
+    describe_counter!(
+        "gateway_frames_received_total",
+        "Frames received from the bus"
+    );
     describe_counter!("gateway_frames_sent_total", "Frames written to sockets");
-    describe_counter!("gateway_chunks_delivered_total", "Chunk frames written to sockets");
+    describe_counter!(
+        "gateway_chunks_delivered_total",
+        "Chunk frames written to sockets"
+    );
     describe_histogram!(
         "gateway_chunk_delivery_seconds",
         metrics::Unit::Seconds,
         "From a chunk's publish by its AI node to its write to a socket"
     );
-    describe_counter!("gateway_frames_deduplicated_total", "Live frames dropped as already delivered");
-    describe_counter!("gateway_resyncs_total", "Fresh snapshots started after the bus lost frames");
+    describe_counter!(
+        "gateway_frames_deduplicated_total",
+        "Live frames dropped as already delivered"
+    );
+    describe_counter!(
+        "gateway_resyncs_total",
+        "Fresh snapshots started after the bus lost frames"
+    );
     describe_counter!(
         "gateway_gaps_resynced_total",
         "Live frames that skipped ahead and made a socket resync"
     );
-    describe_counter!("gateway_chats_forwarded_total", "Chats accepted by an AI node");
-    describe_counter!("gateway_ai_failovers_total", "Forwarding attempts moved to the next AI node");
+    describe_counter!(
+        "gateway_chats_forwarded_total",
+        "Chats accepted by an AI node"
+    );
+    describe_counter!(
+        "gateway_ai_failovers_total",
+        "Forwarding attempts moved to the next AI node"
+    );
     describe_histogram!(
         "gateway_ai_request_seconds",
         metrics::Unit::Seconds,
         "One chat forwarding attempt to an AI node"
     );
-    describe_counter!("gateway_client_frames_total", "Frames received from browsers, by type");
-    describe_counter!("gateway_recoveries_total", "resume requests answered, by recovery status");
+    describe_counter!(
+        "gateway_client_frames_total",
+        "Frames received from browsers, by type"
+    );
+    describe_counter!(
+        "gateway_recoveries_total",
+        "resume requests answered, by recovery status"
+    );
     describe_counter!("gateway_chats_total", "Chats from browsers, by outcome");
 }
 

@@ -40,10 +40,19 @@ impl EventStats {
     /// Registers the series of node `node_id`.
     pub fn new(node_id: &str) -> Self {
         metrics::describe_counter!("events_sent_total", "Events the Kafka broker acknowledged");
-        metrics::describe_counter!("events_dropped_total", "Best-effort events dropped (buffer full)");
-        metrics::describe_counter!("events_failed_total", "Best-effort events never acknowledged");
+        metrics::describe_counter!(
+            "events_dropped_total",
+            "Best-effort events dropped (buffer full)"
+        );
+        metrics::describe_counter!(
+            "events_failed_total",
+            "Best-effort events never acknowledged"
+        );
         metrics::describe_counter!("kafka_client_errors_total", "Errors reported by librdkafka");
-        metrics::describe_gauge!("events_outbox_pending", "Events in the SQL outbox not yet on Kafka");
+        metrics::describe_gauge!(
+            "events_outbox_pending",
+            "Events in the SQL outbox not yet on Kafka"
+        );
         metrics::describe_gauge!(
             "events_outbox_lag_seconds",
             metrics::Unit::Seconds,

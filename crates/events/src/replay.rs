@@ -48,7 +48,10 @@ pub async fn replay(config: &KafkaConfig, store: &Store, idle: Duration) -> Resu
             ("fetch.wait.max.ms", "50"),
         ],
     )
-    .create_with_context(KafkaContext::new("replay", Arc::new(EventStats::new("replay"))))?;
+    .create_with_context(KafkaContext::new(
+        "replay",
+        Arc::new(EventStats::new("replay")),
+    ))?;
     let consumer = Arc::new(consumer);
     let partitions = {
         let consumer = consumer.clone();

@@ -1,9 +1,9 @@
 //! `GET /metrics` and the HTTP request metrics both binaries record.
 
+use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use axum_prometheus::{EndpointLabel, GenericMetricLayer, MakeDefaultHandle, MetricLayerBuilder};
 
 /// `GET /metrics`: the process's metrics in the Prometheus text format.
@@ -16,7 +16,10 @@ where
 
 async fn metrics() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         runtime::metrics::render(),
     )
 }

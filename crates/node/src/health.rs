@@ -132,7 +132,10 @@ impl Health {
             (status, started.elapsed())
         });
         let (statuses, took): (Vec<ProbeStatus>, Vec<Duration>) =
-            futures_util::future::join_all(timed).await.into_iter().unzip();
+            futures_util::future::join_all(timed)
+                .await
+                .into_iter()
+                .unzip();
         let serving = self
             .probes
             .iter()

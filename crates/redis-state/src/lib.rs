@@ -116,7 +116,9 @@ impl ChatState {
 
     /// PING, for health checks.
     pub async fn ping(&self) -> Result<()> {
-        redis::cmd("PING").query_async::<String>(&mut self.conn()).await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn())
+            .await?;
         Ok(())
     }
 
@@ -139,7 +141,10 @@ pub(crate) struct Timed {
 }
 
 impl redis::aio::ConnectionLike for Timed {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
         Box::pin(async move {
             let started = std::time::Instant::now();
             let reply = self.inner.req_packed_command(cmd).await;
@@ -156,7 +161,10 @@ impl redis::aio::ConnectionLike for Timed {
     ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
         Box::pin(async move {
             let started = std::time::Instant::now();
-            let reply = self.inner.req_packed_commands(pipeline, offset, count).await;
+            let reply = self
+                .inner
+                .req_packed_commands(pipeline, offset, count)
+                .await;
             self.latency.record(started.elapsed());
             reply
         })

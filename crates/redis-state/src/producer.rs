@@ -150,8 +150,7 @@ impl ChatState {
         let mut chunk = stream.answer.chunk_of(index, delta);
         // A live chunk carries its publish time: gateways measure delivery latency from it.
         chunk.timestamp = protocol::now_ms();
-        let frame = ServerFrame::Message { data: chunk }
-        .to_json();
+        let frame = ServerFrame::Message { data: chunk }.to_json();
         let reply: i64 = self
             .scripts()
             .append

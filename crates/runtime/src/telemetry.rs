@@ -85,8 +85,8 @@ pub fn init(config: &TelemetryConfig) -> Telemetry {
         Ok(f) => (f, None),
         Err(e) => (EnvFilter::new("info"), Some(e)),
     };
-    let colour = config.format == LogFormat::Text
-        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let colour =
+        config.format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let node_id = config.node_id.clone();
     let lines = match config.format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
@@ -261,7 +261,8 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let mut line = String::new();
-        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
         let Some(rest) = line.strip_prefix('{') else {
             return writer.write_str(&line);
         };

@@ -9,9 +9,7 @@
 
 use std::fmt;
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -60,7 +58,9 @@ impl TraceParent {
 
     /// The caller's trace when `header` is a valid `traceparent`, else a new one.
     pub fn accept(header: Option<&str>) -> TraceParent {
-        header.and_then(TraceParent::parse).unwrap_or_else(TraceParent::start)
+        header
+            .and_then(TraceParent::parse)
+            .unwrap_or_else(TraceParent::start)
     }
 
     /// The trace id, 32 lowercase hex digits: what log lines carry.
@@ -133,7 +133,11 @@ fn nonzero<const N: usize>(random: impl Fn() -> [u8; N]) -> [u8; N] {
 }
 
 fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if text.len() != 2 * N
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     let mut out = [0u8; N];
@@ -145,10 +149,12 @@ fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 fn to_hex(bytes: &[u8]) -> String {
     use fmt::Write;
-    bytes.iter().fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]

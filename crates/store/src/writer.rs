@@ -70,9 +70,15 @@ pub struct WriterStats {
 
 impl WriterStats {
     fn new(node_id: &str) -> Self {
-        metrics::describe_gauge!("store_writer_queue_depth", "SQL writes queued, not yet applied");
+        metrics::describe_gauge!(
+            "store_writer_queue_depth",
+            "SQL writes queued, not yet applied"
+        );
         metrics::describe_counter!("store_writes_failed_total", "SQL writes given up on");
-        metrics::describe_counter!("store_writes_dropped_total", "SQL writes dropped (queue full)");
+        metrics::describe_counter!(
+            "store_writes_dropped_total",
+            "SQL writes dropped (queue full)"
+        );
         metrics::describe_counter!("store_write_retries_total", "SQL write attempts retried");
         let label = || [("node_id", node_id.to_owned())];
         Self {

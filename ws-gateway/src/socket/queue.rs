@@ -122,8 +122,7 @@ mod tests {
     #[test]
     fn a_full_queue_marks_the_socket_slow_once() {
         let (stats, recorded) = Recorded::stats();
-        let (queue, mut rx) =
-            SocketQueue::new(2, SessionId::parse("s").unwrap(), Arc::new(stats));
+        let (queue, mut rx) = SocketQueue::new(2, SessionId::parse("s").unwrap(), Arc::new(stats));
         for _ in 0..5 {
             queue.offer(Outbound::Resync { lost: 1 });
         }
