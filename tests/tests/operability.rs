@@ -474,22 +474,29 @@ async fn a_rolling_restart_of_every_gateway_loses_nothing() {
     .await;
     let nginx = format!("http://127.0.0.1:{}", cluster.nginx.port);
     let stop = CancellationToken::new();
+    let streaming: Streaming = Arc::default();
     let mut clients = Vec::new();
     for i in 0..8 {
         let session = format!("rolling-{i}");
         let url = cluster.ws_via_nginx(&session);
-        let (nginx, stop) = (nginx.clone(), stop.clone());
+        let (nginx, stop, streaming) = (nginx.clone(), stop.clone(), streaming.clone());
         clients.push((
             session.clone(),
-            tokio::spawn(async move { client(&nginx, &url, &session, stop).await }),
+            tokio::spawn(async move { client(&nginx, &url, &session, stop, streaming).await }),
         ));
     }
-    // Every client is streaming before the first restart.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     for i in 0..3 {
+        // Every client streams (a chunk arrived since the last restart) before the next one.
+        streaming.lock().unwrap().clear();
+        eventually(Duration::from_secs(20), "every client streaming", || {
+            let all = streaming.lock().unwrap().len() == 8;
+            async move { all }
+        })
+        .await;
         let stopped = Instant::now();
         let status = tokio::task::block_in_place(|| cluster.gateways[i].stop());
         let took = stopped.elapsed();
+        eprintln!("gateway {i} drained and exited in {took:?}");
         assert!(
             status.is_some_and(|s| s.success()),
             "gateway {i} exited with {status:?}"
@@ -501,8 +508,6 @@ async fn a_rolling_restart_of_every_gateway_loses_nothing() {
         assert!(tokio::task::block_in_place(
             || cluster.gateways[i].start_again()
         ));
-        // Streams go on a moment on the new set before the next one goes.
-        tokio::time::sleep(Duration::from_millis(700)).await;
     }
     stop.cancel();
     let mut restarts = 0;
@@ -520,9 +525,19 @@ async fn a_rolling_restart_of_every_gateway_loses_nothing() {
 
 /// Chats in `session` one answer after the other until `stop`, following each to its end
 /// through as many sockets as it takes; a socket closed by the server is replaced at once.
-async fn client(nginx: &str, url: &str, session: &str, stop: CancellationToken) -> Seen {
+/// The sessions whose client received a chunk since the set was last cleared.
+type Streaming = Arc<Mutex<HashSet<String>>>;
+
+async fn client(
+    nginx: &str,
+    url: &str,
+    session: &str,
+    stop: CancellationToken,
+    streaming: Streaming,
+) -> Seen {
     let mut seen = Seen::default();
     let mut socket = open(url).await;
+    let mut chunks_here = 0;
     while !stop.is_cancelled() || seen.answers.len() < 2 {
         let response = http()
             .post(format!("{nginx}/ai/chat"))
@@ -544,7 +559,17 @@ async fn client(nginx: &str, url: &str, session: &str, stop: CancellationToken) 
                 seen.sockets.push(socket.stop().await);
                 seen.restarts += usize::from(code == 1012);
                 socket = open(url).await;
+                chunks_here = 0;
                 continue;
+            }
+            let chunks = socket
+                .frames()
+                .iter()
+                .filter(|f| f["data"]["index"].is_u64())
+                .count();
+            if chunks > chunks_here {
+                chunks_here = chunks;
+                streaming.lock().expect("lock").insert(session.to_owned());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
