@@ -380,7 +380,8 @@ async fn a_chat_sent_the_instant_welcome_arrives_is_delivered() {
         let mut next = 0;
         if history["streaming"]["messageId"] == id {
             let partial = history["messages"].as_array().unwrap().last().unwrap();
-            text.push_str(partial["content"].as_str().unwrap());
+            // An answer with no chunk yet has no `content` (PROTOCOL: treat it as "").
+            text.push_str(partial["content"].as_str().unwrap_or_default());
             next = history["streaming"]["lastIndex"].as_i64().unwrap() + 1;
         }
         let answer = ws.answer(&session, id).await;
