@@ -57,6 +57,18 @@ struct Following {
     next: u64,
 }
 
+/// Whether `frame` shows answer `id` ended (live, or complete in a `history` frame).
+pub fn shows_ended(frame: &Json, id: &str) -> bool {
+    let complete = |m: &Json| m["messageId"] == id && m["isComplete"] == true;
+    (frame["type"] == "message" && complete(&frame["data"]))
+        || (frame["type"] == "history"
+            && frame["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(complete))
+}
+
 /// Checks `frames`, in the order one socket received them.
 pub fn check(frames: &[Json]) -> Checked {
     let mut out = Checked::default();

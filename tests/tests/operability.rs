@@ -550,7 +550,7 @@ async fn client(
         let answer = body["message_id"].as_str().expect("message_id").to_owned();
         seen.answers.push(answer.clone());
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !socket.has(|f| ended(f, &answer)) {
+        while !socket.has(|f| sequence::shows_ended(f, &answer)) {
             assert!(
                 Instant::now() < deadline,
                 "{answer} never ended on a socket"
@@ -589,18 +589,6 @@ async fn open(url: &str) -> Recording {
         assert!(Instant::now() < deadline, "no gateway took a socket");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Whether `frame` shows answer `id` ended (live, or complete in a `history` frame).
-fn ended(frame: &Json, id: &str) -> bool {
-    let complete = |m: &Json| m["messageId"] == id && m["isComplete"] == true;
-    (frame["type"] == "message" && complete(&frame["data"]))
-        || (frame["type"] == "history"
-            && frame["messages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(complete))
 }
 
 /// Every socket of `session` kept the delivery guarantee, and every answer ended completed,

@@ -204,7 +204,7 @@ async fn client(
         let deadline = Instant::now() + Duration::from_secs(90);
         let mut cancelled = false;
         loop {
-            if socket.has(|f| ended(f, &answer)) || Instant::now() > deadline {
+            if socket.has(|f| sequence::shows_ended(f, &answer)) || Instant::now() > deadline {
                 break;
             }
             let closed = socket.closed().is_some();
@@ -240,18 +240,6 @@ fn keep(log: &Mutex<ClientLog>, session: &str, frames: Vec<Json>) {
         .unwrap()
         .sockets
         .push((session.to_owned(), frames));
-}
-
-/// Whether `frame` shows answer `id` ended (live, or complete in a `history` frame).
-fn ended(frame: &Json, id: &str) -> bool {
-    let complete = |m: &Json| m["messageId"] == id && m["isComplete"] == true;
-    (frame["type"] == "message" && complete(&frame["data"]))
-        || (frame["type"] == "history"
-            && frame["messages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(complete))
 }
 
 /// Opens a recorded socket, retrying while the stack is in trouble (up to 60 s).
