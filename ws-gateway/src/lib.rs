@@ -65,7 +65,7 @@ pub async fn run(
     let grace = config.service.shutdown_grace;
     let core = Core::connect(&config.node, &shutdown).await?;
     let app = AppState::connect(config, core.clone(), shutdown.clone()).await?;
-    let (sockets, health) = (app.socket_tasks.clone(), app.health.clone());
+    let (sockets, drain) = (app.socket_tasks.clone(), app.clone());
     info!(addr = %listener.local_addr()?, ai_nodes = ?app.ai.urls(), "gateway listening");
     let stop_http = CancellationToken::new();
     let server = tokio::spawn(
@@ -75,8 +75,7 @@ pub async fn run(
     );
     shutdown.cancelled().await;
     let deadline = tokio::time::Instant::now() + grace;
-    // The sockets saw `shutdown` too and are closing with 1012; new ones are refused.
-    health.start_draining();
+    drain.start_draining();
     sockets.close();
     info!(open = sockets.len(), "draining: closing sockets with 1012");
     if tokio::time::timeout_at(deadline, sockets.wait())

@@ -87,7 +87,8 @@ impl AppState {
             max_pending_frames: config.service.max_pending_frames,
             max_message_bytes: config.service.ws_max_message_bytes,
             stats,
-            shutdown,
+            // Sockets close (1012) when the node drains, which starts after it is not ready.
+            shutdown: CancellationToken::new(),
         };
         Ok(Self {
             config: Arc::new(config),
@@ -98,6 +99,13 @@ impl AppState {
             sockets,
             socket_tasks: TaskTracker::new(),
         })
+    }
+
+    /// Starts draining: the node turns not-ready (new sockets are refused), then every open
+    /// socket is closed with 1012.
+    pub fn start_draining(&self) {
+        self.health.start_draining();
+        self.sockets.shutdown.cancel();
     }
 
     /// The node's metrics.

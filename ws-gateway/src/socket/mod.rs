@@ -116,7 +116,8 @@ pub struct SocketEnv<B> {
     /// `WS_MAX_MESSAGE_BYTES`: larger client frames get a `TOO_LARGE` error.
     pub max_message_bytes: usize,
     pub stats: Arc<Stats>,
-    /// Cancelled when the node shuts down: every socket closes with 1012.
+    /// Cancelled when the node drains (after it turned not-ready): every socket closes with
+    /// 1012.
     pub shutdown: CancellationToken,
 }
 
