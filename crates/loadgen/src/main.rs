@@ -1,142 +1,111 @@
-//! `loadgen`: measures a running stack from the outside, the way browsers use it.
+//! `loadgen`: the bench tool. Measures a running stack from the outside, the way browsers use
+//! it, on 127.0.0.1 only, bounded in sockets and time.
 //!
 //! ```text
+//! loadgen fanout --redis redis://127.0.0.1:P --gateway http://127.0.0.1:G [--sessions 1000]
+//!                [--rate 20] [--seconds 10] [--targets redis,minimal,gateway] [--json FILE]
+//! loadgen chat --gateway http://127.0.0.1:G [--streams 1000,3000] [--reconnects 500]
 //! loadgen reconnect [--url http://127.0.0.1:8080] [--count 1000] [--concurrency 1]
+//! loadgen median run1.json run2.json run3.json
+//! loadgen minimal-server --redis redis://127.0.0.1:P
 //! ```
 //!
-//! `reconnect`: keeps an answer streaming in one session and opens `count` fresh sockets to it
-//! (`concurrency` at a time), timing each from the start of the TCP connect to the `history`
-//! frame, and prints p50/p90/p99/max.
+//! - `fanout`: synthetic chunk frames (the real format) PUBLISHed straight to Redis, received by
+//!   Redis alone, by the minimal fan-out and by the gateway, one after the other in one run, so
+//!   the gateway's figures come with the two floors beside them ([`fanout`]).
+//! - `chat`: concurrent chats end to end through the AI nodes ([`chat`]).
+//! - `reconnect`: the cost of a reload while an answer streams ([`reconnect`]).
+//! - `minimal-server`: the minimal fan-out (started by `fanout` itself) ([`minimal`]).
+//!
+//! Every command prints a table on stdout and, with `--json FILE`, the same figures as JSON.
 
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-use anyhow::{Context, bail};
-use futures_util::StreamExt;
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
 
-struct Args {
-    url: String,
-    count: usize,
-    concurrency: usize,
+mod chat;
+mod fanout;
+mod measure;
+mod median;
+mod minimal;
+mod publisher;
+mod reconnect;
+mod table;
+mod ws;
+
+/// The most sockets one run may open.
+const MAX_SOCKETS: usize = 20_000;
+
+#[derive(Parser)]
+#[command(name = "loadgen", about = "The bench tool of the chat backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Also write the report as JSON to this file.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
 }
 
-fn parse_args() -> anyhow::Result<(String, Args)> {
-    let mut args = std::env::args().skip(1);
-    let command = args.next().unwrap_or_default();
-    let mut parsed = Args {
-        url: "http://127.0.0.1:8080".into(),
-        count: 1000,
-        concurrency: 1,
-    };
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--url" => parsed.url = value.trim_end_matches('/').to_owned(),
-            "--count" => parsed.count = value.parse().context("--count")?,
-            "--concurrency" => parsed.concurrency = value.parse().context("--concurrency")?,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok((command, parsed))
+#[derive(Subcommand)]
+enum Command {
+    /// Chunks published straight to Redis, received by Redis alone, the minimal fan-out and the
+    /// gateway.
+    Fanout(fanout::FanoutArgs),
+    /// Concurrent chats end to end.
+    Chat(chat::ChatArgs),
+    /// Fresh sockets to a session mid-answer, timed to their `history` frame.
+    Reconnect(reconnect::ReconnectArgs),
+    /// The median of several runs' JSON reports (`--json` of each), figure by figure.
+    Median { files: Vec<PathBuf> },
+    /// The minimal fan-out server (prints its port, serves until killed).
+    MinimalServer {
+        #[arg(long)]
+        redis: String,
+    },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let (command, args) = parse_args()?;
-    match command.as_str() {
-        "reconnect" => reconnect(args).await,
-        _ => bail!("usage: loadgen reconnect [--url URL] [--count N] [--concurrency N]"),
-    }
-}
-
-/// Keeps one answer streaming in `session` for as long as `until` is running.
-async fn keep_streaming(http: reqwest::Client, api: String, session: String) {
-    loop {
-        let response = http
-            .post(format!("{api}/api/chat"))
-            .json(&json!({"session_id": session, "message": "give me a technical deep dive"}))
-            .send()
-            .await;
-        // 409 means one is still streaming: fine, check again shortly.
-        if response.is_err() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn reconnect(args: Args) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().no_proxy().build()?;
-    let session = format!("bench-reconnect-{}", std::process::id());
-    let streamer = tokio::spawn(keep_streaming(
-        http.clone(),
-        args.url.clone(),
-        session.clone(),
-    ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let ws_url = format!(
-        "{}/ws/chat?session_id={session}",
-        args.url.replacen("http", "ws", 1)
-    );
-    let per_task = args.count.div_ceil(args.concurrency);
-    let mut tasks = Vec::new();
-    for worker in 0..args.concurrency {
-        // A user per worker: each holds one socket at a time, well inside the per-user limit.
-        let url = format!("{ws_url}&user_id=bench-{worker}");
-        tasks.push(tokio::spawn(async move {
-            let mut samples = Vec::with_capacity(per_task);
-            let mut streaming = 0usize;
-            for _ in 0..per_task {
-                let (elapsed, mid_stream) = time_to_history(&url).await?;
-                samples.push(elapsed);
-                streaming += usize::from(mid_stream);
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Sockets are file descriptors: take what the hard limit allows.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::MinimalServer { redis } => minimal::serve(&redis).await,
+            Command::Median { files } => write_json(cli.json, &median::of_files(&files)?),
+            Command::Fanout(args) => {
+                anyhow::ensure!(
+                    args.sessions <= MAX_SOCKETS,
+                    "at most {MAX_SOCKETS} sessions"
+                );
+                anyhow::ensure!(args.seconds <= 600.0, "at most 600 seconds");
+                let report = fanout::run(args).await?;
+                print!("{}", table::fanout(&report));
+                write_json(cli.json, &report)
             }
-            anyhow::Ok((samples, streaming))
-        }));
+            Command::Chat(args) => {
+                anyhow::ensure!(
+                    args.streams.iter().all(|&s| s <= MAX_SOCKETS),
+                    "at most {MAX_SOCKETS} streams"
+                );
+                anyhow::ensure!(args.seconds <= 600.0, "at most 600 seconds");
+                let report = chat::run(args).await?;
+                print!("{}", table::chat(&report));
+                write_json(cli.json, &report)
+            }
+            Command::Reconnect(args) => {
+                let report = reconnect::run(args).await?;
+                print!("{}", table::reconnect(&report));
+                write_json(cli.json, &report)
+            }
+        }
+    })
+}
+
+fn write_json(path: Option<PathBuf>, report: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(&path, serde_json::to_vec_pretty(report)?)?;
     }
-    let mut samples = Vec::new();
-    let mut mid_stream = 0;
-    for task in tasks {
-        let (s, m) = task.await??;
-        samples.extend(s);
-        mid_stream += m;
-    }
-    streamer.abort();
-    samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-    println!(
-        "reconnects={} concurrency={} mid_stream={} p50={:?} p90={:?} p99={:?} max={:?}",
-        samples.len(),
-        args.concurrency,
-        mid_stream,
-        pct(0.50),
-        pct(0.90),
-        pct(0.99),
-        samples[samples.len() - 1]
-    );
     Ok(())
-}
-
-/// Time from connect to the `history` frame, and whether an answer was mid-stream.
-async fn time_to_history(url: &str) -> anyhow::Result<(Duration, bool)> {
-    let start = Instant::now();
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .context("no frame in 10 s")?
-            .context("socket closed")??;
-        if let Message::Text(text) = message {
-            let frame: Value = serde_json::from_str(&text)?;
-            if frame["type"] == "history" {
-                let elapsed = start.elapsed();
-                let _ = ws.close(None).await;
-                return Ok((elapsed, !frame["streaming"].is_null()));
-            }
-        }
-    }
 }
