@@ -492,6 +492,12 @@ async fn a_served_sessions_owner_claim_outlives_its_ttl() {
             .await
             .unwrap()
     };
+    // The claim is written beside the welcome, not before it (it is observability only).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while owner(redis.clone()).await.is_none() {
+        assert!(Instant::now() < deadline, "no claim on a served session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Sampled over more than two lifetimes: the claim never lapses.
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_secs(7) {
