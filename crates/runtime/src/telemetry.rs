@@ -17,6 +17,7 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::{Format, Full, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -121,10 +122,14 @@ pub fn init(config: &TelemetryConfig) -> Telemetry {
             Err(e) => (None, None, Some(e)),
         },
     };
+    // Every layer is filtered, so the subscriber's maximum level is what the filters let
+    // through. `try_init` hands that level to the `log` bridge: a `log::trace!` in a
+    // dependency (tungstenite logs every frame it writes) then stops at a static check
+    // instead of reaching the subscriber. An unfiltered layer would make it TRACE.
     let installed = Registry::default()
-        .with(TraceIdLayer)
+        .with(TraceIdLayer.with_filter(LevelFilter::INFO))
         .with(lines.with_filter(filter))
-        .with(otel)
+        .with(otel.with_filter(LevelFilter::INFO))
         .try_init();
     if installed.is_err() {
         // Already installed (tests run several servers in one process): keep the first one.
