@@ -10,8 +10,9 @@
 //! published on a subscribed session. Which local sockets want the frame is the sink's business.
 //!
 //! # Layout
-//! - [`RedisBus`] (`redis_bus.rs`): one shared Redis pub/sub connection per node, with
-//!   reference-counted SUBSCRIBE/UNSUBSCRIBE per session channel, reconnecting by itself.
+//! - [`RedisBus`] (`redis_bus.rs`): one shared Redis pub/sub connection per node, read on a
+//!   thread of its own, with reference-counted SUBSCRIBE/UNSUBSCRIBE per session channel,
+//!   reconnecting by itself.
 //! - [`MemoryBus`] (`memory_bus.rs`): the same contract inside one process, for unit tests;
 //!   its [`MemoryBus::publish`] stands in for the scripts' PUBLISH.
 
@@ -30,6 +31,8 @@ pub use redis_bus::RedisBus;
 pub enum Error {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("starting the bus thread: {0}")]
+    Start(std::io::Error),
     #[error("the bus has shut down")]
     Closed,
     #[error("the session is not subscribed")]

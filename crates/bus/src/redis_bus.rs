@@ -56,23 +56,49 @@ impl RedisBus {
     /// Connects the pub/sub connection and starts the subscriber task, which runs until
     /// `shutdown` is cancelled. Fails if Redis cannot be reached now; later outages are ridden
     /// out by reconnecting.
+    ///
+    /// The connection is read on a thread of its own (a single-threaded runtime), not on the
+    /// node's runtime: however busy the node's socket tasks are, Redis is read as fast as it
+    /// sends, so the frames wait in the sockets' queues (which shed a socket that falls too
+    /// far behind) and never in Redis's output buffer, where passing
+    /// `client-output-buffer-limit pubsub` would cut the connection of every session at once.
     pub async fn start(
         client: redis::Client,
         sink: Arc<dyn Deliver>,
         shutdown: CancellationToken,
     ) -> Result<Self> {
-        let first = client.get_async_pubsub().await?.split();
         metrics::describe_counter!("bus_reconnects_total", "Pub/sub connections re-established");
         // Registered at 0, so dashboards see the series before the first reconnect.
         metrics::counter!("bus_reconnects_total").increment(0);
         let (commands, rx) = mpsc::unbounded_channel();
-        let subscriber = Subscriber {
-            client,
-            sink,
-            channels: HashMap::new(),
-            epoch: 0,
-        };
-        tokio::spawn(subscriber.run(first, rx, shutdown));
+        let (started, first) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Start)?;
+        std::thread::Builder::new()
+            .name("pubsub".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let first = match client.get_async_pubsub().await {
+                        Ok(pubsub) => pubsub.split(),
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = started.send(Ok(()));
+                    let subscriber = Subscriber {
+                        client,
+                        sink,
+                        channels: HashMap::new(),
+                        epoch: 0,
+                    };
+                    subscriber.run(first, rx, shutdown).await;
+                });
+            })
+            .map_err(Error::Start)?;
+        first.await.map_err(|_| Error::Closed)??;
         Ok(Self { commands })
     }
 
