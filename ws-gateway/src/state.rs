@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::ai_client::{AiClient, AiProbe};
 use crate::config::Config;
 use crate::gate::ChatGate;
-use crate::socket::{Hub, NodeBackend, SocketEnv, UserSockets};
+use crate::socket::{Hub, NodeBackend, NodeServices, SocketEnv, UserSockets};
 use crate::stats::Stats;
 
 /// Handles shared by every request and socket; cheap to clone.
@@ -78,12 +78,12 @@ impl AppState {
             node_id: core.node_id.clone(),
             hub,
             bus: Arc::new(bus),
-            backend: NodeBackend {
+            backend: NodeBackend::new(NodeServices {
                 core: core.clone(),
                 gate: gate.clone(),
                 sockets: user_sockets,
                 owner_ttl: config.service.session_owner_ttl,
-            },
+            }),
             max_pending_frames: config.service.max_pending_frames,
             max_message_bytes: config.service.ws_max_message_bytes,
             stats,

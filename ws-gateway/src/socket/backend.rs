@@ -79,14 +79,32 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn stopped_serving(&self, session: &SessionId);
 }
 
-/// The backend of a running gateway node.
+/// The backend of a running gateway node: one pointer, since every socket's reader and
+/// writer hold a copy for their whole life.
 #[derive(Clone)]
-pub struct NodeBackend {
+pub struct NodeBackend(Arc<NodeServices>);
+
+/// What a [`NodeBackend`] serves sockets with.
+pub struct NodeServices {
     pub core: Core,
     pub gate: ChatGate,
     pub sockets: Arc<UserSockets>,
     /// Lifetime of the node's claim on a session it serves.
     pub owner_ttl: Duration,
+}
+
+impl NodeBackend {
+    pub fn new(services: NodeServices) -> NodeBackend {
+        NodeBackend(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for NodeBackend {
+    type Target = NodeServices;
+
+    fn deref(&self) -> &NodeServices {
+        &self.0
+    }
 }
 
 impl Backend for NodeBackend {

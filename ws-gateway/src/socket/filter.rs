@@ -35,6 +35,11 @@ pub enum Verdict {
 }
 
 /// What one socket has delivered.
+///
+/// An answer is never both in flight and complete: completing it removes it from the ones in
+/// flight, and a recovery never puts a complete one back. So a chunk is looked up among the
+/// (at most [`MAX_IN_FLIGHT`]) answers in flight first, and the complete ones are searched
+/// only for chunks of answers not in flight.
 #[derive(Debug, Default)]
 pub struct DeliveryFilter {
     /// (answer id, last chunk index delivered) of answers still streaming.
@@ -62,10 +67,9 @@ impl DeliveryFilter {
             LiveFrame::Chunk {
                 message_id, index, ..
             } => {
-                if self.complete.contains(message_id) {
-                    return Verdict::Duplicate;
-                }
                 let index = i64::from(*index);
+                // In flight first: that is where nearly every chunk is found, and an answer in
+                // flight is never among the complete ones (see `note_recovered`).
                 match self.in_flight.iter_mut().find(|(id, _)| id == message_id) {
                     Some((_, last)) if index <= *last => Verdict::Duplicate,
                     Some((_, last)) if index == *last + 1 => {
@@ -73,6 +77,7 @@ impl DeliveryFilter {
                         Verdict::Send
                     }
                     Some(_) => Verdict::Gap,
+                    None if self.complete.contains(message_id) => Verdict::Duplicate,
                     // An answer not seen yet starts at its first chunk; any other means this
                     // socket missed the start (or stopped tracking it: see MAX_IN_FLIGHT).
                     None if index > 0 => Verdict::Gap,
@@ -106,6 +111,8 @@ impl DeliveryFilter {
                     self.remember_complete(message_id);
                 }
             }
+            // An answer already complete here stays so: it is never in flight again.
+            Recovered::UpTo(_) if self.complete.contains(message_id) => {}
             Recovered::UpTo(last) => {
                 let last = i64::from(last);
                 match self.in_flight.iter_mut().find(|(id, _)| id == message_id) {
@@ -224,6 +231,18 @@ mod tests {
         assert_eq!(f.admit(&chunk("a", 6)), Send);
         f.note_recovered(&mid("a"), Recovered::Final);
         assert_eq!(f.admit(&complete("a")), Duplicate);
+    }
+
+    /// A recovery that arrives after its answer completed (a late `resume` reply) does not
+    /// put it back in flight: its chunks stay duplicates.
+    #[test]
+    fn a_late_recovery_does_not_reopen_a_complete_answer() {
+        let mut f = DeliveryFilter::default();
+        assert_eq!(f.admit(&chunk("a", 0)), Send);
+        assert_eq!(f.admit(&complete("a")), Send);
+        f.note_recovered(&mid("a"), Recovered::UpTo(3));
+        assert_eq!(f.admit(&chunk("a", 4)), Duplicate);
+        assert_eq!(f.admit(&chunk("a", 0)), Duplicate);
     }
 
     /// Past MAX_IN_FLIGHT answers at once, the oldest is forgotten: its next chunk is not

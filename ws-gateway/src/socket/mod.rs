@@ -51,7 +51,7 @@ mod snapshot;
 mod tests;
 mod writer;
 
-pub use backend::{Backend, NodeBackend};
+pub use backend::{Backend, NodeBackend, NodeServices};
 pub use filter::DeliveryFilter;
 pub use hub::{Hub, Membership};
 pub use limits::{SocketPass, TooManySockets, UserSockets};

@@ -101,11 +101,13 @@ impl<B: Backend> Reader<B> {
             // frame); a later `auth` frame changes nothing.
             ClientFrame::Auth { .. } => {}
             ClientFrame::Chat { message } => self.chat(message),
-            ClientFrame::Cancel { message_id } => self.cancel(message_id).await,
+            // Boxed: the reader lives as long as its socket, and these rare calls' futures
+            // would otherwise take room in every idle socket's task.
+            ClientFrame::Cancel { message_id } => Box::pin(self.cancel(message_id)).await,
             ClientFrame::Resume {
                 message_id,
                 from_index,
-            } => self.resume(message_id, from_index).await,
+            } => Box::pin(self.resume(message_id, from_index)).await,
         }
     }
 

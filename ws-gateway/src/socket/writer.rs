@@ -68,6 +68,22 @@ pub(super) enum End {
     Closed,
 }
 
+/// What handling one queue item did.
+enum Handled {
+    /// A frame was fed to the sink (to be flushed).
+    Wrote,
+    /// Nothing to write (deduplicated, held for a resync, a resync started).
+    Nothing,
+    /// The writer must stop.
+    End(End),
+}
+
+/// A sink operation that may have to wait for the peer.
+enum Op {
+    Feed(Message),
+    Flush,
+}
+
 /// A snapshot read after the session was confirmed on the bus connection of that epoch;
 /// `None` when none could be read within [`RESYNC_BUDGET`].
 type Resynced = Option<(Epoch, Conversation)>;
@@ -105,105 +121,136 @@ where
         let mut unflushed = false;
         loop {
             if unflushed && self.queue.is_empty() {
-                tokio::select! {
-                    biased;
-                    () = slow.cancelled() => return End::Slow,
-                    result = self.sink.flush() => {
-                        if result.is_err() {
-                            return End::Gone;
-                        }
-                    }
+                if self.unless_slow(Op::Flush).await.is_err() {
+                    return if slow.is_cancelled() {
+                        End::Slow
+                    } else {
+                        End::Gone
+                    };
                 }
                 unflushed = false;
             }
-            let pending = async {
-                match resync.as_mut() {
-                    Some(r) => (&mut r.task).await,
-                    None => std::future::pending().await,
-                }
+            // The hot path: a frame is waiting and no resync runs. Taken without `select!`,
+            // whose cancellation futures cost more than the rest of a frame's handling.
+            let ready = match resync {
+                Some(_) => None,
+                None => match self.queue.try_recv() {
+                    Ok(item) => Some(item),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return End::Gone,
+                },
             };
-            let item = tokio::select! {
-                biased;
-                () = slow.cancelled() => return End::Slow,
-                () = shutdown.cancelled() => return End::Shutdown,
-                done = pending => {
-                    let Some(r) = resync.take() else { continue };
-                    match self.resynced(r, done) {
-                        Ok((history, held, again)) => {
-                            resync = again;
-                            if self.feed(history).await.is_err() {
-                                return End::Gone;
-                            }
-                            for frame in held {
-                                if let Some(message) = self.live(frame, &mut resync)
-                                    && self.feed(message).await.is_err()
-                                {
-                                    return End::Gone;
-                                }
-                            }
-                            unflushed = true;
-                            continue;
-                        }
-                        Err(()) => {
-                            self.give_up().await;
-                            return End::Closed;
-                        }
-                    }
+            let item = if let Some(item) = ready {
+                if slow.is_cancelled() {
+                    return End::Slow;
                 }
-                item = self.queue.recv() => item,
-            };
-            let Some(item) = item else {
-                return End::Gone;
-            };
-            let message = match item {
-                Outbound::Close { code, reason } => {
-                    self.close(code, reason).await;
-                    return End::Closed;
+                if shutdown.is_cancelled() {
+                    return End::Shutdown;
                 }
-                Outbound::Live(frame) => {
-                    if resync
-                        .as_ref()
-                        .is_some_and(|r| r.held.len() >= self.max_held)
-                    {
-                        self.stats.slow_consumers.increment(1);
-                        return End::Slow;
-                    }
-                    self.live(frame, &mut resync)
-                }
-                Outbound::Local(text) => Some(Message::Text(text)),
-                Outbound::Recovered {
-                    text,
-                    message_id,
-                    delivered,
-                } => {
-                    if let Some(what) = delivered {
-                        self.filter.note_recovered(&message_id, what);
-                    }
-                    Some(Message::Text(text))
-                }
-                Outbound::Resync { lost } => {
+                item
+            } else {
+                let pending = async {
                     match resync.as_mut() {
-                        Some(r) => r.lost = r.lost.max(Some(lost)),
-                        // A snapshot read after a later connection was confirmed covers it.
-                        None if lost < self.synced => {}
-                        None => resync = Some(self.start_resync()),
+                        Some(r) => (&mut r.task).await,
+                        None => std::future::pending().await,
                     }
-                    None
-                }
-            };
-            let Some(message) = message else {
-                continue;
-            };
-            tokio::select! {
-                biased;
-                () = slow.cancelled() => return End::Slow,
-                result = self.feed(message) => {
-                    if result.is_err() {
-                        return End::Gone;
+                };
+                let item = tokio::select! {
+                    biased;
+                    () = slow.cancelled() => return End::Slow,
+                    () = shutdown.cancelled() => return End::Shutdown,
+                    done = pending => {
+                        let Some(r) = resync.take() else { continue };
+                        match Box::pin(self.finish_resync(r, done, &mut resync)).await {
+                            Handled::Wrote => unflushed = true,
+                            Handled::Nothing => {}
+                            Handled::End(end) => return end,
+                        }
+                        continue;
                     }
-                    unflushed = true;
-                }
+                    item = self.queue.recv() => item,
+                };
+                let Some(item) = item else {
+                    return End::Gone;
+                };
+                item
+            };
+            match self.handle(item, &mut resync).await {
+                Handled::Wrote => unflushed = true,
+                Handled::Nothing => {}
+                Handled::End(end) => return end,
             }
+        }
+    }
+
+    /// Acts on one item of the queue: writes what it says to write (not flushed yet).
+    async fn handle(&mut self, item: Outbound, resync: &mut Option<Resync>) -> Handled {
+        let message = match item {
+            Outbound::Close { code, reason } => {
+                self.close(code, reason).await;
+                return Handled::End(End::Closed);
+            }
+            Outbound::Live(frame) => {
+                if resync
+                    .as_ref()
+                    .is_some_and(|r| r.held.len() >= self.max_held)
+                {
+                    self.stats.slow_consumers.increment(1);
+                    return Handled::End(End::Slow);
+                }
+                self.live(frame, resync)
+            }
+            Outbound::Local(text) => Some(Message::Text(text)),
+            Outbound::Recovered {
+                text,
+                message_id,
+                delivered,
+            } => {
+                if let Some(what) = delivered {
+                    self.filter.note_recovered(&message_id, what);
+                }
+                Some(Message::Text(text))
+            }
+            Outbound::Resync { lost } => {
+                match resync.as_mut() {
+                    Some(r) => r.lost = r.lost.max(Some(lost)),
+                    // A snapshot read after a later connection was confirmed covers it.
+                    None if lost < self.synced => {}
+                    None => *resync = Some(self.start_resync()),
+                }
+                None
+            }
+        };
+        let Some(message) = message else {
+            return Handled::Nothing;
+        };
+        match self.unless_slow(Op::Feed(message)).await {
+            Ok(()) => {
+                self.stats.frames_sent.increment(1);
+                Handled::Wrote
+            }
+            Err(()) if self.slow.is_cancelled() => Handled::End(End::Slow),
+            Err(()) => Handled::End(End::Gone),
+        }
+    }
+
+    /// Feeds or flushes the sink; `Err` when the socket is found slow meanwhile or the peer
+    /// is gone. Most of the time the sink is ready and the operation completes at once; only
+    /// when it must wait does it also watch the slow token.
+    async fn unless_slow(&mut self, op: Op) -> Result<(), ()> {
+        use futures_util::FutureExt;
+        let slow = self.slow.clone();
+        let mut pending = match op {
+            Op::Feed(message) => self.sink.feed(message).left_future(),
+            Op::Flush => self.sink.flush().right_future(),
+        };
+        if let Some(done) = (&mut pending).now_or_never() {
+            return done.map_err(|_| ());
+        }
+        tokio::select! {
+            biased;
+            () = slow.cancelled() => Err(()),
+            done = pending => done.map_err(|_| ()),
         }
     }
 
@@ -295,6 +342,34 @@ where
         Ok((Message::Text(text), r.held, again))
     }
 
+    /// Sends what a finished resync brought (the `history` frame, then the frames held
+    /// meanwhile through the new filter), or closes with 1011 when it ran out of time. Boxed
+    /// by the caller: rare, and its state would otherwise grow every socket's future.
+    async fn finish_resync(
+        &mut self,
+        r: Resync,
+        done: Resynced,
+        resync: &mut Option<Resync>,
+    ) -> Handled {
+        let Ok((history, held, again)) = self.resynced(r, done) else {
+            self.give_up().await;
+            return Handled::End(End::Closed);
+        };
+        *resync = again;
+        if self.feed(history).await.is_err() {
+            return Handled::End(End::Gone);
+        }
+        for frame in held {
+            if let Some(message) = self.live(frame, resync)
+                && self.feed(message).await.is_err()
+            {
+                return Handled::End(End::Gone);
+            }
+        }
+        Handled::Wrote
+    }
+
+    /// Feeds a frame the writer made itself (after a resync), counted as sent.
     async fn feed(&mut self, message: Message) -> Result<(), ()> {
         self.sink.feed(message).await.map_err(|_| ())?;
         self.stats.frames_sent.increment(1);
