@@ -242,13 +242,14 @@ mod tests {
         let message = MessageId::parse("m1").unwrap();
         let t = Template::new(&session, &message);
         let mut out = Vec::new();
-        t.publish(7, 200, &mut out);
+        // Larger than the frame without padding (about 200 bytes), so that padding shows.
+        t.publish(7, 300, &mut out);
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(lines[4], "chat:stream:s1");
         let frame = lines[6];
-        assert_eq!(frame.len(), 200);
-        assert_eq!(lines[5], "$200");
+        assert_eq!(frame.len(), 300);
+        assert_eq!(lines[5], "$300");
         let parsed: ServerFrame = serde_json::from_str(frame).unwrap();
         let ServerFrame::Message { data } = parsed else {
             panic!("not a message frame: {frame}");
