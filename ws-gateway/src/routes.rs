@@ -27,7 +27,11 @@ use crate::state::AppState;
 /// Largest REST body accepted.
 const BODY_LIMIT: usize = 64 * 1024;
 /// WebSocket buffers: small buffers keep an idle socket cheap (the defaults cost ~150 KB each).
-const WS_BUFFER: usize = 4 * 1024;
+/// The read buffer is allocated whole when the socket opens, so it is sized for what clients
+/// send (chat, cancel and ping frames of a few hundred bytes; a larger frame is read in several
+/// steps); the write buffer grows only as frames are written.
+const WS_READ_BUFFER: usize = 1024;
+const WS_WRITE_BUFFER: usize = 4 * 1024;
 
 /// The gateway's routes; everything else is the browser app from `STATIC_DIR`.
 pub fn router(app: AppState) -> Router {
@@ -116,8 +120,8 @@ async fn ws_chat(
     };
     let (env, tasks) = (app.sockets.clone(), app.socket_tasks.clone());
     Ok(upgrade
-        .read_buffer_size(WS_BUFFER)
-        .write_buffer_size(WS_BUFFER)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .max_message_size(WS_HARD_LIMIT)
         .max_frame_size(WS_HARD_LIMIT)
         .on_upgrade(move |ws| {

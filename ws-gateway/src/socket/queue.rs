@@ -32,17 +32,23 @@ pub enum Outbound {
     Live(Arc<SharedFrame>),
     /// A frame made for this socket alone (pong, error, accepted).
     Local(Utf8Bytes),
-    /// A `recovery` frame; the filter learns what it delivered of `message_id`.
-    Recovered {
-        text: Utf8Bytes,
-        message_id: MessageId,
-        delivered: Option<Recovered>,
-    },
+    /// A `recovery` frame; the filter learns what it delivered. Boxed because it is rare:
+    /// every socket's queue is sized by its largest item.
+    Recovered(Box<RecoveryFrame>),
     /// The bus lost connection `lost`: frames published meanwhile are gone; once the session
     /// is back on the bus, send a fresh snapshot (unless one was read since).
     Resync { lost: Epoch },
     /// Close the socket with this code (after what was queued before).
     Close { code: u16, reason: &'static str },
+}
+
+/// A `recovery` frame for one socket.
+#[derive(Debug)]
+pub struct RecoveryFrame {
+    pub text: Utf8Bytes,
+    pub message_id: MessageId,
+    /// What it delivered of `message_id`, if anything.
+    pub delivered: Option<Recovered>,
 }
 
 /// What a `recovery` frame delivered of an answer.
@@ -117,6 +123,16 @@ impl SocketQueue {
 mod tests {
     use super::*;
     use crate::stats::recorded::Recorded;
+
+    /// An idle socket's queue costs a block of 32 items up front: keep the item small.
+    #[test]
+    fn an_item_is_no_bigger_than_a_local_frame() {
+        assert!(
+            std::mem::size_of::<Outbound>() <= 40,
+            "{}",
+            std::mem::size_of::<Outbound>()
+        );
+    }
 
     /// A full queue marks the socket slow and counts it once, however many offers follow.
     #[test]

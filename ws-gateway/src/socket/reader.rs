@@ -14,7 +14,7 @@ use tracing::{Instrument, debug};
 use std::sync::Arc;
 
 use super::backend::Backend;
-use super::queue::{Outbound, Recovered, SocketQueue};
+use super::queue::{Outbound, Recovered, RecoveryFrame, SocketQueue};
 use crate::stats::Stats;
 
 /// Why reading a socket failed.
@@ -198,11 +198,12 @@ impl<B: Backend> Reader<B> {
             chunks,
             message: final_message,
         };
-        self.queue.offer(Outbound::Recovered {
-            text: Utf8Bytes::from(frame.to_json()),
-            message_id: message,
-            delivered,
-        });
+        self.queue
+            .offer(Outbound::Recovered(Box::new(RecoveryFrame {
+                text: Utf8Bytes::from(frame.to_json()),
+                message_id: message,
+                delivered,
+            })));
     }
 
     fn error(&self, code: ErrorCode, detail: impl Into<String>) {

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use super::backend::Backend;
 use super::close_code;
 use super::filter::{DeliveryFilter, Verdict};
-use super::queue::{Outbound, SharedFrame};
+use super::queue::{Outbound, RecoveryFrame, SharedFrame};
 use super::snapshot::history_frame;
 use crate::stats::Stats;
 
@@ -201,11 +201,12 @@ where
                 self.live(frame, resync)
             }
             Outbound::Local(text) => Some(Message::Text(text)),
-            Outbound::Recovered {
-                text,
-                message_id,
-                delivered,
-            } => {
+            Outbound::Recovered(frame) => {
+                let RecoveryFrame {
+                    text,
+                    message_id,
+                    delivered,
+                } = *frame;
                 if let Some(what) = delivered {
                     self.filter.note_recovered(&message_id, what);
                 }
