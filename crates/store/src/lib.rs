@@ -70,18 +70,26 @@ impl Error {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::BeginFailed => true,
-            sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                let postgres = db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some();
+                unavailable_code(&code, postgres)
+            }),
             _ => false,
         }
     }
 }
 
 /// Database error codes that mean "not now". SQLite reports numbers (extended result codes,
-/// whose low byte is the primary code); PostgreSQL reports SQLSTATEs.
-fn unavailable_code(code: &str) -> bool {
-    if let Ok(sqlite) = code.parse::<u32>() {
+/// whose low byte is the primary code); PostgreSQL reports SQLSTATEs, some of which are digits
+/// only too (`22021`, a bad byte, would read as SQLite's BUSY), hence `postgres`.
+fn unavailable_code(code: &str, postgres: bool) -> bool {
+    if !postgres {
         // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
-        return matches!(sqlite & 0xff, 5 | 6 | 8 | 10 | 13 | 14 | 15);
+        return code
+            .parse::<u32>()
+            .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6 | 8 | 10 | 13 | 14 | 15));
     }
     // Connection exception, insufficient resources, operator intervention (admin shutdown,
     // crash shutdown, cannot connect now), system error.
@@ -222,6 +230,31 @@ impl FromStr for Backend {
             Ok(Backend::Postgres)
         } else {
             Err(Error::Url(url.to_owned()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable_code;
+
+    #[test]
+    fn unavailable_codes_are_read_by_their_database() {
+        // PostgreSQL: connection, resources, shutdown: not now. A bad byte (22021, digits only)
+        // or a unique violation is a refusal, not an outage.
+        for code in ["08006", "53300", "57P01", "58030"] {
+            assert!(unavailable_code(code, true), "{code}");
+        }
+        for code in ["22021", "23505", "42601"] {
+            assert!(!unavailable_code(code, true), "{code}");
+        }
+        // SQLite: BUSY, BUSY_SNAPSHOT (517), LOCKED, READONLY; not CONSTRAINT (19) or
+        // CONSTRAINT_UNIQUE (2067).
+        for code in ["5", "517", "6", "8"] {
+            assert!(unavailable_code(code, false), "{code}");
+        }
+        for code in ["19", "2067", "1"] {
+            assert!(!unavailable_code(code, false), "{code}");
         }
     }
 }
