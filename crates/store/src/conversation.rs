@@ -8,12 +8,82 @@ use sqlx::{Executor, Row};
 use crate::events::write_events;
 use crate::{ChunkRow, Error, Result, SessionSummary, Store, TITLE_CHARS};
 
+/// One write of record, as an AI node makes them (the messages boxed, so that the queue of
+/// them is sized for chunk rows). [`Store::write`] applies a batch of them in
+/// one transaction; applying one again changes nothing more (every row and event has its id).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// The start of an exchange, the session's change number `change`: the user's message,
+    /// the session (created with this message as its title, or its last activity moved), the
+    /// answer `node_id` started (streaming), and their events (`SESSION_STARTED` for a new
+    /// session, `CHAT_MESSAGE`, `STREAM_STARTED`).
+    AnswerStarted {
+        user_message: Box<ChatMessage>,
+        answer: Box<ChatMessage>,
+        node_id: String,
+        change: i64,
+    },
+    /// `answer` ended at `at` (its final content and status) after `total_chunks` chunks, the
+    /// session's change number `change`: the message, the session's last activity,
+    /// `STREAM_COMPLETED` / `STREAM_CANCELLED` / `STREAM_FAILED` and `CHAT_MESSAGE`.
+    AnswerEnded {
+        answer: Box<ChatMessage>,
+        total_chunks: u32,
+        change: i64,
+        at: i64,
+    },
+    /// One streamed chunk (a row already stored is skipped).
+    Chunk(ChunkRow),
+}
+
+/// Chunk rows per `INSERT` statement (5 parameters each; far below either database's limit).
+const CHUNKS_PER_STATEMENT: usize = 100;
+
 impl Store {
-    /// Records the start of an exchange, the session's change number `change`: the user's
-    /// message, the session (created with this message as its title, or its last activity
-    /// moved), the answer `node_id` started (streaming), and their events (`SESSION_STARTED`
-    /// for a new session, `CHAT_MESSAGE`, `STREAM_STARTED`), in one transaction. A retry
-    /// changes nothing more.
+    /// Applies `records` in one transaction: the exchanges' writes in their order, and the
+    /// chunk rows in multi-row inserts. Either all of them are stored or none.
+    pub async fn write(&self, records: &[Record]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let outbox = self.outbox.is_some();
+        let mut events = false;
+        let mut chunks = Vec::new();
+        let mut tx = self.pool.begin().await?;
+        for record in records {
+            match record {
+                Record::AnswerStarted {
+                    user_message,
+                    answer,
+                    node_id,
+                    change,
+                } => {
+                    answer_started(&mut tx, outbox, user_message, answer, node_id, *change).await?;
+                    events = true;
+                }
+                Record::AnswerEnded {
+                    answer,
+                    total_chunks,
+                    change,
+                    at,
+                } => {
+                    answer_ended(&mut tx, outbox, answer, *total_chunks, *change, *at).await?;
+                    events = true;
+                }
+                Record::Chunk(row) => chunks.push(row),
+            }
+        }
+        for rows in chunks.chunks(CHUNKS_PER_STATEMENT) {
+            insert_chunks(&mut tx, rows).await?;
+        }
+        tx.commit().await?;
+        if events {
+            self.events_committed();
+        }
+        Ok(())
+    }
+
+    /// [`Record::AnswerStarted`] alone, in its own transaction.
     pub async fn record_answer_started(
         &self,
         user_message: &ChatMessage,
@@ -22,43 +92,21 @@ impl Store {
         change: i64,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        upsert_message(&mut *tx, user_message).await?;
-        let title = session_title(&user_message.content);
-        let created = insert_session(
+        answer_started(
             &mut tx,
-            &user_message.session_id,
-            &user_message.user_id,
-            &title,
-            user_message.timestamp,
-        )
-        .await?;
-        if !created {
-            touch_session(&mut *tx, &user_message.session_id, user_message.timestamp).await?;
-        }
-        upsert_message(&mut *tx, answer).await?;
-        let mut events = Vec::with_capacity(3);
-        if created {
-            events.push(DomainEvent::session_started(user_message, title));
-        }
-        events.push(DomainEvent::chat_message(
+            self.outbox.is_some(),
             user_message,
-            user_message.timestamp,
-        ));
-        events.push(DomainEvent::stream_started(
             answer,
             node_id,
-            answer.timestamp,
-        ));
-        write_events(&mut tx, self.outbox.is_some(), &events, Some(change)).await?;
+            change,
+        )
+        .await?;
         tx.commit().await?;
         self.events_committed();
         Ok(())
     }
 
-    /// Records that `answer` ended (its final content and status) after `total_chunks` chunks,
-    /// the session's change number `change`: the message, the session's last activity,
-    /// `STREAM_COMPLETED` / `STREAM_CANCELLED` / `STREAM_FAILED` and `CHAT_MESSAGE`, in one
-    /// transaction. A retry changes nothing more.
+    /// [`Record::AnswerEnded`] alone, in its own transaction.
     pub async fn record_answer_ended(
         &self,
         answer: &ChatMessage,
@@ -66,14 +114,16 @@ impl Store {
         change: i64,
         at: i64,
     ) -> Result<()> {
-        let mut events: Vec<DomainEvent> = DomainEvent::stream_ended(answer, total_chunks, at)
-            .into_iter()
-            .collect();
-        events.push(DomainEvent::chat_message(answer, at));
         let mut tx = self.pool.begin().await?;
-        upsert_message(&mut *tx, answer).await?;
-        touch_session(&mut *tx, &answer.session_id, at).await?;
-        write_events(&mut tx, self.outbox.is_some(), &events, Some(change)).await?;
+        answer_ended(
+            &mut tx,
+            self.outbox.is_some(),
+            answer,
+            total_chunks,
+            change,
+            at,
+        )
+        .await?;
         tx.commit().await?;
         self.events_committed();
         Ok(())
@@ -84,19 +134,10 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
+        let rows: Vec<&ChunkRow> = rows.iter().collect();
         let mut tx = self.pool.begin().await?;
-        for row in rows {
-            sqlx::query(
-                "INSERT INTO stream_chunk (id, message_id, chunk_index, content, timestamp) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(format!("{}:{}", row.message_id, row.index))
-            .bind(row.message_id.as_str())
-            .bind(i64::from(row.index))
-            .bind(row.delta.as_str())
-            .bind(row.at)
-            .execute(&mut *tx)
-            .await?;
+        for rows in rows.chunks(CHUNKS_PER_STATEMENT) {
+            insert_chunks(&mut tx, rows).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -174,6 +215,97 @@ impl Store {
             written();
         }
     }
+}
+
+/// [`Record::AnswerStarted`] on `conn` (a transaction's connection).
+async fn answer_started(
+    conn: &mut sqlx::AnyConnection,
+    outbox: bool,
+    user_message: &ChatMessage,
+    answer: &ChatMessage,
+    node_id: &str,
+    change: i64,
+) -> Result<()> {
+    upsert_message(&mut *conn, user_message).await?;
+    let title = session_title(&user_message.content);
+    let created = insert_session(
+        conn,
+        &user_message.session_id,
+        &user_message.user_id,
+        &title,
+        user_message.timestamp,
+    )
+    .await?;
+    if !created {
+        touch_session(&mut *conn, &user_message.session_id, user_message.timestamp).await?;
+    }
+    upsert_message(&mut *conn, answer).await?;
+    let mut events = Vec::with_capacity(3);
+    if created {
+        events.push(DomainEvent::session_started(user_message, title));
+    }
+    events.push(DomainEvent::chat_message(
+        user_message,
+        user_message.timestamp,
+    ));
+    events.push(DomainEvent::stream_started(
+        answer,
+        node_id,
+        answer.timestamp,
+    ));
+    write_events(conn, outbox, &events, Some(change)).await
+}
+
+/// [`Record::AnswerEnded`] on `conn` (a transaction's connection).
+async fn answer_ended(
+    conn: &mut sqlx::AnyConnection,
+    outbox: bool,
+    answer: &ChatMessage,
+    total_chunks: u32,
+    change: i64,
+    at: i64,
+) -> Result<()> {
+    let mut events: Vec<DomainEvent> = DomainEvent::stream_ended(answer, total_chunks, at)
+        .into_iter()
+        .collect();
+    events.push(DomainEvent::chat_message(answer, at));
+    upsert_message(&mut *conn, answer).await?;
+    touch_session(&mut *conn, &answer.session_id, at).await?;
+    write_events(conn, outbox, &events, Some(change)).await
+}
+
+/// Inserts `rows` in one statement, skipping those already stored.
+async fn insert_chunks(conn: &mut sqlx::AnyConnection, rows: &[&ChunkRow]) -> Result<()> {
+    // Only placeholders are spliced in; every value is bound.
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let p = i * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO stream_chunk (id, message_id, chunk_index, content, timestamp) VALUES {} \
+         ON CONFLICT (id) DO NOTHING",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for row in rows {
+        query = query
+            .bind(format!("{}:{}", row.message_id, row.index))
+            .bind(row.message_id.as_str())
+            .bind(i64::from(row.index))
+            .bind(row.delta.as_str())
+            .bind(row.at);
+    }
+    query.execute(conn).await?;
+    Ok(())
 }
 
 /// Deletes a session's messages and their chunks and marks the session cleared at `at`.

@@ -2,8 +2,8 @@
 //! by the processes of a host) and PostgreSQL (past one host), through sqlx's `Any` driver.
 //!
 //! The AI service is the writer of record: it queues writes on a [`StoreWriter`], whose task
-//! applies them in order, batching chunk rows, retrying failures, and never making the stream
-//! wait. Readers call [`Store`] directly.
+//! applies them in order, whatever has queued up in one transaction, retrying failures, and
+//! never making the stream wait. Readers call [`Store`] directly.
 //!
 //! Every change of record is one transaction that also writes the domain events describing it:
 //! always to the audit trail, and, when events are published ([`Store::with_outbox`]), to the
@@ -31,6 +31,7 @@ mod events;
 mod replay;
 mod writer;
 
+pub use conversation::Record;
 pub use events::OutboxRow;
 pub use protocol::rest::SessionSummary;
 pub use writer::{StoreWriter, WriterStats};

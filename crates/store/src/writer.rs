@@ -1,12 +1,14 @@
 //! [`StoreWriter`]: the AI service's writes of record, applied in the background.
 //!
-//! Producers call [`StoreWriter`]'s methods, which only queue an operation (never await), so a
-//! slow or failing database can never slow a stream down. One task applies the operations in
-//! order: chunk rows are gathered and written in batches (one transaction per batch, never one
-//! per chunk); every write is idempotent by id. While the database is unavailable (down,
-//! restarting, locked, read-only) a write is retried, with backoff up to 5 s, until it is back,
-//! and the operations behind it wait in the queue (bounded: beyond [`QUEUE_CAPACITY`] they are
-//! dropped and counted). A write refused for any other reason is retried a few times, then
+//! Producers call [`StoreWriter`]'s methods, which only queue a [`Record`] (never await), so a
+//! slow or failing database can never slow a stream down. One task applies the records in
+//! order: each time, everything queued up to then (up to [`BATCH_RECORDS`]) in one transaction
+//! ([`Store::write`]), so the busier the node, the bigger the batches and the fewer the commits;
+//! every write is idempotent by id. While the database is unavailable (down, restarting, locked,
+//! read-only) a batch is retried, with backoff up to 5 s, until it is back, and the records
+//! behind it wait in the queue (bounded: beyond [`QUEUE_CAPACITY`] they are dropped and
+//! counted). A batch refused for any other reason is applied again one record at a time, so one
+//! bad record cannot take the others with it; such a record is retried a few times, then
 //! logged, counted and skipped.
 
 use std::sync::Arc;
@@ -18,15 +20,13 @@ use protocol::{ChatMessage, MessageId};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::{ChunkRow, Store};
+use crate::{ChunkRow, Record, Store};
 
 /// Queued operations beyond this are dropped (and counted) rather than growing without bound
 /// while the database is down.
 const QUEUE_CAPACITY: usize = 100_000;
-/// Chunk rows per batch.
-const BATCH_ROWS: usize = 64;
-/// A partial batch is written after this long.
-const BATCH_DELAY: Duration = Duration::from_millis(250);
+/// Records per transaction, at most.
+const BATCH_RECORDS: usize = 2_048;
 /// Attempts per write refused for a reason other than the database being unavailable, with the
 /// pause before each retry doubling from [`FIRST_RETRY`] up to [`MAX_RETRY`].
 const ATTEMPTS: u32 = 5;
@@ -34,18 +34,7 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
 enum Op {
-    AnswerStarted {
-        user_message: ChatMessage,
-        answer: ChatMessage,
-        node_id: String,
-        change: i64,
-    },
-    AnswerEnded {
-        answer: ChatMessage,
-        total_chunks: u32,
-        change: i64,
-    },
-    Chunk(ChunkRow),
+    Write(Record),
     /// Resolves once everything queued before it is written (tests, shutdown).
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -53,7 +42,9 @@ enum Op {
 /// The writer's queue depth (read by the node's health report) and its metrics, each
 /// labelled with the node's id: `store_writer_queue_depth`, `store_writes_failed_total`,
 /// `store_writes_dropped_total`, `store_write_retries_total`, and
-/// `sql_call_duration_seconds{op}` per write (`chunk_batch`, `answer_start`, `answer_end`).
+/// `sql_call_duration_seconds{op}` per transaction (`write`, and `write_one` for a record
+/// applied alone after its batch was refused), `store_write_batch_records` (records per
+/// transaction, recorded once it is over).
 #[derive(Debug)]
 pub struct WriterStats {
     /// Operations queued and not yet applied.
@@ -65,6 +56,7 @@ pub struct WriterStats {
     dropped: Counter,
     /// Retries made.
     retries: Counter,
+    batch_records: Histogram,
     node_id: String,
 }
 
@@ -80,6 +72,10 @@ impl WriterStats {
             "SQL writes dropped (queue full)"
         );
         metrics::describe_counter!("store_write_retries_total", "SQL write attempts retried");
+        metrics::describe_histogram!(
+            "store_write_batch_records",
+            "Records applied in one SQL transaction"
+        );
         let label = || [("node_id", node_id.to_owned())];
         Self {
             queued: AtomicU64::new(0),
@@ -87,6 +83,7 @@ impl WriterStats {
             failed: metrics::counter!("store_writes_failed_total", &label()),
             dropped: metrics::counter!("store_writes_dropped_total", &label()),
             retries: metrics::counter!("store_write_retries_total", &label()),
+            batch_records: metrics::histogram!("store_write_batch_records", &label()),
             node_id: node_id.to_owned(),
         }
     }
@@ -123,15 +120,15 @@ impl StoreWriter {
         node_id: &str,
         change: i64,
     ) {
-        self.push(Op::AnswerStarted {
-            user_message: user_message.clone(),
-            answer: answer.clone(),
+        self.push(Record::AnswerStarted {
+            user_message: Box::new(user_message.clone()),
+            answer: Box::new(answer.clone()),
             node_id: node_id.to_owned(),
             change,
         });
     }
 
-    /// `answer` ended, in its final form, after `total_chunks` chunks, the session's change
+    /// `answer` ended now, in its final form, after `total_chunks` chunks, the session's change
     /// `change` (`STREAM_COMPLETED`, `STREAM_CANCELLED` or `STREAM_FAILED` by its status, and
     /// `CHAT_MESSAGE`).
     pub fn answer_ended(&self, answer: &ChatMessage, total_chunks: u32, change: i64) {
@@ -140,16 +137,17 @@ impl StoreWriter {
                 "an answer reported ended is not final; not stored");
             return;
         }
-        self.push(Op::AnswerEnded {
-            answer: answer.clone(),
+        self.push(Record::AnswerEnded {
+            answer: Box::new(answer.clone()),
             total_chunks,
             change,
+            at: protocol::now_ms(),
         });
     }
 
     /// One chunk of an answer.
     pub fn chunk(&self, message_id: &MessageId, index: u32, delta: &str) {
-        self.push(Op::Chunk(ChunkRow {
+        self.push(Record::Chunk(ChunkRow {
             message_id: message_id.clone(),
             index,
             delta: delta.to_owned(),
@@ -165,10 +163,10 @@ impl StoreWriter {
         }
     }
 
-    fn push(&self, op: Op) {
+    fn push(&self, record: Record) {
         // Counted before it is sent: the writer may take it (and count it off) at once.
         let queued = self.stats.queued.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.queue.try_send(op).is_err() {
+        if self.queue.try_send(Op::Write(record)).is_err() {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             self.stats.dropped.increment(1);
             warn!("SQL write queue full or closed; dropping a write");
@@ -179,85 +177,64 @@ impl StoreWriter {
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Op>, stats: Arc<WriterStats>) {
-    let mut batch: Vec<ChunkRow> = Vec::new();
-    loop {
-        let op = if batch.is_empty() {
-            rx.recv().await
-        } else {
-            match tokio::time::timeout(BATCH_DELAY, rx.recv()).await {
-                Ok(op) => op,
-                Err(_) => {
-                    write_chunks(&store, &mut batch, &stats).await;
-                    continue;
-                }
+    let mut batch: Vec<Record> = Vec::new();
+    let mut flushes = Vec::new();
+    while let Some(op) = rx.recv().await {
+        // This one, and whatever else is already queued.
+        let mut next = Some(op);
+        while let Some(op) = next {
+            match op {
+                Op::Write(record) => batch.push(record),
+                Op::Flush(done) => flushes.push(done),
             }
-        };
-        let Some(op) = op else {
-            write_chunks(&store, &mut batch, &stats).await;
-            return;
-        };
-        if !matches!(op, Op::Flush(_)) {
-            let queued = stats.queued.fetch_sub(1, Ordering::Relaxed) - 1;
-            stats.queue_depth.set(queued as f64);
+            next = if batch.len() < BATCH_RECORDS {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
         }
-        match op {
-            Op::Chunk(row) => {
-                batch.push(row);
-                if batch.len() >= BATCH_ROWS {
-                    write_chunks(&store, &mut batch, &stats).await;
-                }
-            }
-            other => {
-                // Keep order: chunks queued before this operation are written first.
-                write_chunks(&store, &mut batch, &stats).await;
-                apply(&store, other, &stats).await;
-            }
+        let queued = stats
+            .queued
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed)
+            - batch.len() as u64;
+        stats.queue_depth.set(queued as f64);
+        write(&store, &batch, &stats).await;
+        batch.clear();
+        for done in flushes.drain(..) {
+            let _ = done.send(());
         }
     }
 }
 
-async fn write_chunks(store: &Store, batch: &mut Vec<ChunkRow>, stats: &WriterStats) {
+/// Applies `batch` in one transaction or, when the database refuses it (not for being
+/// unavailable), one record at a time.
+async fn write(store: &Store, batch: &[Record], stats: &WriterStats) {
     if batch.is_empty() {
         return;
     }
-    let rows = std::mem::take(batch);
-    retry(stats, "chunk_batch", || store.append_chunks(&rows)).await;
-}
-
-async fn apply(store: &Store, op: Op, stats: &WriterStats) {
-    match op {
-        Op::AnswerStarted {
-            user_message,
-            answer,
-            node_id,
-            change,
-        } => {
-            retry(stats, "answer_start", || {
-                store.record_answer_started(&user_message, &answer, &node_id, change)
-            })
-            .await;
-        }
-        Op::AnswerEnded {
-            answer,
-            total_chunks,
-            change,
-        } => {
-            let at = protocol::now_ms();
-            retry(stats, "answer_end", || {
-                store.record_answer_ended(&answer, total_chunks, change, at)
-            })
-            .await;
-        }
-        Op::Flush(done) => {
-            let _ = done.send(());
-        }
-        Op::Chunk(_) => {}
+    // A batch of one has nothing to split: it gets the refusal retries at once.
+    let attempts = if batch.len() == 1 { ATTEMPTS } else { 1 };
+    let written = retry(stats, "write", attempts, || store.write(batch)).await;
+    stats.batch_records.record(batch.len() as f64);
+    if written || batch.len() == 1 {
+        return;
+    }
+    warn!(
+        records = batch.len(),
+        "SQL refused a batch; applying its records one at a time"
+    );
+    for record in batch {
+        retry(stats, "write_one", ATTEMPTS, || {
+            store.write(std::slice::from_ref(record))
+        })
+        .await;
     }
 }
 
-/// Runs `write` until it succeeds: for as long as the database is unavailable, or
-/// [`ATTEMPTS`] times when it refuses the write for another reason.
-async fn retry<F, Fut>(stats: &WriterStats, what: &'static str, mut write: F)
+/// Runs `write` until it succeeds: for as long as the database is unavailable, or `attempts`
+/// times when it refuses the write for another reason. Returns whether it succeeded; a write
+/// given up on after more than one attempt is logged and counted as failed.
+async fn retry<F, Fut>(stats: &WriterStats, what: &'static str, attempts: u32, mut write: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = crate::Result<()>>,
@@ -279,7 +256,7 @@ where
                         "SQL write applied; the database is back"
                     );
                 }
-                return;
+                return true;
             }
             Err(e) if e.is_unavailable() => {
                 if outage.is_none() {
@@ -289,10 +266,12 @@ where
             }
             Err(e) => {
                 refusals += 1;
-                if refusals >= ATTEMPTS {
-                    stats.failed.increment(1);
-                    error!(what, cause = %e, "SQL write failed; giving up on it");
-                    return;
+                if refusals >= attempts {
+                    if attempts > 1 {
+                        stats.failed.increment(1);
+                        error!(what, cause = %e, "SQL write failed; giving up on it");
+                    }
+                    return false;
                 }
                 warn!(what, attempt = refusals, cause = %e, "SQL write failed; retrying");
             }
@@ -300,5 +279,21 @@ where
         stats.retries.increment(1);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_RETRY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The queue holds up to [`QUEUE_CAPACITY`] of these, nearly all chunk rows: an answer's
+    /// start or end (two messages) must not set every slot's size.
+    #[test]
+    fn a_queued_write_is_sized_for_a_chunk_row() {
+        assert!(
+            std::mem::size_of::<Op>() <= std::mem::size_of::<ChunkRow>() + 16,
+            "{} bytes",
+            std::mem::size_of::<Op>()
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use protocol::{ChatMessage, MessageId, MessageStatus, Role, SessionId, Topic, UserId};
-use store::{ChunkRow, Store};
+use store::{ChunkRow, Record, Store, StoreWriter};
 
 fn mid(s: &str) -> MessageId {
     MessageId::parse(s).unwrap()
@@ -353,6 +353,118 @@ async fn concurrent_writers_share_one_database(url: &str) {
         "a STREAM_STARTED each, and one SESSION_STARTED per session"
     );
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+}
+
+/// A batch of records is one transaction: the exchanges in their order, chunk rows past one
+/// statement's worth, the events in the outbox in the records' order; applying the batch again
+/// changes nothing.
+async fn a_batch_of_records_is_one_transaction(url: &str) {
+    let store = Store::connect(url)
+        .await
+        .unwrap()
+        .with_outbox(Arc::new(|| {}));
+    let u1 = message(
+        "u1",
+        "s1",
+        Role::User,
+        "first",
+        100,
+        MessageStatus::Completed,
+    );
+    let a1 = answer_to(&u1);
+    let u2 = message(
+        "u2",
+        "s1",
+        Role::User,
+        "second",
+        900,
+        MessageStatus::Completed,
+    );
+    let a2 = answer_to(&u2);
+    let mut records = vec![Record::AnswerStarted {
+        user_message: Box::new(u1.clone()),
+        answer: Box::new(a1.clone()),
+        node_id: "ai-1".into(),
+        change: 1,
+    }];
+    records.extend((0..250).map(|i| Record::Chunk(chunk("u1-a", i, "w", 101 + i64::from(i)))));
+    let done = ChatMessage {
+        content: "w".repeat(250),
+        status: MessageStatus::Completed,
+        is_complete: true,
+        ..a1.clone()
+    };
+    records.push(Record::AnswerEnded {
+        answer: Box::new(done.clone()),
+        total_chunks: 250,
+        change: 2,
+        at: 400,
+    });
+    records.push(Record::AnswerStarted {
+        user_message: Box::new(u2.clone()),
+        answer: Box::new(a2.clone()),
+        node_id: "ai-1".into(),
+        change: 3,
+    });
+    records.push(Record::Chunk(chunk("u2-a", 0, "x", 901)));
+    store.write(&records).await.unwrap();
+    store.write(&records).await.unwrap();
+
+    assert_eq!(store.chunk_count(&mid("u1-a")).await.unwrap(), 250);
+    assert_eq!(store.chunk_count(&mid("u2-a")).await.unwrap(), 1);
+    assert_eq!(store.history(&sid("s1")).await.unwrap(), [u1, done, u2, a2]);
+    let events: Vec<String> = store
+        .unpublished_events(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "SESSION_STARTED:s1",
+            "CHAT_MESSAGE:u1",
+            "STREAM_STARTED:u1-a",
+            "STREAM_COMPLETED:u1-a",
+            "CHAT_MESSAGE:u1-a",
+            "CHAT_MESSAGE:u2",
+            "STREAM_STARTED:u2-a",
+        ]
+    );
+}
+
+/// The batch on SQLite.
+#[tokio::test]
+async fn sqlite_a_batch_of_records_is_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    a_batch_of_records_is_one_transaction(&sqlite_url(&dir)).await;
+}
+
+/// The batch on PostgreSQL.
+#[tokio::test]
+async fn postgres_a_batch_of_records_is_one_transaction() {
+    let server = testkit::PostgresServer::start();
+    a_batch_of_records_is_one_transaction(&server.url()).await;
+}
+
+/// A record the database refuses (PostgreSQL takes no NUL in text) does not take the records
+/// queued with it down: the writer applies its batch again one record at a time.
+#[tokio::test]
+async fn postgres_writer_keeps_a_batch_when_one_record_is_refused() {
+    let server = testkit::PostgresServer::start();
+    let store = Store::connect(&server.url()).await.unwrap();
+    let writer = StoreWriter::start(store.clone(), "test");
+    let u1 = message("u1", "s1", Role::User, "hi", 100, MessageStatus::Completed);
+    let a1 = answer_to(&u1);
+    // Queued without a pause, so the writer finds them together.
+    writer.answer_started(&u1, &a1, "ai-1", 1);
+    writer.chunk(&a1.message_id, 0, "good");
+    writer.chunk(&a1.message_id, 1, "bad\0");
+    writer.chunk(&a1.message_id, 2, "good");
+    writer.flush().await;
+    assert_eq!(store.chunk_count(&a1.message_id).await.unwrap(), 2);
+    assert_eq!(store.history(&sid("s1")).await.unwrap(), [u1, a1]);
 }
 
 /// The round trip on SQLite.
