@@ -200,9 +200,14 @@ impl Streamer {
             arrived: Some(arrived),
             ..Produced::default()
         };
+        // One word every `delay`, counted from the previous word's due time rather than from
+        // the end of its write, so a chunk's Redis round trip does not stretch the cadence; a
+        // word that is late (a slow write, a busy node) is not followed by a burst.
+        let mut due = tokio::time::Instant::now();
         for (index, delta) in (0u32..).zip(simulator::deltas(reply)) {
+            due = (due + self.delay).max(tokio::time::Instant::now());
             tokio::select! {
-                () = tokio::time::sleep(self.delay) => {}
+                () = tokio::time::sleep_until(due) => {}
                 () = self.abort.cancelled() => {
                     self.finish(&stream, done, MessageStatus::Failed).await;
                     return;
