@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
 use crate::events::write_events;
-use crate::{ChunkRow, Error, Result, SessionSummary, Store, TITLE_CHARS};
+use crate::{Backend, ChunkRow, Error, Result, SessionSummary, Store, TITLE_CHARS};
 
 /// One write of record, as an AI node makes them (the messages boxed, so that the queue of
 /// them is sized for chunk rows). [`Store::write`] applies a batch of them in
@@ -74,7 +74,7 @@ impl Store {
             }
         }
         for rows in chunks.chunks(CHUNKS_PER_STATEMENT) {
-            insert_chunks(&mut tx, rows).await?;
+            insert_chunks(&mut tx, self.backend, rows).await?;
         }
         tx.commit().await?;
         if events {
@@ -137,7 +137,7 @@ impl Store {
         let rows: Vec<&ChunkRow> = rows.iter().collect();
         let mut tx = self.pool.begin().await?;
         for rows in rows.chunks(CHUNKS_PER_STATEMENT) {
-            insert_chunks(&mut tx, rows).await?;
+            insert_chunks(&mut tx, self.backend, rows).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -275,19 +275,27 @@ async fn answer_ended(
 }
 
 /// Inserts `rows` in one statement, skipping those already stored.
-async fn insert_chunks(conn: &mut sqlx::AnyConnection, rows: &[&ChunkRow]) -> Result<()> {
-    // Only placeholders are spliced in; every value is bound.
+async fn insert_chunks(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    rows: &[&ChunkRow],
+) -> Result<()> {
+    // Only placeholders are spliced in; every value is bound. PostgreSQL numbers them; SQLite
+    // takes them in order (`?`), since it looks a numbered one up by a scan of all of them.
     let values: Vec<String> = (0..rows.len())
-        .map(|i| {
-            let p = i * 5;
-            format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            )
+        .map(|i| match backend {
+            Backend::Sqlite => "(?, ?, ?, ?, ?)".to_owned(),
+            Backend::Postgres => {
+                let p = i * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5
+                )
+            }
         })
         .collect();
     let sql = format!(

@@ -104,9 +104,10 @@ fn unavailable_code(code: &str, postgres: bool) -> bool {
 pub const TITLE_CHARS: usize = 60;
 /// Set on every SQLite connection. WAL lets readers and one writer work at once across
 /// processes; `busy_timeout` (ms) makes a second writer wait for the lock instead of failing
-/// with "database is locked".
-const SQLITE_PRAGMAS: &str =
-    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+/// with "database is locked". A multi-row insert keeps a statement journal (to undo itself
+/// alone): in memory, not in a temporary file (13 % of the AI node's CPU at 20k chunk rows/s).
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;";
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +136,7 @@ pub type OnEventsWritten = Arc<dyn Fn() + Send + Sync>;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    backend: Backend,
     /// `Some` when events are published: they are written to the outbox too, and this is
     /// called after each commit that wrote some.
     outbox: Option<OnEventsWritten>,
@@ -164,7 +166,11 @@ impl Store {
         }
         let pool = options.connect(&url).await?;
         migrate(&pool).await?;
-        Ok(Store { pool, outbox: None })
+        Ok(Store {
+            pool,
+            backend,
+            outbox: None,
+        })
     }
 
     /// From now on, every event is also written to the outbox (in the same transaction as its

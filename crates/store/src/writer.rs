@@ -214,7 +214,7 @@ async fn write(store: &Store, batch: &[Record], stats: &WriterStats) {
     }
     // A batch of one has nothing to split: it gets the refusal retries at once.
     let attempts = if batch.len() == 1 { ATTEMPTS } else { 1 };
-    let written = retry(stats, "write", attempts, || store.write(batch)).await;
+    let written = retry(store, batch, stats, "write", attempts).await;
     stats.batch_records.record(batch.len() as f64);
     if written || batch.len() == 1 {
         return;
@@ -224,28 +224,29 @@ async fn write(store: &Store, batch: &[Record], stats: &WriterStats) {
         "SQL refused a batch; applying its records one at a time"
     );
     for record in batch {
-        retry(stats, "write_one", ATTEMPTS, || {
-            store.write(std::slice::from_ref(record))
-        })
-        .await;
+        let record = std::slice::from_ref(record);
+        retry(store, record, stats, "write_one", ATTEMPTS).await;
     }
 }
 
-/// Runs `write` until it succeeds: for as long as the database is unavailable, or `attempts`
-/// times when it refuses the write for another reason. Returns whether it succeeded; a write
-/// given up on after more than one attempt is logged and counted as failed.
-async fn retry<F, Fut>(stats: &WriterStats, what: &'static str, attempts: u32, mut write: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = crate::Result<()>>,
-{
+/// Writes `records` in one transaction until it succeeds: for as long as the database
+/// is unavailable, or `attempts` times when it refuses the write for another reason. Returns
+/// whether it succeeded; a write given up on after more than one attempt is logged and counted
+/// as failed.
+async fn retry(
+    store: &Store,
+    records: &[Record],
+    stats: &WriterStats,
+    what: &'static str,
+    attempts: u32,
+) -> bool {
     let mut pause = FIRST_RETRY;
     let mut refusals = 0;
     let mut outage: Option<std::time::Instant> = None;
     let latency = stats.latency(what);
     loop {
         let started = std::time::Instant::now();
-        let written = write().await;
+        let written = store.write(records).await;
         latency.record(started.elapsed());
         match written {
             Ok(()) => {
