@@ -44,6 +44,12 @@ pub struct ChatArgs {
     pub reconnect_concurrency: usize,
     #[arg(long, default_value_t = 200)]
     pub connect_concurrency: usize,
+    /// Seconds over which the sockets' first chats are spread evenly (socket i of N waits
+    /// i/N of it). 0: every socket chats at once, and since every answer is as long, they
+    /// stay in step: a burst of N chats each answer. About one answer's length spreads the
+    /// starts out for good (N / answer length chats a second); give a warm-up at least as long.
+    #[arg(long, default_value_t = 0.0)]
+    pub spread: f64,
     /// The gateway's process id, for its CPU (default: the process on the URL's port).
     #[arg(long)]
     pub gateway_pid: Option<i32>,
@@ -147,7 +153,11 @@ async fn one_run(args: &ChatArgs, streams: usize, pid: Option<i32>) -> anyhow::R
     let delay_us = args.delay_ms * 1000;
     let tasks: Vec<_> = sockets
         .into_iter()
-        .map(|socket| tokio::spawn(chat_loop(socket, shared.clone(), delay_us)))
+        .enumerate()
+        .map(|(i, socket)| {
+            let first = Duration::from_secs_f64(args.spread * i as f64 / streams as f64);
+            tokio::spawn(chat_loop(socket, shared.clone(), delay_us, first))
+        })
         .collect();
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     let before = pid.and_then(|p| measure::sample(p).ok());
@@ -236,8 +246,9 @@ struct Answer {
     last_us: Option<u64>,
 }
 
-/// Chats on one socket until told to stop, one answer at a time.
-async fn chat_loop(mut socket: Socket, shared: Arc<Shared>, delay_us: u64) {
+/// Chats on one socket until told to stop, one answer at a time, the first after `first`.
+async fn chat_loop(mut socket: Socket, shared: Arc<Shared>, delay_us: u64, first: Duration) {
+    tokio::time::sleep(first).await;
     let mut samples = [Vec::new(), Vec::new(), Vec::new()];
     let flush = |samples: &mut [Vec<u64>; 3]| {
         shared.ttfc.add(&mut samples[0]);
