@@ -467,6 +467,34 @@ async fn postgres_writer_keeps_a_batch_when_one_record_is_refused() {
     assert_eq!(store.history(&sid("s1")).await.unwrap(), [u1, a1]);
 }
 
+/// While the database is down the writer's queue fills: past half of it chunk rows are shed,
+/// and the answers' starts and ends still queue, so they land when it is back.
+#[tokio::test]
+async fn postgres_writer_sheds_chunk_rows_before_answers_while_the_database_is_down() {
+    let mut server = testkit::PostgresServer::start();
+    let store = Store::connect(&server.url()).await.unwrap();
+    let writer = StoreWriter::with_capacity(store.clone(), "test", 1_000);
+    server.stop();
+    let u1 = message("u1", "s1", Role::User, "hi", 100, MessageStatus::Completed);
+    let a1 = answer_to(&u1);
+    writer.answer_started(&u1, &a1, "ai-1", 1);
+    for i in 0..2_000 {
+        writer.chunk(&a1.message_id, i, "w");
+    }
+    let done = ChatMessage {
+        content: "w".repeat(2_000),
+        status: MessageStatus::Completed,
+        is_complete: true,
+        ..a1.clone()
+    };
+    writer.answer_ended(&done, 2_000, 2);
+    server.start_again();
+    writer.flush().await;
+    // The start, then chunk rows up to half the queue; the rest shed, and the end kept.
+    assert_eq!(store.chunk_count(&a1.message_id).await.unwrap(), 499);
+    assert_eq!(store.history(&sid("s1")).await.unwrap(), [u1, done]);
+}
+
 /// The round trip on SQLite.
 #[tokio::test]
 async fn sqlite_conversation_round_trip() {
