@@ -91,19 +91,13 @@ impl Store {
         node_id: &str,
         change: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        answer_started(
-            &mut tx,
-            self.outbox.is_some(),
-            user_message,
-            answer,
-            node_id,
+        self.write(&[Record::AnswerStarted {
+            user_message: Box::new(user_message.clone()),
+            answer: Box::new(answer.clone()),
+            node_id: node_id.to_owned(),
             change,
-        )
-        .await?;
-        tx.commit().await?;
-        self.events_committed();
-        Ok(())
+        }])
+        .await
     }
 
     /// [`Record::AnswerEnded`] alone, in its own transaction.
@@ -114,33 +108,19 @@ impl Store {
         change: i64,
         at: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        answer_ended(
-            &mut tx,
-            self.outbox.is_some(),
-            answer,
+        self.write(&[Record::AnswerEnded {
+            answer: Box::new(answer.clone()),
             total_chunks,
             change,
             at,
-        )
-        .await?;
-        tx.commit().await?;
-        self.events_committed();
-        Ok(())
+        }])
+        .await
     }
 
     /// Stores chunk rows in one transaction; rows already stored are skipped.
     pub async fn append_chunks(&self, rows: &[ChunkRow]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<&ChunkRow> = rows.iter().collect();
-        let mut tx = self.pool.begin().await?;
-        for rows in rows.chunks(CHUNKS_PER_STATEMENT) {
-            insert_chunks(&mut tx, self.backend, rows).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let records: Vec<Record> = rows.iter().cloned().map(Record::Chunk).collect();
+        self.write(&records).await
     }
 
     /// A session's messages in conversation order (a user message before the answer it got).

@@ -59,9 +59,9 @@ pub struct WriterStats {
     dropped: Counter,
     /// Chunk rows shed because the queue was half full.
     shed: Counter,
-    /// Shed or dropped writes not yet told in a warning, and when the last one was.
-    untold: AtomicU64,
-    last_warning: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When to warn of shed rows and of dropped writes.
+    shed_warning: Throttle,
+    drop_warning: Throttle,
     /// Retries made.
     retries: Counter,
     batch_records: Histogram,
@@ -95,31 +95,39 @@ impl WriterStats {
             failed: metrics::counter!("store_writes_failed_total", &label()),
             dropped: metrics::counter!("store_writes_dropped_total", &label()),
             shed: metrics::counter!("store_chunk_rows_shed_total", &label()),
-            untold: AtomicU64::new(0),
-            last_warning: std::sync::Mutex::new(None),
+            shed_warning: Throttle::default(),
+            drop_warning: Throttle::default(),
             retries: metrics::counter!("store_write_retries_total", &label()),
             batch_records: metrics::histogram!("store_write_batch_records", &label()),
             node_id: node_id.to_owned(),
         }
     }
 
-    /// Counts one shed or dropped write and calls `warn` with the count since the last warning
-    /// when the last one is [`WARN_EVERY`] old (one line, not one per write, under overload).
-    fn warn_now(&self, warn: impl FnOnce(u64)) {
-        let untold = self.untold.fetch_add(1, Ordering::Relaxed) + 1;
-        let Ok(mut last) = self.last_warning.try_lock() else {
-            return;
-        };
-        if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
-            *last = Some(std::time::Instant::now());
-            self.untold.fetch_sub(untold, Ordering::Relaxed);
-            warn(untold);
-        }
-    }
-
     /// The latency histogram of one kind of write.
     fn latency(&self, op: &'static str) -> Histogram {
         metrics::histogram!("sql_call_duration_seconds", "node_id" => self.node_id.clone(), "op" => op)
+    }
+}
+
+/// One warning per [`WARN_EVERY`] for something that can happen once per write under
+/// overload, with how many times it happened since the last one.
+#[derive(Debug, Default)]
+struct Throttle {
+    untold: AtomicU64,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Throttle {
+    /// Counts one more; returns the count since the last warning when one is due now.
+    fn note(&self) -> Option<u64> {
+        let untold = self.untold.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last.try_lock().ok()?;
+        if last.is_some_and(|at| at.elapsed() < WARN_EVERY) {
+            return None;
+        }
+        *last = Some(std::time::Instant::now());
+        self.untold.fetch_sub(untold, Ordering::Relaxed);
+        Some(untold)
     }
 }
 
@@ -195,12 +203,12 @@ impl StoreWriter {
     pub fn chunk(&self, message_id: &MessageId, index: u32, delta: &str) {
         if self.stats.queued.load(Ordering::Relaxed) >= self.shed_chunks_at {
             self.stats.shed.increment(1);
-            self.stats.warn_now(|since| {
+            if let Some(shed) = self.stats.shed_warning.note() {
                 warn!(
-                    shed = since,
+                    shed,
                     "SQL writer behind; shedding chunk rows (answers' ends keep their content)"
                 );
-            });
+            }
             return;
         }
         self.push(Record::Chunk(ChunkRow {
@@ -225,12 +233,9 @@ impl StoreWriter {
         if self.queue.try_send(Op::Write(record)).is_err() {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             self.stats.dropped.increment(1);
-            self.stats.warn_now(|since| {
-                warn!(
-                    dropped = since,
-                    "SQL write queue full or closed; dropping writes"
-                );
-            });
+            if let Some(dropped) = self.stats.drop_warning.note() {
+                warn!(dropped, "SQL write queue full or closed; dropping writes");
+            }
         } else {
             self.stats.queue_depth.set(queued as f64);
         }
