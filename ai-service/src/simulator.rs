@@ -3,7 +3,9 @@
 //! A real model adapter would replace [`reply_for`]; the streaming machinery only needs an
 //! iterator of deltas.
 
-/// The seed's six topics.
+use std::sync::LazyLock;
+
+/// The seed's six topics, and a long answer (all six, over and over) for trying long streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
     Greeting,
@@ -12,13 +14,21 @@ pub enum Topic {
     Redis,
     Workflow,
     DeepDive,
+    /// Asked for with "long answer" or "at length": [`LONG_ANSWER_WORDS`] words or more.
+    Long,
 }
+
+/// The long answer's length, at least: a screenful many times over, as a real model's longest
+/// answers are (the browser app's tests render one of these while it streams).
+pub const LONG_ANSWER_WORDS: usize = 2_000;
 
 /// Picks the topic a message is about; the most specific topic wins, greeting is the default.
 pub fn topic_of(message: &str) -> Topic {
     let text = message.to_lowercase();
     let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-    if has(&[
+    if has(&["long answer", "at length"]) {
+        Topic::Long
+    } else if has(&[
         "deep dive",
         "deep-dive",
         "technical",
@@ -66,8 +76,32 @@ pub fn reply_for(message: &str) -> &'static str {
         Topic::Redis => REDIS,
         Topic::Workflow => WORKFLOW,
         Topic::DeepDive => DEEP_DIVE,
+        Topic::Long => &LONG,
     }
 }
+
+/// The six answers as numbered sections, repeated until the text has [`LONG_ANSWER_WORDS`].
+static LONG: LazyLock<String> = LazyLock::new(|| {
+    let sections = [
+        ("Hello", GREETING),
+        ("Streaming", STREAMING),
+        ("Persistence", PERSISTENCE),
+        ("Redis", REDIS),
+        ("Workflow", WORKFLOW),
+        ("Deep dive", DEEP_DIVE),
+    ];
+    let mut parts = Vec::new();
+    let mut words = 0;
+    for (n, (title, text)) in sections.iter().cycle().enumerate() {
+        if words >= LONG_ANSWER_WORDS {
+            break;
+        }
+        let part = format!("## {}. {title}\n\n{text}", n + 1);
+        words += part.split_whitespace().count();
+        parts.push(part);
+    }
+    parts.join("\n\n")
+});
 
 /// Cuts `text` into deltas of one word each, with the whitespace before a word kept in front
 /// of it, so that the deltas concatenated are exactly `text`.
@@ -194,6 +228,7 @@ mod tests {
         assert_eq!(topic_of("Walk me through the workflow"), Topic::Workflow);
         assert_eq!(topic_of("Give me a technical deep dive"), Topic::DeepDive);
         assert_eq!(topic_of("¿qué?"), Topic::Greeting);
+        assert_eq!(topic_of("Give me a long answer"), Topic::Long);
     }
 
     /// Every answer is 80 to 400 words long.
@@ -203,6 +238,17 @@ mod tests {
             let words = text.split_whitespace().count();
             assert!((80..=400).contains(&words), "{words} words: {text}");
         }
+    }
+
+    /// The long answer has its words, in sections, and streams as one delta per word.
+    #[test]
+    fn the_long_answer_is_long() {
+        let text = reply_for("a long answer, please");
+        let words = text.split_whitespace().count();
+        assert!(words >= LONG_ANSWER_WORDS, "{words} words");
+        assert!(text.starts_with("## 1. Hello\n\n"));
+        assert_eq!(deltas(text).len(), words);
+        assert_eq!(deltas(text).concat(), text);
     }
 
     /// The deltas of a text concatenate back to exactly that text.
