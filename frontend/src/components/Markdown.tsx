@@ -1,46 +1,150 @@
-// Renders an answer's Markdown safely: react-markdown builds React elements from the syntax
-// tree; raw HTML in the text is shown as the literal text it is, never parsed (no rehype-raw, no
-// dangerouslySetInnerHTML); link URLs go through react-markdown's default filter (no
-// javascript: links). components.test.tsx checks all three. While the answer streams, a cursor is
-// placed at the end of the text, inside the last block, so it follows the words.
+// Renders an answer's Markdown safely with markdown-to-jsx (7.7), which builds React elements
+// directly: raw HTML in the text is shown as the literal text it is, never parsed
+// (disableParsingRawHTML, no dangerouslySetInnerHTML); link and image URLs pass markdown-to-jsx's
+// sanitizer and then the allow-list react-markdown used (http(s), mailto, irc(s), xmpp or
+// relative), so javascript:/vbscript:/data: never become an href or src; attributes written after
+// a code fence's language are dropped; headings get no ids. GFM: tables (in a .table-scroll box),
+// ~~strikethrough~~, task lists (disabled boxes), fenced code in CodeBlock (language label, Copy
+// button); a code fence still open at the end of the text is closed there, as in CommonMark.
+//
+// Long answers stream in thousands of chunks and re-render up to once a frame, so the text is cut
+// into top-level blocks at blank lines outside code fences (a blank line followed by an indented
+// line, or by another item of a list the block holds, does not cut), and each block is a memoized
+// component: while streaming only the last block is parsed again. With reference-style link
+// definitions ([1]: url) the text is parsed whole, as those link across blocks. Before parsing,
+// two markdown-to-jsx quirks are undone line by line (outside fences): intraword underscores
+// (snake_case_name) are escaped so they do not become emphasis, and backslashes in inline code are
+// doubled so markdown-to-jsx's unescaping gives them back (`\d+\.` stays as written). While the
+// answer streams, a cursor is put at the end of the text inside the deepest last element of the
+// last block (the last <li>, the <code> of an unfinished code block...), found by walking the
+// React elements markdown-to-jsx returns, so it follows the words. Markdown.test.tsx (and the
+// Markdown tests in components.test.tsx) check all of this.
 
-import { memo, useState, type ComponentPropsWithoutRef, type ReactNode } from 'react';
-import ReactMarkdown, { type Components } from 'react-markdown';
-import remarkGfm from 'remark-gfm';
-import type { Element, ElementContent, Root } from 'hast';
+import {
+  cloneElement,
+  isValidElement,
+  memo,
+  useMemo,
+  useState,
+  type ComponentPropsWithoutRef,
+  type ReactElement,
+  type ReactNode,
+} from 'react';
+import { compiler, sanitizer as defaultSanitizer, type MarkdownToJSX } from 'markdown-to-jsx';
 
-const VOID_ELEMENTS = new Set(['br', 'hr', 'img', 'input']);
+// ---------------------------------------------------------------------------------------------
+// Splitting into blocks
 
-/** rehype plugin: appends the streaming cursor to the deepest last element of the tree. */
-function rehypeCursor() {
-  return (tree: Root) => {
-    let parent: Root | Element = tree;
-    for (;;) {
-      const children: ElementContent[] = parent.children as ElementContent[];
-      let last: ElementContent | undefined;
-      for (let i = children.length - 1; i >= 0; i -= 1) {
-        const child = children[i]!;
-        if (child.type === 'element' || (child.type === 'text' && child.value.trim() !== '')) {
-          last = child;
-          break;
-        }
-      }
-      if (last && last.type === 'element' && !VOID_ELEMENTS.has(last.tagName)) parent = last;
-      else break;
-    }
-    // Code blocks end with a newline; keep the cursor on the line being written.
-    const tail = parent.children[parent.children.length - 1];
-    if (parent.type === 'element' && parent.tagName === 'code' && tail?.type === 'text') {
-      tail.value = tail.value.replace(/\n$/, '');
-    }
-    parent.children.push({
-      type: 'element',
-      tagName: 'span',
-      properties: { className: ['cursor'], ariaHidden: 'true', dataTestid: 'streaming-cursor' },
-      children: [],
-    });
-  };
+const FENCE = /^\s*(`{3,}|~{3,})(.*)$/;
+const FENCE_CLOSE = /^\s*(`{3,}|~{3,})\s*$/;
+/** List item starts as markdown-to-jsx recognizes them (`1.` ordered, `*`/`+`/`-` unordered). */
+const ORDERED_ITEM = /^\d+\. /;
+const UNORDERED_ITEM = /^[*+-] /;
+/** A reference-style link or footnote definition: `[id]: url`, `[^1]: note`. */
+const DEFINITION = /^ {0,3}\[[^\]\n]+\]:/;
+
+function listKind(line: string): 'ol' | 'ul' | null {
+  if (ORDERED_ITEM.test(line)) return 'ol';
+  if (UNORDERED_ITEM.test(line)) return 'ul';
+  return null;
 }
+
+/** The fence a line opens (its ``` or ~~~ run), or null. A backtick fence's info string has no
+ * backtick (so ```inline``` is not a fence). */
+function fenceOpened(line: string): string | null {
+  const m = FENCE.exec(line);
+  if (!m) return null;
+  const marker = m[1]!;
+  if (marker[0] === '`' && m[2]!.includes('`')) return null;
+  return marker;
+}
+
+function closesFence(line: string, marker: string): boolean {
+  const m = FENCE_CLOSE.exec(line);
+  return !!m && m[1]![0] === marker[0] && m[1]!.length >= marker.length;
+}
+
+const CODE_SPAN = /(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)/g;
+const INTRAWORD_UNDERSCORES = /([\p{L}\p{N}])(_+)(?=[\p{L}\p{N}])/gu;
+
+function escapeIntraword(text: string): string {
+  if (!text.includes('_')) return text;
+  // Not inside URLs or e-mail addresses: markdown-to-jsx keeps those characters as written.
+  return text.replace(/\S+/g, (word) =>
+    /:\/\/|^<|@|www\./i.test(word)
+      ? word
+      : word.replace(INTRAWORD_UNDERSCORES, (_m, before: string, run: string) =>
+          before + run.replace(/_/g, '\\_'),
+        ),
+  );
+}
+
+/** Undoes two markdown-to-jsx quirks on one line of text (outside code fences). */
+function fixLine(line: string): string {
+  if (!line.includes('_') && !line.includes('\\')) return line;
+  if (DEFINITION.test(line)) return line;
+  let out = '';
+  let last = 0;
+  for (const m of line.matchAll(CODE_SPAN)) {
+    const code = m[2]!.replace(/\\(?=[^0-9A-Za-z\s])/g, '\\\\');
+    out += escapeIntraword(line.slice(last, m.index)) + m[1] + code + m[1];
+    last = m.index + m[0].length;
+  }
+  return out + escapeIntraword(line.slice(last));
+}
+
+/**
+ * Cuts an answer into top-level blocks that parse on their own as they would within the whole
+ * text: at blank lines outside code fences, except before an indented line (a list item's or
+ * code block's continuation) or before another item of a list kind the block already holds (a
+ * loose list stays one list). With `whole` (or when the text has link definitions) the text stays
+ * one block. An unclosed fence at the end is closed, as CommonMark does at the end of the text.
+ * Each block starts with a newline (markdown-to-jsx drops leading newlines) so that it does not
+ * take a text starting with a `---` line for front matter and drop all up to the last `---` line.
+ */
+export function splitBlocks(content: string, whole = false): string[] {
+  const text = content.replace(/\r\n?/g, '\n');
+  const single = whole || text.split('\n').some((line) => DEFINITION.test(line));
+  const blocks: string[] = [];
+  let current: string[] = [];
+  let blanks: string[] = [];
+  let kinds = new Set<'ol' | 'ul'>();
+  let fence: string | null = null;
+
+  for (const line of text.split('\n')) {
+    if (fence !== null) {
+      current.push(line);
+      if (closesFence(line, fence)) fence = null;
+      continue;
+    }
+    if (line.trim() === '') {
+      if (current.length > 0) blanks.push(line);
+      continue;
+    }
+    const kind = listKind(line);
+    if (blanks.length > 0) {
+      const continues = single || /^\s/.test(line) || (kind !== null && kinds.has(kind));
+      if (continues) {
+        current.push(...blanks);
+      } else {
+        blocks.push(current.join('\n'));
+        current = [];
+        kinds = new Set();
+      }
+      blanks = [];
+    }
+    if (kind) kinds.add(kind);
+    fence = fenceOpened(line);
+    current.push(fence === null ? fixLine(line) : line);
+  }
+  if (current.length > 0) {
+    blocks.push(current.join('\n') + (fence === null ? '' : `\n${fence}`));
+  }
+  return blocks.map((block) => `\n${block}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
 
 function textOf(node: ReactNode): string {
   if (typeof node === 'string' || typeof node === 'number') return String(node);
@@ -51,17 +155,17 @@ function textOf(node: ReactNode): string {
   return '';
 }
 
-function CodeBlock({ children, ...rest }: ComponentPropsWithoutRef<'pre'>) {
+/** markdown-to-jsx renders a code block as <pre><code className="lang-x" {...attrs}>; the attrs
+ * come from the text after the fence's language (```js style="..."), so only the text is kept. */
+function CodeBlock({ children }: ComponentPropsWithoutRef<'pre'>) {
   const [copied, setCopied] = useState(false);
-  const code = Array.isArray(children) ? children[0] : children;
-  const className =
-    code && typeof code === 'object' && 'props' in code
-      ? String((code.props as { className?: string }).className ?? '')
-      : '';
-  const language = /language-([\w+-]+)/.exec(className)?.[1];
+  const code = isValidElement(children)
+    ? (children.props as { className?: string; children?: ReactNode })
+    : { className: '', children };
+  const language = /(?:^|\s)lang(?:uage)?-([\w+-]+)/.exec(code.className ?? '')?.[1];
   const canCopy = typeof navigator !== 'undefined' && !!navigator.clipboard;
   const copy = () => {
-    void navigator.clipboard.writeText(textOf(children).replace(/\n$/, '')).then(() => {
+    void navigator.clipboard.writeText(textOf(code.children).replace(/\n$/, '')).then(() => {
       setCopied(true);
       setTimeout(() => setCopied(false), 1500);
     });
@@ -76,23 +180,138 @@ function CodeBlock({ children, ...rest }: ComponentPropsWithoutRef<'pre'>) {
           </button>
         )}
       </div>
-      <pre {...rest}>{children}</pre>
+      <pre>
+        <code className={language ? `language-${language}` : undefined}>{code.children}</code>
+      </pre>
     </div>
   );
 }
 
-const components: Components = {
-  pre: ({ node: _node, ...props }) => <CodeBlock {...props} />,
-  a: ({ node: _node, ...props }) => <a {...props} target="_blank" rel="noopener noreferrer" />,
-  table: ({ node: _node, ...props }) => (
+function Table(props: ComponentPropsWithoutRef<'table'>) {
+  return (
     <div className="table-scroll">
       <table {...props} />
     </div>
-  ),
+  );
+}
+
+const noId = { props: { id: undefined } };
+
+const overrides: MarkdownToJSX.Overrides = {
+  pre: CodeBlock,
+  table: Table,
+  a: { props: { target: '_blank', rel: 'noopener noreferrer' } },
+  // Task list boxes are shown, not edited.
+  input: { props: { disabled: true } },
+  // No slug ids on headings (they would repeat across answers and name window properties).
+  h1: noId,
+  h2: noId,
+  h3: noId,
+  h4: noId,
+  h5: noId,
+  h6: noId,
 };
 
-const plugins = [remarkGfm];
-const withCursor = [rehypeCursor];
+const SAFE_PROTOCOL = /^(https?|ircs?|mailto|xmpp)$/i;
+
+/** markdown-to-jsx's sanitizer (no javascript:, vbscript:, data: other than images, even
+ * percent-encoded), then react-markdown's allow-list: a URL with a scheme must be http(s),
+ * mailto, irc(s) or xmpp. A refused URL gives no href (or src) at all. */
+function sanitizeUrl(url: string): string | null {
+  if ((defaultSanitizer(url) as string | null) === null) return null;
+  const colon = url.indexOf(':');
+  const question = url.indexOf('?');
+  const hash = url.indexOf('#');
+  const slash = url.indexOf('/');
+  if (
+    colon === -1 ||
+    (slash !== -1 && colon > slash) ||
+    (question !== -1 && colon > question) ||
+    (hash !== -1 && colon > hash) ||
+    SAFE_PROTOCOL.test(url.slice(0, colon))
+  ) {
+    return url;
+  }
+  return null;
+}
+
+/** One block's (or a whole text's) React nodes. Exported for the tests. */
+export function compileMarkdown(text: string): ReactNode[] {
+  try {
+    return compiler(text, {
+      disableParsingRawHTML: true,
+      forceBlock: true,
+      wrapper: null,
+      overrides,
+      sanitizer: sanitizeUrl,
+      // markdown-to-jsx maps &quot; to a curly quote.
+      namedCodesToUnicode: { quot: '"' },
+    });
+  } catch {
+    // The parser recurses: thousands of nested `>` overflow the stack. Show the text as it is
+    // rather than take the page down.
+    return [<p key="0">{text.trim()}</p>];
+  }
+}
+
+const VOID_ELEMENTS = new Set(['br', 'hr', 'img', 'input']);
+
+const CURSOR = (
+  <span
+    key="streaming-cursor"
+    className="cursor"
+    aria-hidden="true"
+    data-testid="streaming-cursor"
+  />
+);
+
+function hasContent(node: ReactNode): boolean {
+  if (typeof node === 'string') return node.trim() !== '';
+  if (typeof node === 'number') return true;
+  if (Array.isArray(node)) return node.some(hasContent);
+  return isValidElement(node);
+}
+
+function canHoldCursor(node: ReactNode): boolean {
+  if (Array.isArray(node)) return hasContent(node);
+  return isValidElement(node) && !(typeof node.type === 'string' && VOID_ELEMENTS.has(node.type));
+}
+
+/** Children with the cursor at the end of the text: inside the last element that has content
+ * (recursively, also into override components' children), else after the last child. */
+function withCursor(children: ReactNode): ReactNode {
+  if (Array.isArray(children)) {
+    for (let i = children.length - 1; i >= 0; i -= 1) {
+      const child: ReactNode = children[i];
+      if (!hasContent(child)) continue;
+      if (!canHoldCursor(child)) break;
+      const copy = children.slice();
+      copy[i] = withCursor(child);
+      return copy;
+    }
+    return [...children, CURSOR];
+  }
+  if (isValidElement(children) && canHoldCursor(children)) {
+    const element = children as ReactElement<{ children?: ReactNode }>;
+    let inner = element.props.children;
+    // Code ends with a newline; keep the cursor on the line being written.
+    if (element.type === 'code' && typeof inner === 'string') inner = inner.replace(/\n$/, '');
+    const next = withCursor(inner);
+    // Children passed one by one, as markdown-to-jsx created them (no key warnings).
+    return Array.isArray(next)
+      ? cloneElement(element, undefined, ...next)
+      : cloneElement(element, undefined, next);
+  }
+  if (children === undefined || children === null || children === '' || children === false) {
+    return CURSOR;
+  }
+  return [children, CURSOR];
+}
+
+const Block = memo(function Block({ text, cursor }: { text: string; cursor: boolean }) {
+  const nodes = useMemo(() => compileMarkdown(text), [text]);
+  return <>{cursor ? withCursor(nodes) : nodes}</>;
+});
 
 export const Markdown = memo(function Markdown({
   content,
@@ -101,15 +320,13 @@ export const Markdown = memo(function Markdown({
   content: string;
   streaming: boolean;
 }) {
+  const blocks = useMemo(() => splitBlocks(content), [content]);
   return (
     <div className="markdown">
-      <ReactMarkdown
-        remarkPlugins={plugins}
-        rehypePlugins={streaming ? withCursor : undefined}
-        components={components}
-      >
-        {content}
-      </ReactMarkdown>
+      {blocks.map((text, i) => (
+        <Block key={i} text={text} cursor={streaming && i === blocks.length - 1} />
+      ))}
+      {streaming && blocks.length === 0 && CURSOR}
     </div>
   );
 });
