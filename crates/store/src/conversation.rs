@@ -147,14 +147,23 @@ impl Store {
         row.map(|row| id_from(&row, "user_id")).transpose()
     }
 
-    /// `user_id`'s sessions, most recent first.
+    /// `user_id`'s sessions, most recent first. A session whose history was deleted is left
+    /// out until it has activity again; its title is then its first message since the deletion.
     pub async fn sessions(&self, user_id: &UserId, limit: u32) -> Result<Vec<SessionSummary>> {
         let rows = sqlx::query(
-            "SELECT session_id, title, last_activity_time, start_time FROM chat_session \
-             WHERE user_id = $1 ORDER BY last_activity_time DESC, session_id LIMIT $2",
+            "SELECT s.session_id, s.last_activity_time, s.start_time, \
+               CASE WHEN s.cleared_at = 0 THEN s.title ELSE COALESCE( \
+                 (SELECT substr(m.content, 1, CAST($3 AS INTEGER)) FROM message m \
+                   WHERE m.conversation_id = s.session_id AND m.role = 'user' \
+                     AND m.created_at > s.cleared_at \
+                   ORDER BY m.created_at, m.id LIMIT 1), s.title) END AS title \
+             FROM chat_session s \
+             WHERE s.user_id = $1 AND s.last_activity_time > s.cleared_at \
+             ORDER BY s.last_activity_time DESC, s.session_id LIMIT $2",
         )
         .bind(user_id.as_str())
         .bind(i64::from(limit))
+        .bind(TITLE_CHARS as i64)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -360,12 +369,16 @@ pub(crate) async fn insert_session(
     Ok(created == 1)
 }
 
-/// Moves a session's last activity to `at`.
+/// Moves a session's last activity forward to `at` (never back: a write that was queued behind a
+/// newer one lands later).
 pub(crate) async fn touch_session<'c, E>(executor: E, session: &SessionId, at: i64) -> Result<()>
 where
     E: Executor<'c, Database = sqlx::Any>,
 {
-    sqlx::query("UPDATE chat_session SET last_activity_time = $1 WHERE session_id = $2")
+    sqlx::query(
+        "UPDATE chat_session SET last_activity_time = $1 \
+         WHERE session_id = $2 AND last_activity_time < $1",
+    )
         .bind(at)
         .bind(session.as_str())
         .execute(executor)

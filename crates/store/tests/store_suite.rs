@@ -192,6 +192,38 @@ async fn conversation_round_trip(url: &str) {
         .await
         .unwrap();
     assert!(store.history(&sid("s1")).await.unwrap().is_empty());
+    let listed = |sessions: Vec<store::SessionSummary>| {
+        sessions
+            .into_iter()
+            .map(|s| (s.session_id.as_str().to_owned(), s.title))
+            .collect::<Vec<_>>()
+    };
+    let alice = UserId::parse("alice").unwrap();
+    assert_eq!(
+        listed(store.sessions(&alice, 10).await.unwrap()),
+        [("s2".to_owned(), "other".to_owned())],
+        "a deleted session is not listed, not even after a write that was queued before"
+    );
+    // A chat after the deletion lists it again, titled by its new first message.
+    let u3 = message(
+        "u3",
+        "s1",
+        Role::User,
+        "a fresh start",
+        400,
+        MessageStatus::Completed,
+    );
+    store
+        .record_answer_started(&u3, &answer_to(&u3), "ai-1", 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed(store.sessions(&alice, 10).await.unwrap()),
+        [
+            ("s1".to_owned(), "a fresh start".to_owned()),
+            ("s2".to_owned(), "other".to_owned())
+        ]
+    );
 }
 
 /// With the outbox on, each change writes its events in order, once; the relay's view
