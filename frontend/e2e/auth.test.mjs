@@ -1,14 +1,20 @@
 // Browser tests against a stack that requires tokens (AUTH_MODE=required: one gateway serving
-// the app, one AI node, Redis), started by scripts/e2e-browser. The tokens come from the
-// documented way to mint them, `ws-gateway token --user NAME`, with the stack's JWT_SECRET.
+// the app, one AI node, Redis), started by scripts/e2e-browser with fast answers
+// (STREAM_DELAY_MS=5). The tokens come from the documented way to mint them,
+// `ws-gateway token --user NAME`, with the stack's JWT_SECRET.
 //
 // Environment (set by scripts/e2e-browser), besides helpers.mjs's:
 //   E2E_TOKEN_ALICE, E2E_TOKEN_BOB   tokens for users alice and bob
+//   E2E_MINT                         a command line printing a token for the user given after it
+//                                    (JWT_EXPIRATION_MS in the environment sets its lifetime)
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import {
   ask,
+  audit,
+  BASE_URL,
   launchBrowser,
   screenshot,
   serverHistory,
@@ -44,6 +50,7 @@ test('the page asks for a token, refuses a bad one, then chats as the token’s 
     await page.getByTestId('token-input').waitFor({ timeout: 20_000 });
     assert.equal(await page.getByTestId('chat-input').count(), 0, 'no chat before signing in');
     await screenshot(page, 'sign-in.png');
+    assert.deepEqual(await audit(page), [], 'axe: the sign-in step');
 
     await signIn(page, 'not-a-token');
     await page.getByTestId('sign-in-error').waitFor({ timeout: 10_000 });
@@ -75,34 +82,74 @@ test('the page asks for a token, refuses a bad one, then chats as the token’s 
   });
 });
 
-test('another user pointed at alice’s conversation sees none of it and gets a new one', { timeout: 120_000 }, async () => {
+test('another user following a link to alice’s conversation sees “not found or not yours”, never its content', { timeout: 120_000 }, async () => {
   assert.ok(alicesSession, 'the first test ran');
   const before = await serverHistory(alicesSession, ALICE);
-  await withPage(
-    browser,
-    'forbidden',
-    async (page) => {
-      await signIn(page, BOB);
-      await page.locator('[data-testid="notice"][data-code="SESSION_FORBIDDEN"]').waitFor({ timeout: 20_000 });
-      await waitConnected(page);
-      const bobsSession = await sessionIdOf(page);
-      assert.notEqual(bobsSession, alicesSession, 'the page moved to a new conversation');
-      assert.equal(await page.locator('[data-testid="message"]').count(), 0, 'nothing of alice’s is shown');
-      const id = await ask(page, 'my own question');
-      assert.equal((await waitFinal(page, id)).status, 'completed');
-      assert.equal((await serverHistory(bobsSession, BOB)).messages.length, 2);
-    },
-    {
-      // The tab remembers alice's conversation as its own (as if bob signed in on her computer).
-      beforeGoto: (page) =>
-        page.addInitScript((session) => {
-          if (!sessionStorage.getItem('e2e.seeded')) {
-            sessionStorage.setItem('e2e.seeded', '1');
-            localStorage.setItem('chat.sessionId', session);
-          }
-        }, alicesSession),
-    },
-  );
+  await withPage(browser, 'forbidden', async (page) => {
+    await signIn(page, BOB);
+    await page.getByTestId('chat-input').waitFor({ timeout: 20_000 });
+    await page.goto(`${BASE_URL}/c/${alicesSession}`);
+    await page.getByTestId('conversation-not-found').waitFor({ timeout: 20_000 });
+    assert.match(await page.getByTestId('conversation-not-found').innerText(), /not yours/);
+    assert.equal(await page.locator('[data-testid="message"]').count(), 0, 'nothing of alice’s is shown');
+    assert.equal(await page.locator('[data-testid="conversation"]').count(), 0, 'bob has no conversations');
+    // Its button starts bob's own conversation.
+    await page.getByRole('button', { name: 'Start a new chat' }).click();
+    await waitConnected(page);
+    const bobsSession = await sessionIdOf(page);
+    assert.notEqual(bobsSession, alicesSession);
+    const id = await ask(page, 'my own question');
+    assert.equal((await waitFinal(page, id)).status, 'completed');
+    assert.equal((await serverHistory(bobsSession, BOB)).messages.length, 2);
+  });
   const afterwards = await serverHistory(alicesSession, ALICE);
   assert.deepEqual(afterwards, before, 'alice’s conversation is unchanged');
+});
+
+test('when the token expires, the page goes back to the sign-in step by itself', { timeout: 60_000 }, async () => {
+  const [command, ...args] = (process.env.E2E_MINT ?? '').split(' ').filter(Boolean);
+  assert.ok(command, 'E2E_MINT is set (scripts/e2e-browser sets it)');
+  const lifetimeMs = 8_000;
+  const token = execFileSync(command, [...args, 'alice'], {
+    env: { ...process.env, JWT_EXPIRATION_MS: String(lifetimeMs) },
+    encoding: 'utf8',
+  }).trim();
+  const minted = Date.now();
+  await withPage(browser, 'expiry', async (page) => {
+    await signIn(page, token);
+    await waitConnected(page);
+    assert.equal(await page.getByTestId('sign-out-button').getAttribute('data-user-id'), 'alice');
+    await page.getByTestId('sign-in-error').waitFor({ timeout: lifetimeMs + 10_000 });
+    assert.ok(Date.now() - minted >= lifetimeMs - 1_000, 'not before the token expired');
+    assert.equal(await page.getByTestId('chat-input').count(), 0, 'the chat is gone');
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('chat.token')), null, 'the token is forgotten');
+  });
+});
+
+test('a 2,000-chunk answer streams without blocking the main thread for more than 50 ms', { timeout: 180_000 }, async () => {
+  await withPage(browser, 'long-answer', async (page) => {
+    await signIn(page, ALICE);
+    await waitConnected(page);
+    await page.getByRole('button', { name: 'New chat' }).click();
+    await waitConnected(page);
+    // Long tasks: any main-thread task over 50 ms (Chromium's Long Tasks API).
+    await page.evaluate(() => {
+      window.__longTasks = [];
+      new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) window.__longTasks.push(Math.round(e.duration));
+      }).observe({ type: 'longtask' });
+    });
+    const started = Date.now();
+    const id = await ask(page, 'Give me a long answer');
+    const final = await waitFinal(page, id, { timeout: 150_000 });
+    const seconds = (Date.now() - started) / 1000;
+    assert.equal(final.status, 'completed');
+    const stored = (await serverHistory(await sessionIdOf(page), ALICE)).messages.find((m) => m.messageId === id);
+    const chunks = stored.content.split(/\s+/).filter(Boolean).length;
+    assert.ok(chunks >= 2_000, `the answer had ${chunks} chunks`);
+    assert.equal(final.length, stored.content.length);
+    const longTasks = await page.evaluate(() => window.__longTasks);
+    console.log(`# ${chunks} chunks in ${seconds.toFixed(1)} s; long tasks: ${JSON.stringify(longTasks)}`);
+    assert.deepEqual(longTasks, [], 'no main-thread task over 50 ms while it streamed');
+  });
 });

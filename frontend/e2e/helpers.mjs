@@ -8,7 +8,8 @@
 //   E2E_ARTIFACT_DIR    where failure screenshots go (default: $E2E_STACK_DIR/artifacts)
 //   CHROMIUM            the browser binary (default /usr/bin/chromium)
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -51,9 +52,17 @@ export async function openChat(browser, options = {}) {
   return opened;
 }
 
-/** A new browser context with the app loaded, whatever it shows first (sign-in or chat). */
-export async function openPage(browser, { viewport = { width: 1280, height: 800 }, beforeGoto } = {}) {
-  const context = await browser.newContext({ viewport, colorScheme: 'light' });
+/**
+ * A new browser context with the app loaded, whatever it shows first (sign-in or chat).
+ * `colorScheme` is the system's (prefers-color-scheme); `permissions` are granted to the stack's
+ * origin (e.g. clipboard-read).
+ */
+export async function openPage(
+  browser,
+  { viewport = { width: 1280, height: 800 }, colorScheme = 'light', permissions = [], beforeGoto } = {},
+) {
+  const context = await browser.newContext({ viewport, colorScheme });
+  if (permissions.length > 0) await context.grantPermissions(permissions, { origin: BASE_URL });
   await context.route('**/*', (route) => {
     const { hostname } = new URL(route.request().url());
     return hostname === '127.0.0.1' ? route.continue() : route.abort();
@@ -212,3 +221,28 @@ export async function withPage(browser, name, body, { connected = false, ...opti
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The sidebar's conversation titles, top to bottom. */
+export async function conversationTitles(page) {
+  return page.$$eval('[data-testid="conversation-title"]', (els) => els.map((e) => e.textContent));
+}
+
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/**
+ * Runs axe-core on the page as it is now; returns its serious and critical violations as
+ * "rule: target" lines (empty: none). WCAG 2.1 A and AA rules, plus axe's best practices.
+ */
+export async function audit(page) {
+  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ content: AXE_SOURCE });
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+      resultTypes: ['violations'],
+    });
+    return result.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.map((n) => n.target.join(' ')) }));
+  });
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .flatMap((v) => v.targets.map((t) => `${v.id} (${v.impact}): ${t}`));
+}

@@ -1,80 +1,15 @@
 // @vitest-environment jsdom
-// The whole app over a fake server: GET /api/me and POST /api/cancel answered by a fake fetch,
-// the socket by a FakeSocket, the reconnect timers by FakeTimers. What the user sees, and what
-// goes on the wire, when the server asks for a token.
-import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
+// The whole app over a fake server: GET /api/me, GET /api/sessions, DELETE /api/history and
+// POST /api/cancel answered by a fake fetch, the socket by a FakeSocket, the reconnect timers by
+// FakeTimers, the address bar by a memory router. What the user sees, and what goes on the wire.
+import { act, cleanup, fireEvent, screen } from '@testing-library/react';
 import { afterEach, describe, expect, it } from 'vitest';
-import App from './App';
 import { TOKEN_KEY } from './lib/auth';
-import type { AppEnv } from './lib/env';
-import { SESSION_KEY, USER_KEY } from './lib/session';
-import { FakeTimers, fakeFetch, jsonResponse, memoryStorage, socketFactory, type FetchCall } from './test/fakes';
+import { jsonResponse } from './test/fakes';
+import { API, devMe, noticeTexts, setup, signIn, UNAUTHORIZED } from './test/appHarness';
 import { chunk, finalOf, history, inFlight, message, SESSION, userMessage, welcome } from './test/frames';
 
 afterEach(cleanup);
-
-const API = 'http://gw.test/api';
-const UNAUTHORIZED = { error: 'missing or invalid token', code: 'UNAUTHORIZED' };
-
-/** /me of a server in required mode that knows one token, for alice. */
-function requiredMe(call: FetchCall): Response {
-  return call.headers.authorization === 'Bearer good-token'
-    ? jsonResponse(200, { user_id: 'alice', auth_mode: 'required' })
-    : jsonResponse(401, UNAUTHORIZED);
-}
-
-function devMe(): Response {
-  return jsonResponse(200, { user_id: 'default_user', auth_mode: 'dev' });
-}
-
-function setup({
-  me = requiredMe,
-  cancel = () => jsonResponse(200, { status: 'cancelling' }),
-  token,
-}: {
-  me?: (call: FetchCall) => Response;
-  cancel?: (call: FetchCall) => Response;
-  token?: string;
-} = {}) {
-  const factory = socketFactory();
-  const timers = new FakeTimers();
-  const idStore = memoryStorage({ [SESSION_KEY]: SESSION, [USER_KEY]: 'u-local' });
-  const tokenStore = memoryStorage(token ? { [TOKEN_KEY]: token } : {});
-  const server = fakeFetch((url, call) => (url === `${API}/me` ? me(call) : cancel(call)));
-  const env: AppEnv = {
-    endpoints: { wsUrl: 'ws://gw.test/ws/chat', apiUrl: API },
-    idStore,
-    tokenStore,
-    fetch: server.fetch,
-    createSocket: factory.create,
-    timers,
-  };
-  render(<App env={env} />);
-  return {
-    factory,
-    timers,
-    idStore,
-    tokenStore,
-    server,
-    /** Opens the current socket and plays the server's side of a handshake. */
-    connect(frames = [welcome(), history([])]) {
-      act(() => {
-        factory.last.open();
-        frames.forEach((f) => factory.last.receive(f));
-      });
-    },
-    serverClose(code: number, reason = '') {
-      act(() => factory.last.serverClose(code, reason));
-    },
-  };
-}
-
-async function signIn(token: string) {
-  fireEvent.change(await screen.findByTestId('token-input'), { target: { value: token } });
-  fireEvent.click(screen.getByTestId('sign-in-button'));
-}
-
-const noticeTexts = () => screen.queryAllByTestId('notice').map((n) => n.textContent);
 
 describe('the app against a server that requires a token', () => {
   it('/me 401 at start shows the sign-in step and opens no socket', async () => {
@@ -83,6 +18,7 @@ describe('the app against a server that requires a token', () => {
     expect(screen.queryByTestId('chat-input')).toBeNull();
     expect(app.factory.sockets).toHaveLength(0);
     expect(app.server.calls.map((c) => c.url)).toEqual([`${API}/me`]);
+    expect(app.router.path()).toBe('/');
   });
 
   it('signing in keeps the token in sessionStorage, opens the chat as alice, and sends the auth frame first', async () => {
@@ -142,23 +78,44 @@ describe('the app against a server that requires a token', () => {
     expect(app.factory.sockets).toHaveLength(1);
   });
 
-  it('close 4403 starts a new conversation and says why', async () => {
-    const app = setup({ token: 'good-token' });
+  it('close 4403 shows "not found or not yours", none of the conversation, and does not reconnect', async () => {
+    const app = setup({ token: 'good-token', path: '/c/bobs-session' });
     await screen.findByTestId('chat-input');
-    app.connect([welcome(), history([userMessage('u1', 'hi')])]);
-    expect(screen.getAllByTestId('message')).toHaveLength(1);
+    expect(new URL(app.factory.last.url).searchParams.get('session_id')).toBe('bobs-session');
+    app.factory.last.open();
     app.serverClose(4403, 'session belongs to another user');
-    expect(noticeTexts()).toEqual([expect.stringContaining('This conversation belongs to another account')]);
-    const newSession = app.idStore.data.get(SESSION_KEY)!;
-    expect(newSession).not.toBe(SESSION);
-    expect(screen.getByTestId('session-id').textContent).toContain(newSession);
+    expect(screen.getByTestId('conversation-not-found').textContent).toContain('not yours');
     expect(screen.queryAllByTestId('message')).toHaveLength(0);
-    // At once, a socket for the new conversation (no backoff wait), authenticated like the first.
-    expect(app.factory.sockets).toHaveLength(2);
-    expect(new URL(app.factory.last.url).searchParams.get('session_id')).toBe(newSession);
-    app.connect([welcome('ws-node-1', newSession), history([], null, newSession)]);
+    expect(screen.queryByTestId('chat-input')).toBeNull();
+    act(() => app.timers.advance(120_000));
+    expect(app.factory.sockets).toHaveLength(1);
+    // Its button opens a new conversation, at a new address.
+    fireEvent.click(screen.getByRole('button', { name: 'Start a new chat' }));
+    const fresh = new URL(app.factory.last.url).searchParams.get('session_id')!;
+    expect(fresh).not.toBe('bobs-session');
+    expect(app.router.path()).toBe(`/c/${fresh}`);
+    app.connect([welcome('ws-node-1', fresh), history([], null, fresh)]);
     expect(app.factory.last.sent[0]).toEqual({ type: 'auth', token: 'good-token' });
-    expect(noticeTexts()).toHaveLength(1);
+  });
+
+  it('a token is dropped when it expires: the sign-in step comes back by itself', async () => {
+    // A JWT-shaped token whose exp is 30 s after the fake clock's start (1,000,000 ms).
+    const b64 = (v: object) => btoa(JSON.stringify(v)).replace(/=+$/, '');
+    const token = `${b64({ alg: 'HS256' })}.${b64({ sub: 'alice', exp: 1030 })}.sig`;
+    const app = setup({
+      token,
+      me: (call) =>
+        call.headers.authorization === `Bearer ${token}`
+          ? jsonResponse(200, { user_id: 'alice', auth_mode: 'required' })
+          : jsonResponse(401, UNAUTHORIZED),
+    });
+    await screen.findByTestId('chat-input');
+    app.connect();
+    act(() => app.timers.advance(29_000));
+    expect(screen.queryByTestId('token-input')).toBeNull();
+    act(() => app.timers.advance(1_000));
+    expect(await screen.findByTestId('sign-in-error')).toBeTruthy();
+    expect(app.tokenStore.data.has(TOKEN_KEY)).toBe(false);
   });
 
   it('close 4429 shows a notice and keeps reconnecting with the backoff', async () => {

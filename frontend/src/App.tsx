@@ -1,20 +1,31 @@
 // The page. Until GET /api/me has answered: a short wait. When it answers 401: the sign-in step.
-// Otherwise the chat: header (title, connection, the "Connection status" toggle of the developer
-// status panel, session, New chat, Sign out when a token is in use), the status panel when open,
-// the conversation, errors and the composer. All chat state comes from useChat, all
-// sign-in state from useAuth.
+// Otherwise the shell: the conversations sidebar (a drawer on narrow screens) and the
+// conversation the address names (`/c/{sessionId}`), mounted afresh for each conversation:
+// header (menu, title, connection, the "Connection status" toggle of the developer status
+// panel, theme, New chat, Sign out when a token is in use), the status panel when open, the
+// conversation (or "not found or not yours"), errors and the composer. Chat state comes from
+// useChat, sign-in state from useAuth, the address from useRoute, the list from useConversations.
 
-import { useCallback, useRef, useState } from 'react';
+import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
 import { ChatInput, type ChatInputHandle } from './components/ChatInput';
 import { ConnectionIndicator } from './components/ConnectionIndicator';
 import { MessageList } from './components/MessageList';
 import { Notices } from './components/Notices';
+import { SIDEBAR_ID, Sidebar } from './components/Sidebar';
 import { SignIn } from './components/SignIn';
 import { STATUS_PANEL_ID, StatusPanel } from './components/StatusPanel';
 import { useAuth } from './hooks/useAuth';
-import { useChat } from './hooks/useChat';
+import { useChat, useUserId } from './hooks/useChat';
+import { useConversations } from './hooks/useConversations';
+import { useRoute } from './hooks/useRoute';
+import { useTheme } from './hooks/useTheme';
+import type { SessionSummary } from './lib/api';
 import type { Identity } from './lib/auth';
+import type { Finished } from './lib/chatState';
+import { summaryOf } from './lib/conversations';
+import { loadDraft, saveDraft } from './lib/drafts';
 import { browserEnv, type AppEnv } from './lib/env';
+import type { Theme } from './lib/theme';
 
 export default function App({ env: given }: { env?: AppEnv } = {}) {
   const [env] = useState(() => given ?? browserEnv());
@@ -37,10 +48,19 @@ export default function App({ env: given }: { env?: AppEnv } = {}) {
       </div>
     );
   }
-  return <ChatScreen env={env} identity={view.identity} onSignOut={auth.signOut} onUnauthorized={auth.rejected} />;
+  return <Shell env={env} identity={view.identity} onSignOut={auth.signOut} onUnauthorized={auth.rejected} />;
 }
 
-function ChatScreen({
+interface PageActions {
+  theme: Theme;
+  onToggleTheme: () => void;
+  drawerOpen: boolean;
+  onToggleDrawer: () => void;
+  onNewChat: () => void;
+  onSignOut: () => void;
+}
+
+function Shell({
   env,
   identity,
   onSignOut,
@@ -51,10 +71,114 @@ function ChatScreen({
   onSignOut: () => void;
   onUnauthorized: () => void;
 }) {
-  const chat = useChat({ env, identity, onUnauthorized });
+  const route = useRoute(env);
+  const userId = useUserId(env, identity);
+  const conversations = useConversations({ env, userId, token: identity.token, onUnauthorized });
+  const { theme, toggle: onToggleTheme } = useTheme(env);
+  const [drawerOpen, setDrawerOpen] = useState(false);
+
+  const { open, newChat } = route;
+  const select = useCallback(
+    (id: string) => {
+      setDrawerOpen(false);
+      open(id);
+    },
+    [open],
+  );
+  const onNewChat = useCallback(() => {
+    setDrawerOpen(false);
+    newChat();
+  }, [newChat]);
+  const { remove } = conversations;
+  const current = route.sessionId;
+  const onDelete = useCallback(
+    async (id: string) => {
+      const failure = await remove(id);
+      if (failure) return failure;
+      saveDraft(env.idStore, id, '');
+      if (id === current) newChat({ replace: true });
+      return null;
+    },
+    [remove, env.idStore, current, newChat],
+  );
+  const closeDrawer = useCallback(() => setDrawerOpen(false), []);
+
+  const actions: PageActions = {
+    theme,
+    onToggleTheme,
+    drawerOpen,
+    onToggleDrawer: () => setDrawerOpen((o) => !o),
+    onNewChat,
+    onSignOut,
+  };
+
+  return (
+    <div className="app app--shell">
+      <Sidebar
+        list={conversations.list}
+        status={conversations.status}
+        error={conversations.error}
+        selected={current}
+        open={drawerOpen}
+        onSelect={select}
+        onDelete={onDelete}
+        onRetry={conversations.refresh}
+        onClose={closeDrawer}
+      />
+      <div className="app__main">
+        {current ? (
+          <ChatScreen
+            key={current}
+            env={env}
+            sessionId={current}
+            identity={identity}
+            actions={actions}
+            onUnauthorized={onUnauthorized}
+            onActivity={conversations.noteActivity}
+          />
+        ) : (
+          <>
+            <Header actions={actions} identity={identity} userId={userId} />
+            <main className="chat">
+              <NotFound onNewChat={onNewChat} />
+            </main>
+          </>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function ChatScreen({
+  env,
+  sessionId,
+  identity,
+  actions,
+  onUnauthorized,
+  onActivity,
+}: {
+  env: AppEnv;
+  sessionId: string;
+  identity: Identity;
+  actions: PageActions;
+  onUnauthorized: () => void;
+  onActivity: (summary: SessionSummary) => void;
+}) {
+  const chat = useChat({ env, sessionId, identity, onUnauthorized });
   const input = useRef<ChatInputHandle>(null);
   const { state, connection, stopTarget } = chat;
   const [statusOpen, setStatusOpen] = useState(false);
+  const [draft] = useState(() => loadDraft(env.idStore, sessionId));
+  const onDraft = useCallback((text: string) => saveDraft(env.idStore, sessionId, text), [env.idStore, sessionId]);
+
+  // The composer has the keyboard whenever a conversation opens.
+  useEffect(() => input.current?.focus(), []);
+
+  // The sidebar learns of this conversation's activity from its messages.
+  useEffect(() => {
+    const summary = summaryOf(sessionId, state.messages);
+    if (summary) onActivity(summary);
+  }, [sessionId, state.messages, onActivity]);
 
   const toggleStatus = () => {
     const open = !statusOpen;
@@ -63,10 +187,8 @@ function ChatScreen({
     if (open) chat.pingNow();
   };
 
-  const newChat = useCallback(() => {
-    chat.newChat();
-    input.current?.focus();
-  }, [chat]);
+  const { retry } = chat;
+  const onRetry = useCallback((messageId: string) => void retry(messageId), [retry]);
 
   let placeholder = 'Ask anything…';
   if (!state.synced) {
@@ -76,32 +198,152 @@ function ChatScreen({
   }
 
   return (
-    <div className="app">
-      <header className="topbar">
-        <div className="topbar__title">
-          <span className="logo" aria-hidden="true" />
-          <div>
-            <h1>Streaming Chat</h1>
-            <p className="topbar__session" title={chat.sessionId} data-testid="session-id">
-              Session {chat.sessionId}
+    <>
+      <Header actions={actions} identity={identity} userId={chat.userId} sessionId={sessionId}>
+        <ConnectionIndicator status={connection} onRetry={chat.retryNow} />
+        <button
+          type="button"
+          className="button button--ghost button--icon"
+          data-testid="status-toggle"
+          onClick={toggleStatus}
+          aria-label="Connection status"
+          aria-expanded={statusOpen}
+          aria-controls={statusOpen ? STATUS_PANEL_ID : undefined}
+          title="Connection status (gateway node, ping, chunks/s)"
+        >
+          <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
+            <path
+              d="M1 8h3l2-5 4 10 2-5h3"
+              fill="none"
+              stroke="currentColor"
+              strokeWidth="1.8"
+              strokeLinecap="round"
+              strokeLinejoin="round"
+            />
+          </svg>
+        </button>
+      </Header>
+      {statusOpen && <StatusPanel status={connection} stats={chat.linkStats} />}
+
+      <main className="chat">
+        {state.forbidden ? (
+          <NotFound onNewChat={actions.onNewChat} />
+        ) : (
+          <>
+            <MessageList
+              messages={state.messages}
+              synced={state.synced}
+              awaitingReply={state.awaitingReply}
+              cancelling={state.cancelling}
+              failures={state.failures}
+              canSend={chat.canSend}
+              onSuggestion={chat.sendChat}
+              onRetry={onRetry}
+            />
+            <footer className="chat__footer">
+              <Notices notices={state.notices} onDismiss={chat.dismissNotice} />
+              <ChatInput
+                ref={input}
+                onSend={chat.sendChat}
+                onStop={chat.stop}
+                canSend={chat.canSend}
+                streaming={!!stopTarget}
+                stopping={!!stopTarget && state.cancelling.includes(stopTarget)}
+                placeholder={placeholder}
+                draft={draft}
+                onDraft={onDraft}
+              />
+            </footer>
+          </>
+        )}
+        <Announcer finished={state.finished} />
+      </main>
+    </>
+  );
+}
+
+/** The top bar: menu (narrow screens), title, the conversation's own controls, theme, New chat, Sign out. */
+function Header({
+  actions,
+  identity,
+  userId,
+  sessionId,
+  children,
+}: {
+  actions: PageActions;
+  identity: Identity;
+  userId: string;
+  sessionId?: string;
+  children?: ReactNode;
+}) {
+  const dark = actions.theme === 'dark';
+  return (
+    <header className="topbar">
+      <div className="topbar__title">
+        <button
+          type="button"
+          className="button button--ghost button--icon topbar__menu"
+          data-testid="sidebar-toggle"
+          onClick={actions.onToggleDrawer}
+          aria-label="Conversations"
+          aria-expanded={actions.drawerOpen}
+          aria-controls={SIDEBAR_ID}
+        >
+          <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
+            <path d="M2 4h12M2 8h12M2 12h12" stroke="currentColor" strokeWidth="1.8" strokeLinecap="round" />
+          </svg>
+        </button>
+        <span className="logo" aria-hidden="true" />
+        <div>
+          <h1>Streaming Chat</h1>
+          {sessionId && (
+            <p className="topbar__session" title={sessionId} data-testid="session-id">
+              Session {sessionId}
             </p>
-          </div>
+          )}
         </div>
-        <div className="topbar__actions">
-          <ConnectionIndicator status={connection} onRetry={chat.retryNow} />
+      </div>
+      <div className="topbar__actions">
+        {children}
+        <button
+          type="button"
+          className="button button--ghost button--icon"
+          data-testid="theme-toggle"
+          onClick={actions.onToggleTheme}
+          aria-label="Dark mode"
+          aria-pressed={dark}
+          title={dark ? 'Switch to light mode' : 'Switch to dark mode'}
+        >
+          <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
+            <path d="M13.5 9.5A6 6 0 0 1 6.5 2.5a6 6 0 1 0 7 7z" fill="none" stroke="currentColor" strokeWidth="1.6" strokeLinejoin="round" />
+          </svg>
+        </button>
+        <button
+          type="button"
+          className="button button--ghost"
+          data-testid="new-chat-button"
+          onClick={actions.onNewChat}
+          aria-label="New chat"
+          title="Start a new conversation"
+        >
+          <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
+            <path d="M8 3v10M3 8h10" stroke="currentColor" strokeWidth="2" strokeLinecap="round" />
+          </svg>
+          <span className="button__label">New chat</span>
+        </button>
+        {identity.token && (
           <button
             type="button"
-            className="button button--ghost button--icon"
-            data-testid="status-toggle"
-            onClick={toggleStatus}
-            aria-label="Connection status"
-            aria-expanded={statusOpen}
-            aria-controls={statusOpen ? STATUS_PANEL_ID : undefined}
-            title="Connection status (gateway node, ping, chunks/s)"
+            className="button button--ghost"
+            data-testid="sign-out-button"
+            data-user-id={userId}
+            onClick={actions.onSignOut}
+            aria-label="Sign out"
+            title={`Signed in as ${userId}. Sign out (forget the token in this tab)`}
           >
             <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
               <path
-                d="M1 8h3l2-5 4 10 2-5h3"
+                d="M6 3H3v10h3M10 5l3 3-3 3M13 8H6"
                 fill="none"
                 stroke="currentColor"
                 strokeWidth="1.8"
@@ -109,70 +351,41 @@ function ChatScreen({
                 strokeLinejoin="round"
               />
             </svg>
+            <span className="button__label">Sign out</span>
           </button>
-          <button
-            type="button"
-            className="button button--ghost"
-            data-testid="new-chat-button"
-            onClick={newChat}
-            aria-label="New chat"
-            title="Start a new conversation"
-          >
-            <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
-              <path d="M8 3v10M3 8h10" stroke="currentColor" strokeWidth="2" strokeLinecap="round" />
-            </svg>
-            <span className="button__label">New chat</span>
-          </button>
-          {identity.token && (
-            <button
-              type="button"
-              className="button button--ghost"
-              data-testid="sign-out-button"
-              data-user-id={chat.userId}
-              onClick={onSignOut}
-              aria-label="Sign out"
-              title={`Signed in as ${chat.userId}. Sign out (forget the token in this tab)`}
-            >
-              <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
-                <path
-                  d="M6 3H3v10h3M10 5l3 3-3 3M13 8H6"
-                  fill="none"
-                  stroke="currentColor"
-                  strokeWidth="1.8"
-                  strokeLinecap="round"
-                  strokeLinejoin="round"
-                />
-              </svg>
-              <span className="button__label">Sign out</span>
-            </button>
-          )}
-        </div>
-      </header>
-      {statusOpen && <StatusPanel status={connection} stats={chat.linkStats} />}
+        )}
+      </div>
+    </header>
+  );
+}
 
-      <main className="chat">
-        <MessageList
-          messages={state.messages}
-          synced={state.synced}
-          awaitingReply={state.awaitingReply}
-          cancelling={state.cancelling}
-          failures={state.failures}
-          canSend={chat.canSend}
-          onSuggestion={chat.sendChat}
-        />
-        <footer className="chat__footer">
-          <Notices notices={state.notices} onDismiss={chat.dismissNotice} />
-          <ChatInput
-            ref={input}
-            onSend={chat.sendChat}
-            onStop={chat.stop}
-            canSend={chat.canSend}
-            streaming={!!stopTarget}
-            stopping={!!stopTarget && state.cancelling.includes(stopTarget)}
-            placeholder={placeholder}
-          />
-        </footer>
-      </main>
+/** A conversation that does not exist or belongs to someone else: the server does not say which. */
+function NotFound({ onNewChat }: { onNewChat: () => void }) {
+  return (
+    <div className="empty not-found" data-testid="conversation-not-found">
+      <h2>Conversation not found</h2>
+      <p>This conversation does not exist, or it is not yours.</p>
+      <button type="button" className="button button--send" onClick={onNewChat}>
+        Start a new chat
+      </button>
+    </div>
+  );
+}
+
+const ANNOUNCEMENTS: Partial<Record<Finished['status'], string>> = {
+  completed: 'The answer is complete.',
+  cancelled: 'The answer was stopped.',
+  failed: 'The answer failed. Press Retry to ask again.',
+};
+
+/**
+ * Tells screen readers, once, that an answer ended (never per chunk: the conversation log is
+ * not a live region). A new child per answer, so two answers ending alike are both announced.
+ */
+function Announcer({ finished }: { finished: Finished | null }) {
+  return (
+    <div className="visually-hidden" role="status" aria-live="polite" data-testid="announcer">
+      {finished && <p key={finished.messageId}>{ANNOUNCEMENTS[finished.status] ?? 'The answer ended.'}</p>}
     </div>
   );
 }

@@ -1,6 +1,7 @@
 // The composer: Enter sends, Shift+Enter starts a new line; from the moment a chat is accepted
 // until its answer ends (or while any answer streams) the Send button becomes Stop. The text
-// stays in the box when it could not be sent.
+// stays in the box when it could not be sent, and is kept as the conversation's draft
+// (`draft`/`onDraft`) until it is.
 
 import { forwardRef, useImperativeHandle, useLayoutEffect, useRef, useState, type KeyboardEvent } from 'react';
 import { MAX_CHAT_CHARS } from '../lib/protocol';
@@ -15,6 +16,10 @@ export interface ChatInputProps {
   stopping: boolean;
   /** Why sending is not possible now, shown as the placeholder. */
   placeholder: string;
+  /** The text to start with (the conversation's draft). */
+  draft?: string;
+  /** Called with the text after each change (empty once sent). */
+  onDraft?: (text: string) => void;
 }
 
 export interface ChatInputHandle {
@@ -24,10 +29,14 @@ export interface ChatInputHandle {
 const COUNTER_FROM = MAX_CHAT_CHARS - 1000;
 
 export const ChatInput = forwardRef<ChatInputHandle, ChatInputProps>(function ChatInput(
-  { onSend, onStop, canSend, streaming, stopping, placeholder },
+  { onSend, onStop, canSend, streaming, stopping, placeholder, draft = '', onDraft },
   ref,
 ) {
-  const [text, setText] = useState('');
+  const [text, setTextState] = useState(draft);
+  const setText = (value: string) => {
+    setTextState(value);
+    onDraft?.(value);
+  };
   const box = useRef<HTMLTextAreaElement>(null);
   useImperativeHandle(ref, () => ({ focus: () => box.current?.focus() }), []);
 

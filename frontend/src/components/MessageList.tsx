@@ -1,9 +1,12 @@
 // The conversation: user messages as plain text, answers as Markdown, a cursor on the answer
-// that is streaming, badges for answers that were cancelled or failed. Keeps the view pinned to
-// the bottom while the reader is there, and leaves it alone when they scrolled up.
+// that is streaming, badges for answers that were cancelled or failed, and under each finished
+// answer its actions (Copy; Retry for a failed or cancelled one). Keeps the view pinned to the
+// bottom while the reader is there; when they scrolled up it leaves the view alone and offers
+// "Jump to latest".
 
-import { memo, useLayoutEffect, useRef } from 'react';
+import { memo, useCallback, useLayoutEffect, useRef, useState } from 'react';
 import type { UiMessage } from '../lib/chatState';
+import { copyText } from '../lib/clipboard';
 import { contentHash } from '../lib/hash';
 import { Markdown } from './Markdown';
 
@@ -14,8 +17,13 @@ export interface MessageListProps {
   cancelling: string[];
   failures: Record<string, string>;
   onSuggestion: (text: string) => void;
+  /** Sends again the prompt of answer `messageId`. */
+  onRetry: (messageId: string) => void;
   canSend: boolean;
 }
+
+/** How close to the bottom (px) still counts as "at the bottom". */
+const PINNED_WITHIN = 80;
 
 const SUGGESTIONS = [
   'How does the streaming architecture work?',
@@ -28,19 +36,33 @@ export function MessageList(props: MessageListProps) {
   const { messages, synced, awaitingReply, cancelling, failures } = props;
   const scroller = useRef<HTMLDivElement>(null);
   const pinned = useRef(true);
+  // Shown while the reader is scrolled up and something new arrived below.
+  const [behind, setBehind] = useState(false);
 
   const onScroll = () => {
     const el = scroller.current;
     if (!el) return;
-    pinned.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    pinned.current = el.scrollHeight - el.scrollTop - el.clientHeight < PINNED_WITHIN;
+    if (pinned.current) setBehind(false);
   };
 
   const last = messages[messages.length - 1];
   useLayoutEffect(() => {
     const el = scroller.current;
-    if (el && pinned.current) el.scrollTop = el.scrollHeight;
+    if (!el) return;
+    if (pinned.current) el.scrollTop = el.scrollHeight;
+    else if (el.scrollHeight - el.scrollTop - el.clientHeight >= PINNED_WITHIN) setBehind(true);
   }, [messages.length, last?.content, awaitingReply]);
 
+  const jump = useCallback(() => {
+    const el = scroller.current;
+    if (!el) return;
+    pinned.current = true;
+    setBehind(false);
+    el.scrollTop = el.scrollHeight;
+  }, []);
+
+  const { canSend, onRetry } = props;
   return (
     <div className="messages" ref={scroller} onScroll={onScroll} data-testid="message-list">
       <div className="messages__inner" role="log" aria-label="Conversation" aria-live="off">
@@ -53,6 +75,8 @@ export function MessageList(props: MessageListProps) {
             message={m}
             stopping={cancelling.includes(m.messageId)}
             failure={failures[m.messageId]}
+            canRetry={canSend}
+            onRetry={onRetry}
           />
         ))}
         {awaitingReply && (
@@ -68,6 +92,11 @@ export function MessageList(props: MessageListProps) {
           </div>
         )}
       </div>
+      {behind && (
+        <button type="button" className="jump-latest" data-testid="jump-latest" onClick={jump}>
+          <span aria-hidden="true">↓</span> Jump to latest
+        </button>
+      )}
     </div>
   );
 }
@@ -103,10 +132,14 @@ const Message = memo(function Message({
   message,
   stopping,
   failure,
+  canRetry,
+  onRetry,
 }: {
   message: UiMessage;
   stopping: boolean;
   failure: string | undefined;
+  canRetry: boolean;
+  onRetry: (messageId: string) => void;
 }) {
   const { role, status } = message;
   const streaming = status === 'streaming' && !message.isComplete;
@@ -143,14 +176,67 @@ const Message = memo(function Message({
           <Markdown content={message.content} streaming={streaming} />
         )}
         {status === 'failed' && (
-          <p className="message__failure" role="note">
-            {failure ?? 'This answer could not be finished.'}
+          <p className="message__failure" role="note" data-testid="failure-note">
+            <strong>This answer could not be finished.</strong> {failure ? sentence(failure) : ''} Press Retry to
+            ask again.
           </p>
+        )}
+        {role === 'assistant' && message.isComplete && (
+          <AnswerActions message={message} canRetry={canRetry} onRetry={onRetry} />
         )}
       </div>
     </article>
   );
 });
+
+/** Copy, and Retry for an answer that failed or was cancelled. */
+function AnswerActions({
+  message,
+  canRetry,
+  onRetry,
+}: {
+  message: UiMessage;
+  canRetry: boolean;
+  onRetry: (messageId: string) => void;
+}) {
+  const [copied, setCopied] = useState<'yes' | 'failed' | null>(null);
+  const retryable = message.status === 'failed' || message.status === 'cancelled';
+  const copy = () => {
+    copyText(message.content).then(
+      () => setCopied('yes'),
+      () => setCopied('failed'),
+    );
+    setTimeout(() => setCopied(null), 2_000);
+  };
+  return (
+    <div className="message__actions" role="group" aria-label="Answer actions">
+      <button type="button" className="action" data-testid="copy-answer" onClick={copy} aria-label="Copy the answer">
+        {copied === 'yes' ? 'Copied' : copied === 'failed' ? 'Copy failed' : 'Copy'}
+      </button>
+      {retryable && (
+        <button
+          type="button"
+          className="action"
+          data-testid="retry-answer"
+          onClick={() => onRetry(message.messageId)}
+          disabled={!canRetry}
+          aria-label="Retry: ask the same question again"
+          title={canRetry ? 'Ask the same question again' : 'Wait for the current answer to finish'}
+        >
+          Retry
+        </button>
+      )}
+    </div>
+  );
+}
+
+/** The server's reason as a sentence: capitalised, with a full stop. */
+function sentence(text: string): string {
+  const t = text.trim();
+  if (!t) return '';
+  const capital = t.charAt(0).toUpperCase() + t.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}
 
 function formatTime(timestamp: number): string {
   if (!Number.isFinite(timestamp)) return '';

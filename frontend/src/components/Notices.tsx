@@ -6,18 +6,17 @@ import { useEffect } from 'react';
 import type { Notice } from '../lib/chatState';
 
 const FRIENDLY: Record<string, string> = {
-  STREAM_ACTIVE: 'An answer is still being written. Wait for it to finish, or press Stop.',
+  STREAM_ACTIVE: 'An answer is still being written. Wait for it to finish, or press Stop to end it.',
   INVALID_MESSAGE: 'That message cannot be sent: it is empty or too long.',
-  AI_UNAVAILABLE: 'No AI node is available right now. Try again in a moment.',
+  AI_UNAVAILABLE: 'No AI node is available right now; your message was not answered. Try again in a moment.',
   UNAVAILABLE: 'The server storage is unavailable. Try again in a moment.',
   TOO_LARGE: 'That message is too large.',
   NOT_FOUND: 'That answer no longer exists.',
   NOT_CONNECTED: 'Not connected: your message was not sent.',
-  RATE_LIMITED: 'Too many requests. Slow down a little.',
+  RATE_LIMITED: 'You are sending messages too fast. Wait a little, then send again.',
   FORBIDDEN: 'Your account is not allowed to do that.',
   UNAUTHORIZED: 'You are not signed in, or your token has expired. Sign in again.',
-  // Close codes 4403 and 4429 (lib/auth).
-  SESSION_FORBIDDEN: 'This conversation belongs to another account.',
+  // Close code 4429 (lib/auth).
   TOO_MANY_TABS: 'Too many open tabs; close some and retry.',
 };
 

@@ -79,6 +79,7 @@ describe('MessageList', () => {
     cancelling: [],
     failures: {},
     onSuggestion: () => {},
+    onRetry: () => {},
     canSend: true,
   };
 
@@ -119,7 +120,9 @@ describe('MessageList', () => {
     );
     expect(screen.getByTestId('badge-cancelled')).toBeTruthy();
     expect(screen.getByTestId('badge-failed')).toBeTruthy();
-    expect(screen.getByText('the node producing this answer stopped')).toBeTruthy();
+    expect(screen.getByTestId('failure-note').textContent).toBe(
+      'This answer could not be finished. The node producing this answer stopped. Press Retry to ask again.',
+    );
     expect(screen.queryByTestId('streaming-cursor')).toBeNull();
   });
 
@@ -274,16 +277,14 @@ describe('Notices', () => {
       { id: 1, code: 'RATE_LIMITED', text: 'Wait 30 s before trying again.' },
       { id: 2, code: 'FORBIDDEN', text: 'session belongs to another user' },
       { id: 3, code: 'UNAUTHORIZED', text: 'token expired' },
-      { id: 4, code: 'SESSION_FORBIDDEN', text: 'A new conversation was started.' },
       { id: 5, code: 'TOO_MANY_TABS', text: '' },
     ];
     render(<Notices notices={notices} onDismiss={() => {}} />);
     const shown = screen.getAllByTestId('notice').map((n) => [n.dataset.code, n.querySelector('strong')!.textContent]);
     expect(shown).toEqual([
-      ['RATE_LIMITED', 'Too many requests. Slow down a little.'],
+      ['RATE_LIMITED', 'You are sending messages too fast. Wait a little, then send again.'],
       ['FORBIDDEN', 'Your account is not allowed to do that.'],
       ['UNAUTHORIZED', 'You are not signed in, or your token has expired. Sign in again.'],
-      ['SESSION_FORBIDDEN', 'This conversation belongs to another account.'],
       ['TOO_MANY_TABS', 'Too many open tabs; close some and retry.'],
     ]);
     expect(screen.getByText('Wait 30 s before trying again.')).toBeTruthy();

@@ -1,9 +1,12 @@
-// The conversation for the UI: session ids, the socket (useWebSocket), the chat reducer
-// (lib/chatState) and the user's actions. Chats and cancels go on the socket; a cancel falls
-// back to POST /api/cancel while the socket is down, so Stop works during a reconnect too.
-// Authentication: the socket sends the token first when the server requires one (lib/auth),
-// REST calls carry it, and the auth close codes end in the sign-in step (4401), a new
-// conversation (4403) or a notice (4429).
+// One conversation for the UI: its socket (useWebSocket), the chat reducer (lib/chatState) and
+// the user's actions. The session id is fixed for the hook's life (the page mounts a new one per
+// conversation). Chats and cancels go on the socket; a cancel falls back to POST /api/cancel
+// while the socket is down, so Stop works during a reconnect too. Authentication: the socket
+// sends the token first when the server requires one (lib/auth), REST calls carry it, and the
+// auth close codes end in the sign-in step (4401), "not found or not yours" (4403) or a notice
+// (4429). Frames are applied to the state at once (so effects such as `resume` go out at once),
+// but rendered at most once per animation frame (`env.frame`): a fast answer does not re-render
+// the page per chunk.
 
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import {
@@ -22,7 +25,6 @@ import {
   reconnectsAfter,
   socketAuthToken,
   type Identity,
-  type NoticeInput,
 } from '../lib/auth';
 import { socketUrl } from '../lib/config';
 import type { ConnectionStatus } from '../lib/connection';
@@ -30,7 +32,7 @@ import type { LinkStats } from '../lib/linkStats';
 import { runEffects } from '../lib/effects';
 import type { AppEnv } from '../lib/env';
 import { MAX_CHAT_CHARS } from '../lib/protocol';
-import { loadOrCreateId, randomId, SESSION_KEY, storeId, USER_KEY } from '../lib/session';
+import { loadOrCreateId, USER_KEY } from '../lib/session';
 import { useWebSocket } from './useWebSocket';
 
 export interface ChatApi {
@@ -47,7 +49,8 @@ export interface ChatApi {
   /** Sends a chat; returns false (and says why) when it was not sent. */
   sendChat: (text: string) => boolean;
   stop: () => void;
-  newChat: () => void;
+  /** Sends again the prompt that answer `messageId` (failed or cancelled) answered. */
+  retry: (messageId: string) => boolean;
   retryNow: () => void;
   dismissNotice: (id: number) => void;
   /** Node id, ping round trip and chunk rate (lib/linkStats), for the status panel. */
@@ -58,21 +61,39 @@ export interface ChatApi {
 
 export interface ChatOptions {
   env: AppEnv;
+  /** The conversation; fixed for the hook's life. */
+  sessionId: string;
   /** Who the server says we are (lib/auth); fixed for the hook's life. */
   identity: Identity;
   /** The server refused the token: a 4401 close, or a REST 401. */
   onUnauthorized: () => void;
 }
 
-export function useChat({ env, identity, onUnauthorized }: ChatOptions): ChatApi {
-  const store = env.idStore;
-  const [localUserId] = useState(() => loadOrCreateId(store, USER_KEY, 'u'));
-  const userId = effectiveUserId(identity, localUserId);
-  const [sessionId, setSessionId] = useState(() => loadOrCreateId(store, SESSION_KEY, 's'));
+export function useChat({ env, sessionId, identity, onUnauthorized }: ChatOptions): ChatApi {
+  const userId = useUserId(env, identity);
   const [state, setState] = useState<ChatState>(() => initialChatState(sessionId));
-  // The reducer runs synchronously on each frame, against the latest state.
+  // The reducer runs synchronously on each frame, against the latest state; React sees it
+  // at the next animation frame.
   const stateRef = useRef(state);
   const timers = useRef(new Set<ReturnType<typeof setTimeout>>());
+  const renderPending = useRef(false);
+  const render = useCallback(
+    (now: boolean) => {
+      if (now || !env.frame) {
+        renderPending.current = false;
+        setState(stateRef.current);
+        return;
+      }
+      if (renderPending.current) return;
+      renderPending.current = true;
+      env.frame(() => {
+        if (!renderPending.current) return;
+        renderPending.current = false;
+        setState(stateRef.current);
+      });
+    },
+    [env],
+  );
 
   const { wsUrl, apiUrl } = env.endpoints;
   const url = useMemo(() => socketUrl(wsUrl, sessionId, userId), [wsUrl, sessionId, userId]);
@@ -80,7 +101,6 @@ export function useChat({ env, identity, onUnauthorized }: ChatOptions): ChatApi
   unauthorizedRef.current = onUnauthorized;
 
   const dispatchRef = useRef<(event: ChatEvent) => void>(() => {});
-  const startOverRef = useRef<(notice?: NoticeInput) => void>(() => {});
   const ws = useWebSocket(
     url,
     {
@@ -92,8 +112,8 @@ export function useChat({ env, identity, onUnauthorized }: ChatOptions): ChatApi
           case 'signIn':
             unauthorizedRef.current();
             break;
-          case 'newConversation':
-            startOverRef.current(action.notice);
+          case 'notYours':
+            dispatchRef.current({ type: 'forbidden' });
             break;
           case 'noticeAndReconnect':
             dispatchRef.current({ type: 'localError', ...action.notice });
@@ -116,7 +136,8 @@ export function useChat({ env, identity, onUnauthorized }: ChatOptions): ChatApi
       const step = reduce(stateRef.current, event);
       if (step.state !== stateRef.current) {
         stateRef.current = step.state;
-        setState(step.state);
+        // Server frames wait for the next animation frame; the user's own actions show at once.
+        render(event.type !== 'frame');
       }
       runEffects(step.effects, {
         send: ws.send,
@@ -146,7 +167,7 @@ export function useChat({ env, identity, onUnauthorized }: ChatOptions): ChatApi
         },
       });
     },
-    [ws.send, ws.reconnectNow, apiUrl, identity.token, env.fetch],
+    [ws.send, ws.reconnectNow, apiUrl, identity.token, env.fetch, render],
   );
   dispatchRef.current = dispatch;
 
@@ -187,22 +208,13 @@ export function useChat({ env, identity, onUnauthorized }: ChatOptions): ChatApi
 
   const stop = useCallback(() => dispatch({ type: 'stop' }), [dispatch]);
 
-  /** A new conversation (new session id); `notice` says why, when it was not the user's idea. */
-  const startOver = useCallback(
-    (notice?: NoticeInput) => {
-      const id = storeId(store, SESSION_KEY, randomId('s'));
-      timers.current.forEach(clearTimeout);
-      timers.current.clear();
-      // Notice ids go on counting, so a new notice never takes an old one's React key.
-      const fresh = { ...initialChatState(id), nextNoticeId: stateRef.current.nextNoticeId };
-      stateRef.current = notice ? reduce(fresh, { type: 'localError', ...notice }).state : fresh;
-      setState(stateRef.current);
-      setSessionId(id);
+  const retry = useCallback(
+    (messageId: string) => {
+      const prompt = promptOf(stateRef.current.messages, messageId);
+      return prompt !== undefined && sendChat(prompt);
     },
-    [store],
+    [sendChat],
   );
-  startOverRef.current = startOver;
-  const newChat = useCallback(() => startOver(), [startOver]);
 
   const dismissNotice = useCallback((id: number) => dispatch({ type: 'dismissNotice', id }), [dispatch]);
 
@@ -216,10 +228,25 @@ export function useChat({ env, identity, onUnauthorized }: ChatOptions): ChatApi
     canSend,
     sendChat,
     stop,
-    newChat,
+    retry,
     retryNow: ws.reconnectNow,
     dismissNotice,
     linkStats: ws.stats,
     pingNow: ws.ping,
   };
+}
+
+/** The user id this tab chats as: the token's subject, else this browser's own (localStorage). */
+export function useUserId(env: AppEnv, identity: Identity): string {
+  const [localUserId] = useState(() => loadOrCreateId(env.idStore, USER_KEY, 'u'));
+  return effectiveUserId(identity, localUserId);
+}
+
+/** The user message answer `messageId` answered: the last user message before it. */
+export function promptOf(messages: readonly UiMessage[], messageId: string): string | undefined {
+  const at = messages.findIndex((m) => m.messageId === messageId);
+  for (let i = at - 1; i >= 0; i -= 1) {
+    if (messages[i]!.role === 'user') return messages[i]!.content;
+  }
+  return undefined;
 }

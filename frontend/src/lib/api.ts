@@ -110,12 +110,63 @@ async function readErrorBody(response: Response): Promise<{ error?: string; code
  * with a RestError otherwise (and with the fetch error when the request could not be made).
  */
 export async function cancelAnswer(client: ApiClient, sessionId: string, messageId: string): Promise<void> {
-  const doFetch = client.fetch ?? ((url, init) => globalThis.fetch(url, init));
-  const response = await doFetch(`${client.apiUrl}/cancel`, {
+  const response = await fetchOf(client)(`${client.apiUrl}/cancel`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...authHeaders(client.token()) },
     body: JSON.stringify({ session_id: sessionId, message_id: messageId }),
   });
   if (response.ok || response.status === 404) return;
   throw new RestError(await restFailure(response, 'CANCEL_FAILED'));
+}
+
+/** One conversation of the sidebar (`SessionSummary` of docs/PROTOCOL.md, camelCase). */
+export interface SessionSummary {
+  sessionId: string;
+  /** The first user message, cut to 60 characters by the server. */
+  title: string;
+  /** Milliseconds since the epoch. */
+  lastActivity: number;
+}
+
+/**
+ * `GET {apiUrl}/sessions?user_id=`: the user's conversations, most recent first. `userId` is
+ * the one the app uses (a token's subject wins on the server anyway). Entries that are not
+ * well-formed are skipped. Rejects with a RestError on a refusal.
+ */
+export async function listSessions(client: ApiClient, userId: string): Promise<SessionSummary[]> {
+  const query = new URLSearchParams({ user_id: userId });
+  const response = await fetchOf(client)(`${client.apiUrl}/sessions?${query.toString()}`, {
+    headers: authHeaders(client.token()),
+  });
+  if (!response.ok) throw new RestError(await restFailure(response, 'SESSIONS_FAILED'));
+  const body: unknown = await response.json();
+  const list = (body as { sessions?: unknown } | null)?.sessions;
+  if (!Array.isArray(list)) return [];
+  return list.flatMap((entry: unknown) => {
+    const e = entry as Record<string, unknown> | null;
+    if (!e || typeof e.session_id !== 'string' || typeof e.last_activity_time !== 'number') return [];
+    return [
+      {
+        sessionId: e.session_id,
+        title: typeof e.title === 'string' ? e.title : '',
+        lastActivity: e.last_activity_time,
+      },
+    ];
+  });
+}
+
+/**
+ * `DELETE {apiUrl}/history/{sessionId}`: removes the conversation from Redis and SQL. Rejects
+ * with a RestError on a refusal.
+ */
+export async function deleteConversation(client: ApiClient, sessionId: string): Promise<void> {
+  const response = await fetchOf(client)(`${client.apiUrl}/history/${encodeURIComponent(sessionId)}`, {
+    method: 'DELETE',
+    headers: authHeaders(client.token()),
+  });
+  if (!response.ok) throw new RestError(await restFailure(response, 'DELETE_FAILED'));
+}
+
+function fetchOf(client: ApiClient): FetchLike {
+  return client.fetch ?? ((url, init) => globalThis.fetch(url, init));
 }

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fakeFetch, jsonResponse, memoryStorage, type FetchCall } from '../test/fakes';
 import {
+  tokenExpiresAt,
   AuthSession,
   browserTokenStore,
   clearToken,
@@ -11,7 +12,6 @@ import {
   loadToken,
   reconnectsAfter,
   saveToken,
-  SESSION_FORBIDDEN,
   socketAuthToken,
   TOKEN_KEY,
   TOO_MANY_TABS,
@@ -138,7 +138,7 @@ describe('the socket and its close codes', () => {
   });
 
   it('4403: a new conversation with a notice, no reconnect to this one', () => {
-    expect(closeAction(4403)).toMatchObject({ type: 'newConversation', notice: { code: SESSION_FORBIDDEN } });
+    expect(closeAction(4403)).toEqual({ type: 'notYours' });
     expect(reconnectsAfter(4403)).toBe(false);
   });
 
@@ -279,5 +279,17 @@ describe('AuthSession', () => {
     release();
     await started;
     expect(s.auth.view).toEqual({ step: 'signIn', error: null, busy: false });
+  });
+});
+
+describe('tokenExpiresAt', () => {
+  const b64 = (v: object) => btoa(JSON.stringify(v)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
+  it('reads exp (seconds) of a JWT as milliseconds', () => {
+    expect(tokenExpiresAt(`${b64({ alg: 'HS256' })}.${b64({ sub: 'alice', exp: 1_700_000_000 })}.sig`)).toBe(1_700_000_000_000);
+  });
+  it('is null without an exp, or for anything that is not a JWT', () => {
+    expect(tokenExpiresAt(`${b64({ alg: 'HS256' })}.${b64({ sub: 'alice' })}.sig`)).toBeNull();
+    expect(tokenExpiresAt('opaque-token')).toBeNull();
+    expect(tokenExpiresAt('a.%%%.c')).toBeNull();
   });
 });

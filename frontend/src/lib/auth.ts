@@ -56,6 +56,22 @@ export function browserTokenStore(): TokenStore | null {
   }
 }
 
+/**
+ * When `token` expires (its `exp` claim, in ms since the epoch), read without checking the
+ * signature (the server checks it); null when it is not a JWT or has no `exp`.
+ */
+export function tokenExpiresAt(token: string): number | null {
+  const payload = token.split('.')[1];
+  if (!payload) return null;
+  try {
+    const json = atob(payload.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(payload.length / 4) * 4, '='));
+    const exp: unknown = (JSON.parse(json) as { exp?: unknown } | null)?.exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // GET /me
 
@@ -128,8 +144,7 @@ export const CLOSE_UNAUTHORIZED = 4401;
 export const CLOSE_FORBIDDEN = 4403;
 export const CLOSE_TOO_MANY_SOCKETS = 4429;
 
-/** Notice codes of the close codes (texts in components/Notices). */
-export const SESSION_FORBIDDEN = 'SESSION_FORBIDDEN';
+/** Notice code of close 4429 (its text in components/Notices). */
 export const TOO_MANY_TABS = 'TOO_MANY_TABS';
 
 export interface NoticeInput {
@@ -145,8 +160,11 @@ export type CloseAction =
   | { type: 'reconnect' }
   /** 4401: the token is no good. Do not reconnect; forget it and show the sign-in step. */
   | { type: 'signIn' }
-  /** 4403: the session belongs to another user. Do not reconnect to it; start a new conversation. */
-  | { type: 'newConversation'; notice: NoticeInput }
+  /**
+   * 4403: the session belongs to another user. Do not reconnect to it; show "not found or not
+   * yours" (the same for a session that does not exist: the server does not say which).
+   */
+  | { type: 'notYours' }
   /** 4429: too many sockets for this user. Tell the user, and reconnect with the backoff. */
   | { type: 'noticeAndReconnect'; notice: NoticeInput };
 
@@ -155,10 +173,7 @@ export function closeAction(code: number): CloseAction {
     case CLOSE_UNAUTHORIZED:
       return { type: 'signIn' };
     case CLOSE_FORBIDDEN:
-      return {
-        type: 'newConversation',
-        notice: { code: SESSION_FORBIDDEN, text: 'A new conversation was started.' },
-      };
+      return { type: 'notYours' };
     case CLOSE_TOO_MANY_SOCKETS:
       return {
         type: 'noticeAndReconnect',

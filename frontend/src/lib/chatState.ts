@@ -41,8 +41,21 @@ export interface Notice {
   messageId?: string;
 }
 
+/** An answer that ended while this tab watched it stream, for the screen-reader announcement. */
+export interface Finished {
+  messageId: string;
+  status: MessageStatus;
+}
+
 export interface ChatState {
   sessionId: string;
+  /** The server refused this conversation to this user (close 4403): nothing of it is shown. */
+  forbidden: boolean;
+  /**
+   * The last answer that ended live (its final message replaced the streaming one here); never
+   * set by a `history`, so each answer is announced once, when it ends, not on every reload.
+   */
+  finished: Finished | null;
   /** Gateway that sent the last `welcome`. */
   nodeId: string | null;
   /** True from a `history` frame until the socket closes: `messages` is the server's truth. */
@@ -74,6 +87,8 @@ export type ChatEvent =
   | { type: 'frame'; frame: ServerFrame }
   /** The socket closed; a new one will start with `history`. */
   | { type: 'disconnected' }
+  /** The server refused this conversation to this user (close 4403). */
+  | { type: 'forbidden' }
   | { type: 'chatSent' }
   | { type: 'cancelRequested'; messageId: string }
   /** The user pressed Stop: cancel the answer `stopTarget` names, if any. */
@@ -104,6 +119,8 @@ export const RESUME_RETRY_MS = 1_000;
 export function initialChatState(sessionId: string): ChatState {
   return {
     sessionId,
+    forbidden: false,
+    finished: null,
     nodeId: null,
     synced: false,
     messages: [],
@@ -126,6 +143,8 @@ export function reduce(state: ChatState, event: ChatEvent): Step {
       return applyFrame(state, event.frame);
     case 'disconnected':
       return done({ ...state, synced: false, held: {}, resuming: {} });
+    case 'forbidden':
+      return done({ ...initialChatState(state.sessionId), forbidden: true, nextNoticeId: state.nextNoticeId });
     case 'chatSent':
       return done({ ...state, awaitingReply: true });
     case 'cancelRequested':
@@ -278,9 +297,11 @@ function applyComplete(step: Step, wire: WireMessage): void {
   const message = toUi(wire);
   const messages =
     at >= 0 ? replaceAt(state.messages, at, message) : [...state.messages, message];
+  const endedLive = at >= 0 && message.role === 'assistant';
   step.state = {
     ...state,
     messages,
+    finished: endedLive ? { messageId: id, status: message.status } : state.finished,
     lastIndex: without(state.lastIndex, id),
     held: without(state.held, id),
     resuming: without(state.resuming, id),

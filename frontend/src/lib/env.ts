@@ -5,12 +5,20 @@ import type { FetchLike } from './api';
 import { browserTokenStore, type TokenStore } from './auth';
 import { resolveEndpoints, type Endpoints } from './config';
 import type { SocketFactory, Timers } from './connection';
+import { browserRouter, type Router } from './route';
 import { browserStore, type KeyValueStore } from './session';
 
 export interface AppEnv {
   endpoints: Endpoints;
-  /** Where the session and user ids live (localStorage). */
+  /** Where the user id, the last conversation, drafts and the theme live (localStorage). */
   idStore: KeyValueStore | null;
+  /** The address bar (`/c/{sessionId}`). Defaults to one that never changes from `/`. */
+  router?: Router;
+  /**
+   * Runs `fn` before the next paint (requestAnimationFrame): frames are rendered at most once
+   * per frame. Without it (tests), every frame renders at once.
+   */
+  frame?: (fn: () => void) => void;
   /** Where the token lives (sessionStorage: per tab). */
   tokenStore: TokenStore | null;
   /** Defaults to the browser's fetch. */
@@ -26,5 +34,7 @@ export function browserEnv(): AppEnv {
     endpoints: resolveEndpoints(import.meta.env, window.location),
     idStore: browserStore(),
     tokenStore: browserTokenStore(),
+    router: browserRouter(),
+    frame: (fn) => void requestAnimationFrame(fn),
   };
 }

@@ -10,6 +10,7 @@ export const USER_KEY = 'chat.userId';
 export interface KeyValueStore {
   getItem(key: string): string | null;
   setItem(key: string, value: string): void;
+  removeItem?(key: string): void;
 }
 
 /** A random id matching [A-Za-z0-9_-]{1,64}: a prefix and 128 random bits in base64url. */

@@ -2,6 +2,7 @@
 
 import type { SocketLike, Timers } from '../lib/connection';
 import type { ServerFrame } from '../lib/protocol';
+import type { Router } from '../lib/route';
 
 export class FakeSocket implements SocketLike {
   readyState = 0; // CONNECTING
@@ -165,4 +166,34 @@ export function fakeFetch(answer: (url: string, call: FetchCall) => Response | E
     return result;
   };
   return { fetch, calls };
+}
+
+/** A router over an in-memory history, for tests. */
+export function memoryRouter(initial = '/') {
+  const entries = [initial];
+  let at = 0;
+  const listeners = new Set<() => void>();
+  const router: Router & { entries: string[]; back: () => void } = {
+    entries,
+    path: () => entries[at]!,
+    go: (path, { replace = false } = {}) => {
+      if (entries[at] === path) return;
+      if (replace) entries[at] = path;
+      else {
+        entries.splice(at + 1);
+        entries.push(path);
+        at += 1;
+      }
+    },
+    listen: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    back: () => {
+      if (at === 0) return;
+      at -= 1;
+      listeners.forEach((l) => l());
+    },
+  };
+  return router;
 }

@@ -1,0 +1,50 @@
+// The conversation the address bar names (lib/route), as React state. `/` is rewritten to the
+// conversation this browser used last (or a new one), so a reload stays in it; the browser's
+// back and forward move between conversations; every conversation opened is remembered as the
+// last one (localStorage `chat.sessionId`).
+
+import { useCallback, useEffect, useState } from 'react';
+import type { AppEnv } from '../lib/env';
+import { conversationPath, parseRoute, type Router } from '../lib/route';
+import { loadOrCreateId, randomId, SESSION_KEY, storeId } from '../lib/session';
+
+export interface RouteApi {
+  /** The conversation shown, or null when the address names none that can exist. */
+  sessionId: string | null;
+  /** The address as typed, when it names no valid conversation. */
+  invalid: string | null;
+  /** Opens conversation `id` (a new history entry; `replace`: in place of the current one). */
+  open: (id: string, options?: { replace?: boolean }) => void;
+  /** Opens a new, empty conversation. */
+  newChat: (options?: { replace?: boolean }) => void;
+}
+
+const STILL: Router = { path: () => '/', go: () => {}, listen: () => () => {} };
+
+export function useRoute(env: AppEnv): RouteApi {
+  const router = env.router ?? STILL;
+  const resolve = useCallback(() => {
+    const route = parseRoute(router.path());
+    if (route.kind === 'invalid') return { sessionId: null, invalid: route.raw };
+    if (route.kind === 'conversation') return { sessionId: route.sessionId, invalid: null };
+    const id = loadOrCreateId(env.idStore, SESSION_KEY, 's');
+    router.go(conversationPath(id), { replace: true });
+    return { sessionId: id, invalid: null };
+  }, [router, env.idStore]);
+
+  const [current, setCurrent] = useState(resolve);
+  useEffect(() => router.listen(() => setCurrent(resolve())), [router, resolve]);
+  useEffect(() => {
+    if (current.sessionId) storeId(env.idStore, SESSION_KEY, current.sessionId);
+  }, [current.sessionId, env.idStore]);
+
+  const open = useCallback(
+    (id: string, options: { replace?: boolean } = {}) => {
+      router.go(conversationPath(id), options);
+      setCurrent({ sessionId: id, invalid: null });
+    },
+    [router],
+  );
+  const newChat = useCallback((options?: { replace?: boolean }) => open(randomId('s'), options), [open]);
+  return { ...current, open, newChat };
+}
