@@ -148,7 +148,9 @@ impl Store {
     }
 
     /// `user_id`'s sessions, most recent first. A session whose history was deleted is left
-    /// out until it has activity again; its title is then its first message since the deletion.
+    /// out until it has a message created since (an answer that was streaming when it was
+    /// deleted, and ends later, does not count: it was created before); its title is then its
+    /// first user message since the deletion.
     pub async fn sessions(&self, user_id: &UserId, limit: u32) -> Result<Vec<SessionSummary>> {
         let rows = sqlx::query(
             "SELECT s.session_id, s.last_activity_time, s.start_time, \
@@ -158,7 +160,9 @@ impl Store {
                      AND m.created_at > s.cleared_at \
                    ORDER BY m.created_at, m.id LIMIT 1), s.title) END AS title \
              FROM chat_session s \
-             WHERE s.user_id = $1 AND s.last_activity_time > s.cleared_at \
+             WHERE s.user_id = $1 AND (s.cleared_at = 0 OR EXISTS ( \
+               SELECT 1 FROM message m \
+                WHERE m.conversation_id = s.session_id AND m.created_at > s.cleared_at)) \
              ORDER BY s.last_activity_time DESC, s.session_id LIMIT $2",
         )
         .bind(user_id.as_str())

@@ -204,6 +204,20 @@ async fn conversation_round_trip(url: &str) {
         [("s2".to_owned(), "other".to_owned())],
         "a deleted session is not listed, not even after a write that was queued before"
     );
+    // The answer that was streaming when the history was deleted ends after it: still not listed.
+    let mut ended = answer_to(&u2);
+    ended.content = "late".into();
+    ended.status = MessageStatus::Completed;
+    ended.is_complete = true;
+    store
+        .record_answer_ended(&ended, 1, 6, 350)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed(store.sessions(&alice, 10).await.unwrap()),
+        [("s2".to_owned(), "other".to_owned())],
+        "an answer created before the deletion does not bring the session back"
+    );
     // A chat after the deletion lists it again, titled by its new first message.
     let u3 = message(
         "u3",
