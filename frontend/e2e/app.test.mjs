@@ -63,12 +63,13 @@ test('conversations: listed, switched mid-answer, in the address, filtered and d
     await waitConnected(page);
     const second = await sessionIdOf(page);
     assert.equal(new URL(page.url()).pathname, `/c/${second}`);
-    const a2 = await ask(page, 'How is Redis used?');
+    // A long answer (2,000+ words at 60 ms a word): still streaming when we come back to it.
+    const a2 = await ask(page, 'Give me a long answer');
     await waitLength(page, a2, 30);
 
     // Both listed, newest first, the open one marked; the new one shows before SQL lists it.
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="conversation"]').length === 2);
-    assert.deepEqual(await conversationTitles(page), ['How is Redis used?', 'Hello there']);
+    assert.deepEqual(await conversationTitles(page), ['Give me a long answer', 'Hello there']);
     assert.equal(await page.locator('[aria-current="page"]').getAttribute('href'), `/c/${second}`);
 
     // Switch away while the answer streams, and back: it is still there, and it completes.
@@ -80,9 +81,15 @@ test('conversations: listed, switched mid-answer, in the address, filtered and d
     await page.goBack();
     await page.waitForURL(`**/c/${second}`);
     await waitConnected(page);
+    const back = await shown(page, a2);
+    assert.equal(back.status, 'streaming', 'the answer is still streaming, shown at once');
+    assert.ok(back.length > 0, 'with the part written while we were away');
+    await waitLength(page, a2, back.length + 20);
+    await page.getByTestId('stop-button').click();
     const done = await waitFinal(page, a2);
+    assert.equal(done.status, 'cancelled');
     const stored = (await serverHistory(second)).messages.find((m) => m.messageId === a2);
-    assert.equal(done.hash, contentHash(stored.content), 'the answer completed with the stored text');
+    assert.equal(done.hash, contentHash(stored.content), 'the answer ended with the stored text');
 
     // A reload, and a link, open the conversation they name.
     await page.reload();
@@ -97,8 +104,8 @@ test('conversations: listed, switched mid-answer, in the address, filtered and d
     await eventually(async () => (await serverSessions(user)).length === 2, { what: 'GET /api/sessions to list both' });
 
     // Filter by title.
-    await page.getByTestId('conversation-filter').fill('redis');
-    assert.deepEqual(await conversationTitles(page), ['How is Redis used?']);
+    await page.getByTestId('conversation-filter').fill('LONG');
+    assert.deepEqual(await conversationTitles(page), ['Give me a long answer']);
     await page.getByTestId('conversation-filter').fill('');
 
     // Delete the open one, after confirming: gone from the list and from the server; a new
@@ -109,7 +116,7 @@ test('conversations: listed, switched mid-answer, in the address, filtered and d
     await screenshot(page, 'app-delete.png');
     await dialog.getByRole('button', { name: 'Delete' }).click();
     await dialog.waitFor({ state: 'detached' });
-    assert.deepEqual(await conversationTitles(page), ['How is Redis used?']);
+    assert.deepEqual(await conversationTitles(page), ['Give me a long answer']);
     await page.waitForURL((url) => url.pathname !== `/c/${first}`);
     assert.equal((await serverHistory(first)).messages.length, 0, 'its history is gone');
     await eventually(async () => {
@@ -231,11 +238,29 @@ test('at 360 px wide: no sideways scrolling, the sidebar is a drawer, chatting w
       await screenshot(page, 'app-narrow.png');
       assert.deepEqual(await audit(page), [], 'axe: narrow');
 
-      await page.getByRole('button', { name: 'Conversations' }).click();
+      // The drawer from the keyboard: the menu button, the focus moves in, Escape gives it back.
+      const menu = page.getByRole('button', { name: 'Conversations' });
+      await menu.focus();
+      await page.keyboard.press('Enter');
+      await sidebar.waitFor({ state: 'visible' });
+      await page.waitForFunction(() => document.activeElement?.getAttribute('data-testid') === 'conversation-filter');
+      await page.keyboard.press('Escape');
+      await sidebar.waitFor({ state: 'hidden' });
+      await page.waitForFunction(() => document.activeElement?.getAttribute('data-testid') === 'sidebar-toggle');
+
+      await menu.click();
       await sidebar.waitFor({ state: 'visible' });
       await page.waitForFunction(() => document.querySelectorAll('[data-testid="conversation"]').length === 1);
       assert.deepEqual(await audit(page), [], 'axe: narrow, drawer open');
+      // Slid all the way in (0.2 s) before the picture.
+      await page.waitForFunction(() => document.querySelector('[data-testid="sidebar"]').getBoundingClientRect().left === 0);
       await screenshot(page, 'app-narrow-drawer.png');
+      // While it is open, Tab never reaches the page behind it.
+      for (let i = 0; i < 6; i += 1) {
+        await page.keyboard.press('Tab');
+        const behind = await page.evaluate(() => !!document.activeElement?.closest('.app__main'));
+        assert.ok(!behind, 'the focus never goes behind the drawer');
+      }
       await page.getByRole('link', { name: /Explain the streaming/ }).click();
       await sidebar.waitFor({ state: 'hidden' });
       assert.equal(await overflow(), 0);
@@ -331,7 +356,9 @@ test('keyboard only: ask, switch conversations and delete one, with the focus al
     await page.keyboard.press('Enter');
     await page.getByRole('alertdialog').waitFor({ state: 'detached' });
     assert.deepEqual(await conversationTitles(page), ['Hello there']);
-    assert.notEqual((await focused()).tag, 'BODY', 'the focus stays in the page');
+    // The focus stays in the sidebar (its filter), not lost to the page's body.
+    await page.waitForFunction(() => document.activeElement?.getAttribute('data-testid') === 'conversation-filter');
+    assert.ok((await focused()).visible);
   });
 });
 

@@ -1,6 +1,6 @@
 // Browser tests against a real stack (NGINX + 3 gateways + 3 AI nodes + Redis), started by
 // scripts/e2e-browser. Each test opens its own browser context, hence its own conversation.
-// They run in order; the last one kills a gateway.
+// They run in order; the last two kill a gateway, then an AI node.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -179,7 +179,7 @@ test('Stop, pressed before the first chunk, ends the answer with [Cancelled] and
       // New chat: a new session id, an empty conversation, a fresh connection.
       const oldSession = await sessionIdOf(page);
       await page.getByTestId('new-chat-button').click();
-      await page.waitForFunction((old) => localStorage.getItem('chat.sessionId') !== old, oldSession);
+      await page.waitForURL((url) => url.pathname !== `/c/${oldSession}`);
       const newSession = await sessionIdOf(page);
       assert.match(newSession, /^[A-Za-z0-9_-]{1,64}$/);
       await waitConnected(page);
@@ -292,4 +292,50 @@ test('when its gateway dies, the page reconnects to another one and the answer c
     const { stored } = await assertMatchesHistory(page, id);
     assert.equal(collapse(final.text), visibleText(stored.content));
   });
+});
+
+test('when the AI node writing an answer is killed, the answer ends failed, says why, and Retry asks again', { timeout: 120_000 }, async () => {
+  // The AI node that took the chat is named in the `accepted` frame the page receives.
+  const accepted = [];
+  const beforeGoto = (page) =>
+    page.on('websocket', (ws) =>
+      ws.on('framereceived', ({ payload }) => {
+        const frame = parseFrame(payload);
+        if (frame?.type === 'accepted') accepted.push(frame);
+      }),
+    );
+  await withChat(
+    browser,
+    'ai-node-killed',
+    async (page) => {
+      const id = await ask(page, 'Give me a technical deep dive');
+      await waitLength(page, id, 40);
+      const nodeId = accepted.find((f) => f.messageId === id)?.nodeId;
+      const n = /^ai-node-(\d+)$/.exec(nodeId ?? '')?.[1];
+      assert.ok(n, `the accepted frame names an AI node: ${nodeId}`);
+      const pid = Number(readFileSync(path.join(STACK_DIR, 'pids', `ai-${n}`), 'utf8').trim());
+      process.kill(pid, 'SIGKILL');
+
+      // Its lease runs out (STREAM_LEASE_SECONDS, 10 s): the answer ends failed, partial text kept.
+      const final = await waitFinal(page, id, { timeout: 60_000 });
+      assert.equal(final.status, 'failed');
+      assert.ok(final.length > 0, 'the part written before the node died is kept');
+      const note = page.locator(`[data-message-id="${id}"] [data-testid="failure-note"]`);
+      assert.match(await note.innerText(), /could not be finished[\s\S]*Press Retry/);
+      await assertMatchesHistory(page, id);
+
+      // Retry: the same question again, answered by a node that is alive.
+      await page.locator(`[data-message-id="${id}"]`).getByTestId('retry-answer').click();
+      const retried = page.locator('[data-testid="message"][data-role="assistant"]').nth(1);
+      await retried.waitFor({ timeout: 15_000 });
+      const again = await waitFinal(page, await retried.getAttribute('data-message-id'));
+      assert.equal(again.status, 'completed');
+      const history = await serverHistory(await sessionIdOf(page));
+      assert.deepEqual(
+        history.messages.filter((m) => m.role === 'user').map((m) => m.content),
+        ['Give me a technical deep dive', 'Give me a technical deep dive'],
+      );
+    },
+    { beforeGoto },
+  );
 });

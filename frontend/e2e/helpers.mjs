@@ -101,8 +101,10 @@ export async function indicator(page) {
   }));
 }
 
+/** The conversation the page shows: its address, `/c/{sessionId}`. */
 export async function sessionIdOf(page) {
-  return page.evaluate(() => localStorage.getItem('chat.sessionId'));
+  const match = /^\/c\/([^/]+)$/.exec(new URL(page.url()).pathname);
+  return match ? decodeURIComponent(match[1]) : null;
 }
 
 /** Types `text`, presses Enter, and returns the id of the answer that starts streaming. */

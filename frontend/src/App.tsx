@@ -6,7 +6,7 @@
 // conversation (or "not found or not yours"), errors and the composer. Chat state comes from
 // useChat, sign-in state from useAuth, the address from useRoute, the list from useConversations.
 
-import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
+import { useCallback, useEffect, useRef, useState, type ReactNode, type RefObject } from 'react';
 import { ChatInput, type ChatInputHandle } from './components/ChatInput';
 import { ConnectionIndicator } from './components/ConnectionIndicator';
 import { MessageList } from './components/MessageList';
@@ -25,12 +25,15 @@ import type { Finished } from './lib/chatState';
 import { summaryOf } from './lib/conversations';
 import { loadDraft, saveDraft } from './lib/drafts';
 import { browserEnv, type AppEnv } from './lib/env';
+import { forgetLastSession, lastSessionKey, storeId } from './lib/session';
 import type { Theme } from './lib/theme';
 
 export default function App({ env: given }: { env?: AppEnv } = {}) {
   const [env] = useState(() => given ?? browserEnv());
   const auth = useAuth(env);
   const { view } = auth;
+  // Light or dark on every screen, sign-in included.
+  const theme = useTheme(env);
 
   if (view.step === 'signIn') {
     return (
@@ -48,7 +51,16 @@ export default function App({ env: given }: { env?: AppEnv } = {}) {
       </div>
     );
   }
-  return <Shell env={env} identity={view.identity} onSignOut={auth.signOut} onUnauthorized={auth.rejected} />;
+  return (
+    <Shell
+      env={env}
+      identity={view.identity}
+      theme={theme.theme}
+      onToggleTheme={theme.toggle}
+      onSignOut={auth.signOut}
+      onUnauthorized={auth.rejected}
+    />
+  );
 }
 
 interface PageActions {
@@ -56,6 +68,8 @@ interface PageActions {
   onToggleTheme: () => void;
   drawerOpen: boolean;
   onToggleDrawer: () => void;
+  /** The header's menu button, where the focus goes back when the drawer closes. */
+  drawerToggle: RefObject<HTMLButtonElement>;
   onNewChat: () => void;
   onSignOut: () => void;
 }
@@ -63,19 +77,23 @@ interface PageActions {
 function Shell({
   env,
   identity,
+  theme,
+  onToggleTheme,
   onSignOut,
   onUnauthorized,
 }: {
   env: AppEnv;
   identity: Identity;
+  theme: Theme;
+  onToggleTheme: () => void;
   onSignOut: () => void;
   onUnauthorized: () => void;
 }) {
-  const route = useRoute(env);
   const userId = useUserId(env, identity);
+  const route = useRoute(env, userId);
   const conversations = useConversations({ env, userId, token: identity.token, onUnauthorized });
-  const { theme, toggle: onToggleTheme } = useTheme(env);
   const [drawerOpen, setDrawerOpen] = useState(false);
+  const drawerToggle = useRef<HTMLButtonElement>(null);
 
   const { open, newChat } = route;
   const select = useCallback(
@@ -95,22 +113,41 @@ function Shell({
     async (id: string) => {
       const failure = await remove(id);
       if (failure) return failure;
-      saveDraft(env.idStore, id, '');
+      saveDraft(env.idStore, userId, id, '');
       if (id === current) newChat({ replace: true });
       return null;
     },
-    [remove, env.idStore, current, newChat],
+    [remove, env.idStore, userId, current, newChat],
   );
-  const closeDrawer = useCallback(() => setDrawerOpen(false), []);
+  // Closed by the user (Escape, the backdrop, ×): the focus goes back to the menu button, once
+  // the page behind the drawer is no longer inert.
+  const refocusToggle = useRef(false);
+  const closeDrawer = useCallback(() => {
+    refocusToggle.current = true;
+    setDrawerOpen(false);
+  }, []);
+  useEffect(() => {
+    if (drawerOpen || !refocusToggle.current) return;
+    refocusToggle.current = false;
+    drawerToggle.current?.focus();
+  }, [drawerOpen]);
+  // The next person signing in here starts from `/`, not from this address.
+  const signOut = useCallback(() => {
+    env.router?.go('/', { replace: true });
+    onSignOut();
+  }, [env.router, onSignOut]);
 
   const actions: PageActions = {
     theme,
     onToggleTheme,
     drawerOpen,
     onToggleDrawer: () => setDrawerOpen((o) => !o),
+    drawerToggle,
     onNewChat,
-    onSignOut,
+    onSignOut: signOut,
   };
+  // While the drawer covers the page, the page behind it is out of reach (Tab, screen readers).
+  const behindDrawer = drawerOpen ? { inert: '' } : {};
 
   return (
     <div className="app app--shell">
@@ -125,12 +162,13 @@ function Shell({
         onRetry={conversations.refresh}
         onClose={closeDrawer}
       />
-      <div className="app__main">
+      <div className="app__main" {...behindDrawer}>
         {current ? (
           <ChatScreen
             key={current}
             env={env}
             sessionId={current}
+            userId={userId}
             identity={identity}
             actions={actions}
             onUnauthorized={onUnauthorized}
@@ -152,6 +190,7 @@ function Shell({
 function ChatScreen({
   env,
   sessionId,
+  userId,
   identity,
   actions,
   onUnauthorized,
@@ -159,6 +198,7 @@ function ChatScreen({
 }: {
   env: AppEnv;
   sessionId: string;
+  userId: string;
   identity: Identity;
   actions: PageActions;
   onUnauthorized: () => void;
@@ -168,11 +208,23 @@ function ChatScreen({
   const input = useRef<ChatInputHandle>(null);
   const { state, connection, stopTarget } = chat;
   const [statusOpen, setStatusOpen] = useState(false);
-  const [draft] = useState(() => loadDraft(env.idStore, sessionId));
-  const onDraft = useCallback((text: string) => saveDraft(env.idStore, sessionId, text), [env.idStore, sessionId]);
+  const [draft] = useState(() => loadDraft(env.idStore, userId, sessionId));
+  const onDraft = useCallback(
+    (text: string) => saveDraft(env.idStore, userId, sessionId, text),
+    [env.idStore, userId, sessionId],
+  );
 
   // The composer has the keyboard whenever a conversation opens.
   useEffect(() => input.current?.focus(), []);
+
+  // `/` reopens this conversation once it has proved to be this user's (its history came);
+  // never one the server refused.
+  useEffect(() => {
+    if (state.synced) storeId(env.idStore, lastSessionKey(userId), sessionId);
+  }, [state.synced, env.idStore, userId, sessionId]);
+  useEffect(() => {
+    if (state.forbidden) forgetLastSession(env.idStore, userId, sessionId);
+  }, [state.forbidden, env.idStore, userId, sessionId]);
 
   // The sidebar learns of this conversation's activity from its messages.
   useEffect(() => {
@@ -281,6 +333,7 @@ function Header({
     <header className="topbar">
       <div className="topbar__title">
         <button
+          ref={actions.drawerToggle}
           type="button"
           className="button button--ghost button--icon topbar__menu"
           data-testid="sidebar-toggle"

@@ -26,8 +26,24 @@ const entries = () => screen.queryAllByTestId('conversation');
 const titles = () => entries().map((e) => within(e).getByTestId('conversation-title').textContent);
 const socketSession = (url: string) => new URL(url).searchParams.get('session_id');
 
+/**
+ * The app on a dev server listing LIST; DELETE /api/history (by default 200) takes a session off
+ * that list when it answers 2xx, as the server does.
+ */
 async function ready(options: Parameters<typeof setup>[0] = {}) {
-  const app = setup({ me: devMe, sessions: sessionsOf(), ...options });
+  const listing = LIST.slice();
+  const remove = options.remove ?? (() => jsonResponse(200, { status: 'deleted' }));
+  const app = setup({
+    me: devMe,
+    sessions: () => jsonResponse(200, { user_id: 'u-local', sessions: listing }),
+    ...options,
+    remove: async (call) => {
+      const response = await remove(call);
+      const id = decodeURIComponent(call.url.slice(`${API}/history/`.length));
+      if (response.ok) listing.splice(listing.findIndex((e) => e.session_id === id) >>> 0, 1);
+      return response;
+    },
+  });
   await screen.findByTestId('chat-input');
   return app;
 }
@@ -173,15 +189,69 @@ describe('the conversations sidebar', () => {
     expect(app.factory.sockets).toHaveLength(0);
   });
 
-  it('the menu button opens and closes the sidebar drawer', async () => {
+  it('the drawer takes the focus, leaves the page behind it out of reach, and gives the focus back', async () => {
     await ready();
     const toggle = screen.getByRole('button', { name: 'Conversations' });
     const sidebar = screen.getByRole('navigation', { name: 'Conversations' });
+    const main = document.querySelector('.app__main')!;
     expect(toggle.getAttribute('aria-expanded')).toBe('false');
     fireEvent.click(toggle);
     expect(sidebar.dataset.open).toBe('true');
-    fireEvent.keyDown(sidebar, { key: 'Escape' });
+    expect(document.activeElement).toBe(screen.getByRole('searchbox'));
+    expect(main.hasAttribute('inert')).toBe(true);
+    // Escape closes it wherever the focus is.
+    fireEvent.keyDown(document.body, { key: 'Escape' });
     expect(sidebar.dataset.open).toBe('false');
+    expect(main.hasAttribute('inert')).toBe(false);
+    expect(document.activeElement).toBe(toggle);
+  });
+
+  it('the delete question keeps the focus while it waits for the server', async () => {
+    let answer: (r: Response) => void = () => {};
+    await ready({ remove: () => new Promise<Response>((r) => (answer = r)) });
+    await waitFor(() => expect(entries()).toHaveLength(2));
+    fireEvent.click(screen.getByRole('button', { name: 'Delete “Older question”' }));
+    const accept = screen.getByTestId('confirm-accept');
+    accept.focus();
+    fireEvent.click(accept);
+    expect(accept.textContent).toBe('Deleting…');
+    expect(accept.getAttribute('aria-disabled')).toBe('true');
+    expect(document.activeElement).toBe(accept);
+    fireEvent.keyDown(screen.getByRole('alertdialog'), { key: 'Escape' });
+    expect(screen.getByRole('alertdialog')).toBeTruthy();
+    await act(async () => answer(jsonResponse(200, { status: 'deleted' })));
+    await waitFor(() => expect(screen.queryByRole('alertdialog')).toBeNull());
+    expect(titles()).toEqual(['How is Redis used?']);
+  });
+});
+
+describe('which conversation `/` opens', () => {
+  it('a new one is remembered once its history came, per user', async () => {
+    const app = setup({ me: devMe, sessions: sessionsOf([]), store: { 'chat.lastSession.u-local': '' } });
+    await screen.findByTestId('chat-input');
+    const fresh = socketSession(app.factory.last.url)!;
+    expect(fresh).not.toBe(SESSION);
+    expect(app.router.path()).toBe(`/c/${fresh}`);
+    expect(app.idStore.data.get('chat.lastSession.u-local')).toBe('');
+    app.connect([welcome('ws-node-1', fresh), history([], null, fresh)]);
+    expect(app.idStore.data.get('chat.lastSession.u-local')).toBe(fresh);
+  });
+
+  it('a conversation the server refused is forgotten, so `/` does not lead there again', async () => {
+    const app = setup({ token: 'good-token', path: '/' });
+    await screen.findByTestId('chat-input');
+    expect(socketSession(app.factory.last.url)).toBe(SESSION);
+    act(() => app.factory.last.open());
+    app.serverClose(4403, 'session belongs to another user');
+    await screen.findByTestId('conversation-not-found');
+    expect(app.idStore.data.has('chat.lastSession.alice')).toBe(false);
+  });
+
+  it('Sign out leaves the conversation’s address for `/`', async () => {
+    const app = setup({ token: 'good-token', path: '/c/s-old' });
+    fireEvent.click(await screen.findByTestId('sign-out-button'));
+    await screen.findByTestId('token-input');
+    expect(app.router.path()).toBe('/');
   });
 });
 
@@ -195,11 +265,11 @@ describe('drafts', () => {
     expect((screen.getByTestId('chat-input') as HTMLTextAreaElement).value).toBe('');
     fireEvent.click(screen.getByRole('link', { name: /How is Redis used/ }));
     expect((screen.getByTestId('chat-input') as HTMLTextAreaElement).value).toBe('half a thought');
-    expect(app.idStore.data.get(`chat.draft.${SESSION}`)).toBe('half a thought');
+    expect(app.idStore.data.get(`chat.draft.u-local.${SESSION}`)).toBe('half a thought');
     // Sent: the draft is gone.
     app.connect();
     fireEvent.click(screen.getByTestId('send-button'));
-    expect(app.idStore.data.has(`chat.draft.${SESSION}`)).toBe(false);
+    expect(app.idStore.data.has(`chat.draft.u-local.${SESSION}`)).toBe(false);
   });
 });
 

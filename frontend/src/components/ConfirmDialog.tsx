@@ -35,7 +35,9 @@ export function ConfirmDialog(props: ConfirmDialogProps) {
 
   const onKeyDown = (e: KeyboardEvent) => {
     if (e.key === 'Escape') {
+      // Handled here: nothing behind the dialog (the drawer) reacts to this Escape too.
       e.preventDefault();
+      e.nativeEvent.stopImmediatePropagation();
       if (!busy) onCancel();
     } else if (e.key === 'Tab') {
       // Two buttons: Tab and Shift+Tab go from one to the other.
@@ -67,10 +69,25 @@ export function ConfirmDialog(props: ConfirmDialogProps) {
           )}
         </div>
         <div className="dialog__actions">
-          <button ref={cancel} type="button" className="button button--ghost" data-testid="confirm-cancel" onClick={onCancel} disabled={busy}>
+          {/* aria-disabled, not disabled, while busy: a disabled button would drop the focus. */}
+          <button
+            ref={cancel}
+            type="button"
+            className="button button--ghost"
+            data-testid="confirm-cancel"
+            onClick={() => !busy && onCancel()}
+            aria-disabled={busy}
+          >
             Cancel
           </button>
-          <button ref={confirm} type="button" className="button button--danger" data-testid="confirm-accept" onClick={onConfirm} disabled={busy}>
+          <button
+            ref={confirm}
+            type="button"
+            className="button button--danger"
+            data-testid="confirm-accept"
+            onClick={() => !busy && onConfirm()}
+            aria-disabled={busy}
+          >
             {busy ? (busyLabel ?? confirmLabel) : confirmLabel}
           </button>
         </div>

@@ -87,6 +87,15 @@ describe('Markdown', () => {
     for (const img of container.querySelectorAll('img')) expect(img.hasAttribute('src')).toBe(false);
   });
 
+  it('never loads an image by itself: it is a link to it', () => {
+    const md = 'Look: ![a chart](https://tracker.example/p.png?d=secret) and ![](javascript:alert(1))';
+    const { container } = render(<Markdown content={md} streaming={false} />);
+    expect(container.querySelector('img')).toBeNull();
+    const links = [...container.querySelectorAll('a')].map((a) => [a.textContent, a.getAttribute('href')]);
+    expect(links).toEqual([['[a chart]', 'https://tracker.example/p.png?d=secret']]);
+    expect(container.textContent).toContain('[image]');
+  });
+
   it('keeps safe links, opening them in a new tab without an opener', () => {
     const md =
       '[web](https://example.com/a?b=c#d) [mail](mailto:a@example.com) [rel](/docs/x) [frag](#top) https://bare.example.com/path';

@@ -25,12 +25,13 @@ import {
   isValidElement,
   memo,
   useMemo,
-  useState,
   type ComponentPropsWithoutRef,
   type ReactElement,
   type ReactNode,
 } from 'react';
 import { compiler, sanitizer as defaultSanitizer, type MarkdownToJSX } from 'markdown-to-jsx';
+import { useFlash } from '../hooks/useFlash';
+import { copyText } from '../lib/clipboard';
 
 // ---------------------------------------------------------------------------------------------
 // Splitting into blocks
@@ -158,27 +159,24 @@ function textOf(node: ReactNode): string {
 /** markdown-to-jsx renders a code block as <pre><code className="lang-x" {...attrs}>; the attrs
  * come from the text after the fence's language (```js style="..."), so only the text is kept. */
 function CodeBlock({ children }: ComponentPropsWithoutRef<'pre'>) {
-  const [copied, setCopied] = useState(false);
+  const [copied, flash] = useFlash<'Copied' | 'Copy failed'>(1_500);
   const code = isValidElement(children)
     ? (children.props as { className?: string; children?: ReactNode })
     : { className: '', children };
   const language = /(?:^|\s)lang(?:uage)?-([\w+-]+)/.exec(code.className ?? '')?.[1];
-  const canCopy = typeof navigator !== 'undefined' && !!navigator.clipboard;
   const copy = () => {
-    void navigator.clipboard.writeText(textOf(code.children).replace(/\n$/, '')).then(() => {
-      setCopied(true);
-      setTimeout(() => setCopied(false), 1500);
-    });
+    copyText(textOf(code.children).replace(/\n$/, '')).then(
+      () => flash('Copied'),
+      () => flash('Copy failed'),
+    );
   };
   return (
     <div className="code-block">
       <div className="code-block__bar">
         <span className="code-block__lang">{language ?? 'code'}</span>
-        {canCopy && (
-          <button type="button" className="code-block__copy" onClick={copy} aria-label="Copy code">
-            {copied ? 'Copied' : 'Copy'}
-          </button>
-        )}
+        <button type="button" className="code-block__copy" onClick={copy} aria-label="Copy code">
+          {copied ?? 'Copy'}
+        </button>
       </div>
       <pre>
         <code className={language ? `language-${language}` : undefined}>{code.children}</code>
@@ -197,9 +195,24 @@ function Table(props: ComponentPropsWithoutRef<'table'>) {
 
 const noId = { props: { id: undefined } };
 
+/**
+ * An image in an answer is a link to it, never loaded by itself: a model's text (or a prompt
+ * injected into it) could otherwise make the page fetch any URL, with data in it, unasked.
+ */
+function Image({ src, alt }: ComponentPropsWithoutRef<'img'>) {
+  const label = alt?.trim() || 'image';
+  if (!src) return <span className="md-image">[{label}]</span>;
+  return (
+    <a className="md-image" href={src} target="_blank" rel="noopener noreferrer" title={src}>
+      [{label}]
+    </a>
+  );
+}
+
 const overrides: MarkdownToJSX.Overrides = {
   pre: CodeBlock,
   table: Table,
+  img: Image,
   a: { props: { target: '_blank', rel: 'noopener noreferrer' } },
   // Task list boxes are shown, not edited.
   input: { props: { disabled: true } },

@@ -6,6 +6,7 @@
 
 import { memo, useCallback, useLayoutEffect, useRef, useState } from 'react';
 import type { UiMessage } from '../lib/chatState';
+import { useFlash } from '../hooks/useFlash';
 import { copyText } from '../lib/clipboard';
 import { contentHash } from '../lib/hash';
 import { Markdown } from './Markdown';
@@ -199,19 +200,18 @@ function AnswerActions({
   canRetry: boolean;
   onRetry: (messageId: string) => void;
 }) {
-  const [copied, setCopied] = useState<'yes' | 'failed' | null>(null);
+  const [copied, flash] = useFlash<'Copied' | 'Copy failed'>(2_000);
   const retryable = message.status === 'failed' || message.status === 'cancelled';
   const copy = () => {
     copyText(message.content).then(
-      () => setCopied('yes'),
-      () => setCopied('failed'),
+      () => flash('Copied'),
+      () => flash('Copy failed'),
     );
-    setTimeout(() => setCopied(null), 2_000);
   };
   return (
     <div className="message__actions" role="group" aria-label="Answer actions">
       <button type="button" className="action" data-testid="copy-answer" onClick={copy} aria-label="Copy the answer">
-        {copied === 'yes' ? 'Copied' : copied === 'failed' ? 'Copy failed' : 'Copy'}
+        {copied ?? 'Copy'}
       </button>
       {retryable && (
         <button

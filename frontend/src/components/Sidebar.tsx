@@ -1,9 +1,10 @@
 // The conversations sidebar: the user's conversations, newest first (title, last activity),
 // a filter by title, and a delete button per conversation (asks first). Each entry is a link to
 // `/c/{sessionId}`, so it can also be opened in a new tab; a plain click switches in place. On
-// narrow screens it is a drawer the header's menu button opens (styles.css hides it otherwise).
+// narrow screens it is a drawer the header's menu button opens (styles.css hides it otherwise):
+// opening it puts the focus in its filter, Escape closes it.
 
-import { memo, useEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
+import { memo, useEffect, useMemo, useRef, useState } from 'react';
 import type { SessionSummary } from '../lib/api';
 import { filterByTitle, relativeTime } from '../lib/conversations';
 import { conversationPath } from '../lib/route';
@@ -55,9 +56,16 @@ export const Sidebar = memo(function Sidebar(props: SidebarProps) {
     setTimeout(() => filter.current?.focus(), 0);
   };
 
-  const onKeyDown = (e: KeyboardEvent) => {
-    if (e.key === 'Escape' && open && !confirming) onClose();
-  };
+  // The drawer: the focus moves in when it opens; Escape, wherever the focus is, closes it.
+  useEffect(() => {
+    if (!open) return;
+    filter.current?.focus();
+    const onKey = (e: globalThis.KeyboardEvent) => {
+      if (e.key === 'Escape' && !e.defaultPrevented) onClose();
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, [open, onClose]);
 
   return (
     <>
@@ -67,7 +75,6 @@ export const Sidebar = memo(function Sidebar(props: SidebarProps) {
         aria-label="Conversations"
         data-testid="sidebar"
         data-open={open}
-        onKeyDown={onKeyDown}
       >
         <div className="sidebar__head">
           <h2 className="sidebar__title">Conversations</h2>

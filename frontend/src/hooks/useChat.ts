@@ -18,7 +18,7 @@ import {
   type ChatState,
   type UiMessage,
 } from '../lib/chatState';
-import { cancelAnswer, RestError } from '../lib/api';
+import { cancelAnswer, failureOf } from '../lib/api';
 import {
   closeAction,
   effectiveUserId,
@@ -156,13 +156,9 @@ export function useChat({ env, sessionId, identity, onUnauthorized }: ChatOption
             ...(env.fetch ? { fetch: env.fetch } : {}),
           };
           void cancelAnswer(client, stateRef.current.sessionId, messageId).catch((e: unknown) => {
-            if (e instanceof RestError && e.failure.kind === 'unauthorized') {
-              unauthorizedRef.current();
-            } else if (e instanceof RestError && e.failure.kind === 'notice') {
-              dispatchRef.current({ type: 'localError', code: e.failure.code, text: e.failure.text });
-            } else {
-              dispatchRef.current({ type: 'localError', code: 'CANCEL_FAILED', text: `Stop failed: ${String(e)}` });
-            }
+            const failure = failureOf(e, 'CANCEL_FAILED', `Stop failed: ${String(e)}`);
+            if (failure.kind === 'unauthorized') unauthorizedRef.current();
+            else dispatchRef.current({ type: 'localError', code: failure.code, text: failure.text });
           });
         },
       });

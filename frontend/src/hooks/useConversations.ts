@@ -4,7 +4,7 @@
 // after a delete. Deleting goes through DELETE /api/history/{sid}.
 
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import { deleteConversation, listSessions, RestError, type ApiClient, type SessionSummary } from '../lib/api';
+import { deleteConversation, failureOf, listSessions, type ApiClient, type SessionSummary } from '../lib/api';
 import { mergeSessions } from '../lib/conversations';
 import type { AppEnv } from '../lib/env';
 
@@ -38,7 +38,6 @@ export function useConversations({
 }): ConversationsApi {
   const [server, setServer] = useState<SessionSummary[]>([]);
   const [local, setLocal] = useState<SessionSummary[]>([]);
-  const [deleted, setDeleted] = useState<ReadonlyMap<string, number>>(() => new Map());
   const [status, setStatus] = useState<ConversationsApi['status']>('loading');
   const [error, setError] = useState<string | null>(null);
   const unauthorized = useRef(onUnauthorized);
@@ -64,12 +63,13 @@ export function useConversations({
       },
       (e: unknown) => {
         if (mine !== generation.current) return;
-        if (e instanceof RestError && e.failure.kind === 'unauthorized') {
+        const failure = failureOf(e, 'SESSIONS_FAILED', 'The server did not answer.');
+        if (failure.kind === 'unauthorized') {
           unauthorized.current();
           return;
         }
         setStatus('error');
-        setError(e instanceof RestError && e.failure.kind === 'notice' ? e.failure.text : 'The server did not answer.');
+        setError(failure.text);
       },
     );
   }, [client, userId]);
@@ -119,19 +119,24 @@ export function useConversations({
       try {
         await deleteConversation(client, sessionId);
       } catch (e) {
-        if (e instanceof RestError && e.failure.kind === 'unauthorized') {
+        const failure = failureOf(e, 'DELETE_FAILED', 'The server did not answer.');
+        if (failure.kind === 'unauthorized') {
           unauthorized.current();
           return 'Sign in again to delete this conversation.';
         }
-        return e instanceof RestError && e.failure.kind === 'notice' ? e.failure.text : 'The server did not answer.';
+        return failure.text;
       }
-      setDeleted((d) => new Map(d).set(sessionId, Date.now()));
+      // Gone from the list at once; the server leaves it out from now on (PROTOCOL.md, 5).
+      const gone = (list: SessionSummary[]) => list.filter((s) => s.sessionId !== sessionId);
+      localRef.current = gone(localRef.current);
+      setLocal(localRef.current);
+      setServer(gone);
       refresh();
       return null;
     },
     [client, refresh],
   );
 
-  const list = useMemo(() => mergeSessions(server, local, deleted), [server, local, deleted]);
+  const list = useMemo(() => mergeSessions(server, local), [server, local]);
   return { list, status, error, refresh, noteActivity, remove };
 }

@@ -1,12 +1,12 @@
 // The conversation the address bar names (lib/route), as React state. `/` is rewritten to the
-// conversation this browser used last (or a new one), so a reload stays in it; the browser's
-// back and forward move between conversations; every conversation opened is remembered as the
-// last one (localStorage `chat.sessionId`).
+// conversation this user had open last on this browser (lib/session; the page remembers one once
+// its history arrived), or a new one; the browser's back and forward move between
+// conversations.
 
 import { useCallback, useEffect, useState } from 'react';
 import type { AppEnv } from '../lib/env';
 import { conversationPath, parseRoute, type Router } from '../lib/route';
-import { loadOrCreateId, randomId, SESSION_KEY, storeId } from '../lib/session';
+import { lastSession, randomId } from '../lib/session';
 
 export interface RouteApi {
   /** The conversation shown, or null when the address names none that can exist. */
@@ -21,22 +21,19 @@ export interface RouteApi {
 
 const STILL: Router = { path: () => '/', go: () => {}, listen: () => () => {} };
 
-export function useRoute(env: AppEnv): RouteApi {
+export function useRoute(env: AppEnv, userId: string): RouteApi {
   const router = env.router ?? STILL;
   const resolve = useCallback(() => {
     const route = parseRoute(router.path());
     if (route.kind === 'invalid') return { sessionId: null, invalid: route.raw };
     if (route.kind === 'conversation') return { sessionId: route.sessionId, invalid: null };
-    const id = loadOrCreateId(env.idStore, SESSION_KEY, 's');
+    const id = lastSession(env.idStore, userId) ?? randomId('s');
     router.go(conversationPath(id), { replace: true });
     return { sessionId: id, invalid: null };
-  }, [router, env.idStore]);
+  }, [router, env.idStore, userId]);
 
   const [current, setCurrent] = useState(resolve);
   useEffect(() => router.listen(() => setCurrent(resolve())), [router, resolve]);
-  useEffect(() => {
-    if (current.sessionId) storeId(env.idStore, SESSION_KEY, current.sessionId);
-  }, [current.sessionId, env.idStore]);
 
   const open = useCallback(
     (id: string, options: { replace?: boolean } = {}) => {

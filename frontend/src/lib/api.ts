@@ -33,6 +33,14 @@ export class RestError extends Error {
 }
 
 /**
+ * What a REST call's rejection means: the server's refusal (a RestError's failure), or, when the
+ * request could not be made at all, a notice with `code` and `text`.
+ */
+export function failureOf(e: unknown, code: string, text: string): RestFailure {
+  return e instanceof RestError ? e.failure : { kind: 'notice', code, text };
+}
+
+/**
  * How long to wait from a `Retry-After` header: seconds (`"30"`) or an HTTP date, rounded up
  * to whole seconds. Null when absent or unreadable.
  */

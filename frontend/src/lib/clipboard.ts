@@ -1,10 +1,17 @@
 // Copying text for the Copy buttons.
 
-/** The clipboard API where the page may use it; else the older copy command on a hidden field. */
+/**
+ * The clipboard API where the page has it (secure origins); else, or when it refuses, the older
+ * copy command on a hidden field. Rejects when neither copied.
+ */
 export async function copyText(text: string): Promise<void> {
-  if (navigator.clipboard && window.isSecureContext) {
-    await navigator.clipboard.writeText(text);
-    return;
+  if (navigator.clipboard?.writeText) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return;
+    } catch {
+      // Refused (no permission, page not focused): try the old way.
+    }
   }
   const field = document.createElement('textarea');
   field.value = text;

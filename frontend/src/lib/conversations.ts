@@ -26,20 +26,12 @@ export function summaryOf(sessionId: string, messages: readonly UiMessage[]): Se
 
 /**
  * The sidebar's list: the server's entries, each updated by a newer local one, plus local
- * entries the server does not list yet; most recent first. `deleted` maps conversations this tab
- * deleted to when: an entry shows again only with activity after that (an answer that was still
- * streaming lands in a fresh history when it ends; a write the server had queued does not count).
+ * entries the server does not list yet; most recent first.
  */
-export function mergeSessions(
-  server: readonly SessionSummary[],
-  local: readonly SessionSummary[],
-  deleted: ReadonlyMap<string, number> = new Map(),
-): SessionSummary[] {
-  const gone = (s: SessionSummary) => s.lastActivity <= (deleted.get(s.sessionId) ?? -Infinity);
+export function mergeSessions(server: readonly SessionSummary[], local: readonly SessionSummary[]): SessionSummary[] {
   const byId = new Map<string, SessionSummary>();
-  for (const s of server) if (!gone(s)) byId.set(s.sessionId, s);
+  for (const s of server) byId.set(s.sessionId, s);
   for (const s of local) {
-    if (gone(s)) continue;
     const known = byId.get(s.sessionId);
     if (!known) byId.set(s.sessionId, s);
     else if (s.lastActivity > known.lastActivity) {

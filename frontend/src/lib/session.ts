@@ -1,10 +1,34 @@
-// The ids this browser uses: the conversation (session) and the person (user), kept in
-// localStorage so a reload continues the same conversation.
+// The ids this browser uses: the person (user) and, per user, the conversation they had open
+// last, kept in localStorage so `/` continues it. Per user, so whoever signs in next on this
+// browser is not sent to someone else's conversation.
 
 import { ID_PATTERN } from './protocol';
 
-export const SESSION_KEY = 'chat.sessionId';
 export const USER_KEY = 'chat.userId';
+
+/** Where the conversation `userId` had open last is kept. */
+export function lastSessionKey(userId: string): string {
+  return `chat.lastSession.${userId}`;
+}
+
+/** The conversation `userId` had open last, if one is stored (and valid). */
+export function lastSession(store: KeyValueStore | null, userId: string): string | null {
+  try {
+    const id = store?.getItem(lastSessionKey(userId)) ?? null;
+    return id && ID_PATTERN.test(id) ? id : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Forgets `sessionId` as `userId`'s last conversation, if it is (it was refused to them). */
+export function forgetLastSession(store: KeyValueStore | null, userId: string, sessionId: string): void {
+  try {
+    if (store?.getItem(lastSessionKey(userId)) === sessionId) store.removeItem?.(lastSessionKey(userId));
+  } catch {
+    // Nothing stored, then.
+  }
+}
 
 /** The part of Storage used here (localStorage, or a Map-backed fake in tests). */
 export interface KeyValueStore {

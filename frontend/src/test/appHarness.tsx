@@ -5,7 +5,7 @@ import { act, fireEvent, render, screen } from '@testing-library/react';
 import App from '../App';
 import { TOKEN_KEY } from '../lib/auth';
 import type { AppEnv } from '../lib/env';
-import { SESSION_KEY, USER_KEY } from '../lib/session';
+import { lastSessionKey, USER_KEY } from '../lib/session';
 import { FakeTimers, fakeFetch, jsonResponse, memoryRouter, memoryStorage, socketFactory, type FetchCall } from './fakes';
 import { history, SESSION, welcome } from './frames';
 
@@ -41,7 +41,7 @@ export function setup({
   me?: (call: FetchCall) => Response;
   cancel?: (call: FetchCall) => Response;
   sessions?: (call: FetchCall) => Response;
-  remove?: (call: FetchCall) => Response;
+  remove?: (call: FetchCall) => Response | Promise<Response>;
   token?: string;
   path?: string;
   store?: Record<string, string>;
@@ -49,7 +49,13 @@ export function setup({
 } = {}) {
   const factory = socketFactory();
   const timers = new FakeTimers();
-  const idStore = memoryStorage({ [SESSION_KEY]: SESSION, [USER_KEY]: 'u-local', ...store });
+  // Both users of these tests had conversation SESSION open last.
+  const idStore = memoryStorage({
+    [lastSessionKey('u-local')]: SESSION,
+    [lastSessionKey('alice')]: SESSION,
+    [USER_KEY]: 'u-local',
+    ...store,
+  });
   const tokenStore = memoryStorage(token ? { [TOKEN_KEY]: token } : {});
   const router = memoryRouter(path);
   const server = fakeFetch((url, call) => {
