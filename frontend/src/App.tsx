@@ -9,6 +9,7 @@
 import { useCallback, useEffect, useRef, useState, type ReactNode, type RefObject } from 'react';
 import { ChatInput, type ChatInputHandle } from './components/ChatInput';
 import { ConnectionIndicator } from './components/ConnectionIndicator';
+import { Icon } from './components/Icon';
 import { MessageList } from './components/MessageList';
 import { Notices } from './components/Notices';
 import { SIDEBAR_ID, Sidebar } from './components/Sidebar';
@@ -263,16 +264,7 @@ function ChatScreen({
           aria-controls={statusOpen ? STATUS_PANEL_ID : undefined}
           title="Connection status (gateway node, ping, chunks/s)"
         >
-          <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
-            <path
-              d="M1 8h3l2-5 4 10 2-5h3"
-              fill="none"
-              stroke="currentColor"
-              strokeWidth="1.8"
-              strokeLinecap="round"
-              strokeLinejoin="round"
-            />
-          </svg>
+          <Icon d="M1 8h3l2-5 4 10 2-5h3" />
         </button>
       </Header>
       {statusOpen && <StatusPanel status={connection} stats={chat.linkStats} />}
@@ -342,9 +334,7 @@ function Header({
           aria-expanded={actions.drawerOpen}
           aria-controls={SIDEBAR_ID}
         >
-          <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
-            <path d="M2 4h12M2 8h12M2 12h12" stroke="currentColor" strokeWidth="1.8" strokeLinecap="round" />
-          </svg>
+          <Icon d="M2 4h12M2 8h12M2 12h12" />
         </button>
         <span className="logo" aria-hidden="true" />
         <div>
@@ -367,9 +357,7 @@ function Header({
           aria-pressed={dark}
           title={dark ? 'Switch to light mode' : 'Switch to dark mode'}
         >
-          <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
-            <path d="M13.5 9.5A6 6 0 0 1 6.5 2.5a6 6 0 1 0 7 7z" fill="none" stroke="currentColor" strokeWidth="1.6" strokeLinejoin="round" />
-          </svg>
+          <Icon d="M13.5 9.5A6 6 0 0 1 6.5 2.5a6 6 0 1 0 7 7z" weight={1.6} />
         </button>
         <button
           type="button"
@@ -379,9 +367,7 @@ function Header({
           aria-label="New chat"
           title="Start a new conversation"
         >
-          <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
-            <path d="M8 3v10M3 8h10" stroke="currentColor" strokeWidth="2" strokeLinecap="round" />
-          </svg>
+          <Icon d="M8 3v10M3 8h10" weight={2} />
           <span className="button__label">New chat</span>
         </button>
         {identity.token && (
@@ -394,16 +380,7 @@ function Header({
             aria-label="Sign out"
             title={`Signed in as ${userId}. Sign out (forget the token in this tab)`}
           >
-            <svg className="button__svg" viewBox="0 0 16 16" aria-hidden="true">
-              <path
-                d="M6 3H3v10h3M10 5l3 3-3 3M13 8H6"
-                fill="none"
-                stroke="currentColor"
-                strokeWidth="1.8"
-                strokeLinecap="round"
-                strokeLinejoin="round"
-              />
-            </svg>
+            <Icon d="M6 3H3v10h3M10 5l3 3-3 3M13 8H6" />
             <span className="button__label">Sign out</span>
           </button>
         )}

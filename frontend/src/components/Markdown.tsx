@@ -17,8 +17,8 @@
 // doubled so markdown-to-jsx's unescaping gives them back (`\d+\.` stays as written). While the
 // answer streams, a cursor is put at the end of the text inside the deepest last element of the
 // last block (the last <li>, the <code> of an unfinished code block...), found by walking the
-// React elements markdown-to-jsx returns, so it follows the words. Markdown.test.tsx (and the
-// Markdown tests in components.test.tsx) check all of this.
+// React elements markdown-to-jsx returns, so it follows the words. Images are links to
+// them, never loaded. Markdown.test.tsx checks all of this.
 
 import {
   cloneElement,

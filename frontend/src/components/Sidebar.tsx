@@ -9,6 +9,7 @@ import type { SessionSummary } from '../lib/api';
 import { filterByTitle, relativeTime } from '../lib/conversations';
 import { conversationPath } from '../lib/route';
 import { ConfirmDialog } from './ConfirmDialog';
+import { Icon } from './Icon';
 
 export const SIDEBAR_ID = 'conversations';
 
@@ -186,16 +187,7 @@ const Entry = memo(function Entry({
         title="Delete this conversation"
         onClick={() => onDelete(summary)}
       >
-        <svg viewBox="0 0 16 16" aria-hidden="true" className="button__svg">
-          <path
-            d="M3 4.5h10M6.5 4.5V3h3v1.5M4.5 4.5l.7 8.5h5.6l.7-8.5"
-            fill="none"
-            stroke="currentColor"
-            strokeWidth="1.5"
-            strokeLinecap="round"
-            strokeLinejoin="round"
-          />
-        </svg>
+        <Icon d="M3 4.5h10M6.5 4.5V3h3v1.5M4.5 4.5l.7 8.5h5.6l.7-8.5" weight={1.5} />
       </button>
     </li>
   );

@@ -5,61 +5,11 @@ import type { UiMessage } from '../lib/chatState';
 import { contentHash } from '../lib/hash';
 import { ChatInput } from './ChatInput';
 import { ConnectionIndicator } from './ConnectionIndicator';
-import { Markdown } from './Markdown';
 import { MessageList } from './MessageList';
 import { Notices } from './Notices';
 import { SignIn } from './SignIn';
 
 afterEach(cleanup);
-
-describe('Markdown', () => {
-  it('never lets HTML from the server into the DOM', () => {
-    const hostile = [
-      'Hi <img src=x onerror="window.__owned=1"> there',
-      '',
-      '<script>window.__owned=1</script>',
-      '',
-      '<div onclick="x()">block</div>',
-      '',
-      '[click](javascript:alert(1)) and <a href="javascript:alert(2)">raw</a>',
-    ].join('\n');
-    const { container } = render(<Markdown content={hostile} streaming={false} />);
-    expect(container.querySelector('img, script, div[onclick], [onerror]')).toBeNull();
-    // Raw HTML is shown as text, not dropped.
-    expect(container.textContent).toContain('<script>window.__owned=1</script>');
-    expect(container.textContent).toContain('<img src=x onerror="window.__owned=1">');
-    for (const a of container.querySelectorAll('a')) {
-      expect(a.getAttribute('href') ?? '').not.toMatch(/^javascript:/i);
-    }
-    expect((window as unknown as { __owned?: number }).__owned).toBeUndefined();
-  });
-
-  it('renders code blocks with their language, inline code, emphasis and safe links', () => {
-    const md = 'Use **Redis** and `SUBSCRIBE`.\n\n```rust\nfn main() {}\n```\n\nSee [docs](https://example.com).';
-    const { container } = render(<Markdown content={md} streaming={false} />);
-    expect(container.querySelector('strong')?.textContent).toBe('Redis');
-    expect(container.querySelector('p code')?.textContent).toBe('SUBSCRIBE');
-    expect(container.querySelector('pre code')?.textContent).toBe('fn main() {}\n');
-    expect(container.querySelector('.code-block__lang')?.textContent).toBe('rust');
-    const link = container.querySelector('a')!;
-    expect(link.getAttribute('href')).toBe('https://example.com');
-    expect(link.getAttribute('rel')).toBe('noopener noreferrer');
-  });
-
-  it('puts the streaming cursor at the end of the text, only while streaming', () => {
-    const { container, rerender } = render(<Markdown content={'First.\n\nSecond **part'} streaming />);
-    const cursor = screen.getByTestId('streaming-cursor');
-    expect(cursor.parentElement?.textContent).toBe('Second **part');
-    expect(container.querySelectorAll('[data-testid="streaming-cursor"]')).toHaveLength(1);
-    rerender(<Markdown content={'First.\n\nSecond **part**'} streaming={false} />);
-    expect(screen.queryByTestId('streaming-cursor')).toBeNull();
-  });
-
-  it('shows a cursor before the first word arrives', () => {
-    render(<Markdown content="" streaming />);
-    expect(screen.getByTestId('streaming-cursor')).toBeTruthy();
-  });
-});
 
 const msg = (over: Partial<UiMessage>): UiMessage => ({
   messageId: 'm',
@@ -215,15 +165,6 @@ describe('ConnectionIndicator', () => {
     expect(screen.getByTestId('connection-indicator').textContent).toMatch(/retry in [34] s/);
     fireEvent.click(screen.getByText('Retry now'));
     expect(onRetry).toHaveBeenCalled();
-  });
-});
-
-describe('Markdown cursor in code', () => {
-  it('stays on the line being written inside an unfinished code block', () => {
-    render(<Markdown content={'Steps:\n\n```text\n1. one\n2. tw'} streaming />);
-    const cursor = screen.getByTestId('streaming-cursor');
-    expect(cursor.parentElement?.tagName).toBe('CODE');
-    expect(cursor.parentElement?.textContent).toBe('1. one\n2. tw');
   });
 });
 
