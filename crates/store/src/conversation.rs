@@ -36,7 +36,7 @@ pub enum Record {
     Chunk(ChunkRow),
 }
 
-/// Chunk rows per `INSERT` statement (5 parameters each; far below either database's limit).
+/// Chunk rows per `INSERT` statement (4 parameters each; far below either database's limit).
 const CHUNKS_PER_STATEMENT: usize = 100;
 
 impl Store {
@@ -277,29 +277,21 @@ async fn insert_chunks(
     // takes them in order (`?`), since it looks a numbered one up by a scan of all of them.
     let values: Vec<String> = (0..rows.len())
         .map(|i| match backend {
-            Backend::Sqlite => "(?, ?, ?, ?, ?)".to_owned(),
+            Backend::Sqlite => "(?, ?, ?, ?)".to_owned(),
             Backend::Postgres => {
-                let p = i * 5;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5
-                )
+                let p = i * 4;
+                format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4)
             }
         })
         .collect();
     let sql = format!(
-        "INSERT INTO stream_chunk (id, message_id, chunk_index, content, timestamp) VALUES {} \
-         ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO stream_chunk (message_id, chunk_index, content, timestamp) VALUES {} \
+         ON CONFLICT (message_id, chunk_index) DO NOTHING",
         values.join(", ")
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for row in rows {
         query = query
-            .bind(format!("{}:{}", row.message_id, row.index))
             .bind(row.message_id.as_str())
             .bind(i64::from(row.index))
             .bind(row.delta.as_str())

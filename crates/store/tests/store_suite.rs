@@ -582,3 +582,63 @@ async fn postgres_concurrent_writers_share_one_database() {
     let server = testkit::PostgresServer::start();
     concurrent_writers_share_one_database(&server.url()).await;
 }
+
+/// A database made before `stream_chunk` lost its `id` column keeps every chunk row through
+/// migration 0004, and stores new ones (a repeated one still skipped) afterwards.
+async fn chunks_survive_the_key_migration(url: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    // The schema as it was: migrations 0001 to 0003.
+    let mut before = sqlx::migrate!("./migrations");
+    let old: Vec<_> = before
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 3)
+        .cloned()
+        .collect();
+    before.migrations = old.into();
+    before.run(&pool).await.unwrap();
+    for index in 0..3 {
+        sqlx::query(
+            "INSERT INTO stream_chunk (id, message_id, chunk_index, content, timestamp) \
+             VALUES ($1, 'old-a', $2, $3, 100)",
+        )
+        .bind(format!("old-a:{index}"))
+        .bind(index)
+        .bind(format!("w{index} "))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::connect(url).await.unwrap();
+    assert_eq!(store.chunk_count(&mid("old-a")).await.unwrap(), 3);
+    store
+        .append_chunks(&[chunk("old-a", 2, "w2 ", 100), chunk("old-a", 3, "w3", 110)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.chunk_count(&mid("old-a")).await.unwrap(),
+        4,
+        "the repeated row is skipped, the new one stored"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_chunks_survive_the_key_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("nested")).unwrap();
+    let url = format!("{}?mode=rwc", sqlite_url(&dir));
+    chunks_survive_the_key_migration(&url).await;
+}
+
+#[tokio::test]
+async fn postgres_chunks_survive_the_key_migration() {
+    let server = testkit::PostgresServer::start();
+    chunks_survive_the_key_migration(&server.url()).await;
+}
