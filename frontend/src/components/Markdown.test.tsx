@@ -3,7 +3,8 @@ import { act, cleanup, fireEvent, render, screen } from '@testing-library/react'
 import { renderToStaticMarkup } from 'react-dom/server';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as markdownToJsx from 'markdown-to-jsx';
-import { Markdown, compileMarkdown, splitBlocks } from './Markdown';
+import type { ReactElement } from 'react';
+import { Markdown, MAX_BRACKETS_PER_BLOCK, compileMarkdown, splitBlocks } from './Markdown';
 
 vi.mock('markdown-to-jsx', async (importOriginal) => {
   const actual = await importOriginal<typeof import('markdown-to-jsx')>();
@@ -200,6 +201,22 @@ describe('Markdown', () => {
     );
     expect(container.querySelector('h2')?.hasAttribute('id')).toBe(false);
     expect(container.querySelector('p')?.textContent).toBe('Say "hi" & bye');
+  });
+
+  it('shows a block with more than MAX_BRACKETS_PER_BLOCK `[` as plain text, unparsed', () => {
+    const hostile = `Look ${'[a]('.repeat(MAX_BRACKETS_PER_BLOCK + 1)}`;
+    const nodes = compileMarkdown(hostile);
+    expect(nodes).toHaveLength(1);
+    const only = nodes[0] as ReactElement<{ children: unknown }>;
+    expect(only.type).toBe('p');
+    // The text itself, in one piece: the parser never saw it.
+    expect(only.props.children).toBe(hostile);
+    const { container } = render(<Markdown content={hostile} streaming={false} />);
+    expect(container.textContent).toBe(hostile);
+    // A real list of links stays Markdown.
+    const list = Array.from({ length: 50 }, (_, i) => `- [link ${i}](https://example.com/${i})`).join('\n');
+    const { container: links } = render(<Markdown content={list} streaming={false} />);
+    expect(links.querySelectorAll('a')).toHaveLength(50);
   });
 
   it('shows text it cannot parse as plain text instead of failing', () => {
