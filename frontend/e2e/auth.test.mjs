@@ -1,6 +1,7 @@
 // Browser tests against a stack that requires tokens (AUTH_MODE=required: one gateway serving
 // the app, one AI node, Redis), started by scripts/e2e-browser with fast answers
-// (STREAM_DELAY_MS=5). The tokens come from the documented way to mint them,
+// (STREAM_DELAY_MS=5) and a low chat limit (CHAT_RATE_LIMIT_PER_MINUTE=3). They run in order;
+// the last one kills the AI node. The tokens come from the documented way to mint them,
 // `ws-gateway token --user NAME`, with the stack's JWT_SECRET.
 //
 // Environment (set by scripts/e2e-browser), besides helpers.mjs's:
@@ -10,6 +11,8 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import {
   ask,
@@ -19,6 +22,7 @@ import {
   screenshot,
   serverHistory,
   sessionIdOf,
+  STACK_DIR,
   waitConnected,
   waitFinal,
   withPage,
@@ -40,6 +44,16 @@ after(async () => {
 async function signIn(page, token) {
   await page.getByTestId('token-input').fill(token);
   await page.getByTestId('sign-in-button').click();
+}
+
+/** A token for `user`, minted the documented way (E2E_MINT), valid for `lifetimeMs`. */
+function mint(user, lifetimeMs = 600_000) {
+  const [command, ...args] = (process.env.E2E_MINT ?? '').split(' ').filter(Boolean);
+  assert.ok(command, 'E2E_MINT is set (scripts/e2e-browser sets it)');
+  return execFileSync(command, [...args, user], {
+    env: { ...process.env, JWT_EXPIRATION_MS: String(lifetimeMs) },
+    encoding: 'utf8',
+  }).trim();
 }
 
 /** alice's conversation, shared by the tests below: they run in order. */
@@ -107,13 +121,8 @@ test('another user following a link to alice’s conversation sees “not found 
 });
 
 test('when the token expires, the page goes back to the sign-in step by itself', { timeout: 60_000 }, async () => {
-  const [command, ...args] = (process.env.E2E_MINT ?? '').split(' ').filter(Boolean);
-  assert.ok(command, 'E2E_MINT is set (scripts/e2e-browser sets it)');
   const lifetimeMs = 8_000;
-  const token = execFileSync(command, [...args, 'alice'], {
-    env: { ...process.env, JWT_EXPIRATION_MS: String(lifetimeMs) },
-    encoding: 'utf8',
-  }).trim();
+  const token = mint('alice', lifetimeMs);
   const minted = Date.now();
   await withPage(browser, 'expiry', async (page) => {
     await signIn(page, token);
@@ -151,5 +160,40 @@ test('a 2,000-chunk answer streams without blocking the main thread for more tha
     const longTasks = await page.evaluate(() => window.__longTasks);
     console.log(`# ${chunks} chunks in ${seconds.toFixed(1)} s; long tasks: ${JSON.stringify(longTasks)}`);
     assert.deepEqual(longTasks, [], 'no main-thread task over 50 ms while it streamed');
+  });
+});
+
+test('chatting faster than the limit shows RATE_LIMITED and what to do', { timeout: 120_000 }, async () => {
+  await withPage(browser, 'rate-limited', async (page) => {
+    // carol has chatted nowhere else: the stack allows her 3 chats at once, then 1 per 20 s.
+    await signIn(page, mint('carol'));
+    await waitConnected(page);
+    for (let i = 0; i < 3; i += 1) {
+      const id = await ask(page, `hello ${i}`);
+      assert.equal((await waitFinal(page, id)).status, 'completed');
+    }
+    await page.getByTestId('chat-input').fill('one too many');
+    await page.getByTestId('chat-input').press('Enter');
+    const notice = page.locator('[data-testid="notice"][data-code="RATE_LIMITED"]');
+    await notice.waitFor({ timeout: 15_000 });
+    assert.match(await notice.innerText(), /too fast\. Wait a little, then send again/);
+    const answers = await page.locator('[data-testid="message"][data-role="assistant"]').count();
+    assert.equal(answers, 3, 'the fourth chat got no answer');
+  });
+});
+
+test('with its AI node killed, a chat shows AI_UNAVAILABLE and what to do', { timeout: 120_000 }, async () => {
+  const pid = Number(readFileSync(path.join(STACK_DIR, 'pids', 'ai-1'), 'utf8').trim());
+  process.kill(pid, 'SIGKILL');
+  await withPage(browser, 'ai-unavailable', async (page) => {
+    await signIn(page, BOB);
+    await waitConnected(page);
+    await page.getByTestId('chat-input').fill('is anybody there?');
+    await page.getByTestId('chat-input').press('Enter');
+    const notice = page.locator('[data-testid="notice"][data-code="AI_UNAVAILABLE"]');
+    await notice.waitFor({ timeout: 20_000 });
+    assert.match(await notice.innerText(), /No AI node is available right now[\s\S]*Try again in a moment/);
+    // The page is still connected and takes the next message once a node is back.
+    await page.getByTestId('send-button').waitFor();
   });
 });
