@@ -375,10 +375,10 @@ where
         "UPDATE chat_session SET last_activity_time = $1 \
          WHERE session_id = $2 AND last_activity_time < $1",
     )
-        .bind(at)
-        .bind(session.as_str())
-        .execute(executor)
-        .await?;
+    .bind(at)
+    .bind(session.as_str())
+    .execute(executor)
+    .await?;
     Ok(())
 }
 

@@ -209,10 +209,7 @@ async fn conversation_round_trip(url: &str) {
     ended.content = "late".into();
     ended.status = MessageStatus::Completed;
     ended.is_complete = true;
-    store
-        .record_answer_ended(&ended, 1, 6, 350)
-        .await
-        .unwrap();
+    store.record_answer_ended(&ended, 1, 6, 350).await.unwrap();
     assert_eq!(
         listed(store.sessions(&alice, 10).await.unwrap()),
         [("s2".to_owned(), "other".to_owned())],
