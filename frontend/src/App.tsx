@@ -205,7 +205,7 @@ function ChatScreen({
   onUnauthorized: () => void;
   onActivity: (summary: SessionSummary) => void;
 }) {
-  const chat = useChat({ env, sessionId, identity, onUnauthorized });
+  const chat = useChat({ env, sessionId, userId, identity, onUnauthorized });
   const input = useRef<ChatInputHandle>(null);
   const { state, connection, stopTarget } = chat;
   const [statusOpen, setStatusOpen] = useState(false);
@@ -227,11 +227,15 @@ function ChatScreen({
     if (state.forbidden) forgetLastSession(env.idStore, userId, sessionId);
   }, [state.forbidden, env.idStore, userId, sessionId]);
 
-  // The sidebar learns of this conversation's activity from its messages.
+  // The sidebar learns of this conversation's activity from its messages: only when one is
+  // added or replaced by a final one with a newer time, not on every rendered chunk.
+  const messagesRef = useRef(state.messages);
+  messagesRef.current = state.messages;
+  const last = state.messages[state.messages.length - 1];
   useEffect(() => {
-    const summary = summaryOf(sessionId, state.messages);
+    const summary = summaryOf(sessionId, messagesRef.current);
     if (summary) onActivity(summary);
-  }, [sessionId, state.messages, onActivity]);
+  }, [sessionId, state.messages.length, last?.timestamp, onActivity]);
 
   const toggleStatus = () => {
     const open = !statusOpen;

@@ -63,14 +63,15 @@ export interface ChatOptions {
   env: AppEnv;
   /** The conversation; fixed for the hook's life. */
   sessionId: string;
+  /** Who this tab chats as (`useUserId`). */
+  userId: string;
   /** Who the server says we are (lib/auth); fixed for the hook's life. */
   identity: Identity;
   /** The server refused the token: a 4401 close, or a REST 401. */
   onUnauthorized: () => void;
 }
 
-export function useChat({ env, sessionId, identity, onUnauthorized }: ChatOptions): ChatApi {
-  const userId = useUserId(env, identity);
+export function useChat({ env, sessionId, userId, identity, onUnauthorized }: ChatOptions): ChatApi {
   const [state, setState] = useState<ChatState>(() => initialChatState(sessionId));
   // The reducer runs synchronously on each frame, against the latest state; React sees it
   // at the next animation frame.

@@ -11,8 +11,6 @@ import { lastSession, randomId } from '../lib/session';
 export interface RouteApi {
   /** The conversation shown, or null when the address names none that can exist. */
   sessionId: string | null;
-  /** The address as typed, when it names no valid conversation. */
-  invalid: string | null;
   /** Opens conversation `id` (a new history entry; `replace`: in place of the current one). */
   open: (id: string, options?: { replace?: boolean }) => void;
   /** Opens a new, empty conversation. */
@@ -25,23 +23,23 @@ export function useRoute(env: AppEnv, userId: string): RouteApi {
   const router = env.router ?? STILL;
   const resolve = useCallback(() => {
     const route = parseRoute(router.path());
-    if (route.kind === 'invalid') return { sessionId: null, invalid: route.raw };
-    if (route.kind === 'conversation') return { sessionId: route.sessionId, invalid: null };
+    if (route.kind === 'invalid') return null;
+    if (route.kind === 'conversation') return route.sessionId;
     const id = lastSession(env.idStore, userId) ?? randomId('s');
     router.go(conversationPath(id), { replace: true });
-    return { sessionId: id, invalid: null };
+    return id;
   }, [router, env.idStore, userId]);
 
-  const [current, setCurrent] = useState(resolve);
-  useEffect(() => router.listen(() => setCurrent(resolve())), [router, resolve]);
+  const [sessionId, setSessionId] = useState<string | null>(resolve);
+  useEffect(() => router.listen(() => setSessionId(resolve())), [router, resolve]);
 
   const open = useCallback(
     (id: string, options: { replace?: boolean } = {}) => {
       router.go(conversationPath(id), options);
-      setCurrent({ sessionId: id, invalid: null });
+      setSessionId(id);
     },
     [router],
   );
   const newChat = useCallback((options?: { replace?: boolean }) => open(randomId('s'), options), [open]);
-  return { ...current, open, newChat };
+  return { sessionId, open, newChat };
 }
