@@ -1,4 +1,5 @@
-//! The AI node: accepts chats over HTTP and streams simulated answers through Redis.
+//! The AI node: accepts chats over HTTP and streams answers (simulated, or from a model server)
+//! through Redis.
 //!
 //! # Layout
 //! - `config.rs`: [`Config`], read once from the environment.
@@ -6,6 +7,8 @@
 //! - `routes.rs`: the HTTP API (`GET /`, `GET /health`, `POST /chat`, plus the shared history
 //!   and cancel endpoints from `http-api`).
 //! - `streamer.rs`: [`Streamer`], one task per answer, chunk after chunk through Redis.
+//! - `provider/`: where the text comes from ([`provider::Provider`]): the simulator, or an
+//!   OpenAI-compatible model server (`AI_PROVIDER`).
 //! - `stats.rs`: the node's metrics.
 //! - `simulator.rs`: the canned answers and how they are cut into deltas.
 //! - `replay.rs`: [`replay`], `ai-service replay --from-beginning`: the SQL store rebuilt from
@@ -21,6 +24,7 @@ use crate::limit::ChatLimit;
 
 mod config;
 mod limit;
+pub mod provider;
 mod replay;
 mod routes;
 pub mod simulator;
@@ -28,11 +32,11 @@ mod state;
 mod stats;
 mod streamer;
 
-pub use config::{AiConfig, Config};
+pub use config::{AiConfig, ApiKey, Config, OpenAiConfig, ProviderConfig};
 pub use replay::replay;
 pub use routes::router;
 pub use state::AppState;
-pub use streamer::{CANCELLED_SUFFIX, Streamer};
+pub use streamer::{CANCELLED_SUFFIX, Streamer, UPSTREAM_ERROR_TEXT};
 
 /// Serves the AI node on `listener` until `shutdown` is cancelled, then lets running answers
 /// finish (up to the configured grace period).
@@ -48,7 +52,8 @@ pub async fn run(
         shutdown.clone(),
     )?;
     let settings = config.service;
-    let streamer = Streamer::new(core.clone(), settings.stream_delay, settings.lease_secs);
+    let provider = provider::from_config(&settings.provider, settings.stream_delay)?;
+    let streamer = Streamer::new(core.clone(), provider, settings.lease_secs);
     let app = AppState {
         health: core.health(),
         chat_limit: ChatLimit::new(core.state.clone(), settings.chat_rate_limit_per_minute),

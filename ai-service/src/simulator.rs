@@ -1,7 +1,7 @@
 //! The simulated AI: picks a canned answer by keywords and cuts it into word-sized deltas.
 //!
-//! A real model adapter would replace [`reply_for`]; the streaming machinery only needs an
-//! iterator of deltas.
+//! [`crate::provider::Simulator`] streams these; a model server takes its place with
+//! `AI_PROVIDER=openai`.
 
 use std::sync::LazyLock;
 

@@ -41,6 +41,10 @@ impl AiStats {
         );
         describe_counter!("ai_chunks_published_total", "Chunks appended and published");
         describe_counter!("ai_chats_total", "Chats received, by outcome");
+        describe_counter!(
+            "ai_upstream_errors_total",
+            "Answers the model server failed, by kind"
+        );
         describe_histogram!(
             "ai_time_to_first_chunk_seconds",
             metrics::Unit::Seconds,
@@ -88,6 +92,16 @@ impl AiStats {
         metrics::counter!(
             "ai_chats_total",
             vec![self.node.clone(), Label::new("outcome", outcome)]
+        )
+        .increment(1);
+    }
+
+    /// `ai_upstream_errors_total{kind}`: an answer the model server failed (`connect`,
+    /// `status`, `first_token_timeout`, `idle_timeout`, `malformed`, `dropped`).
+    pub fn upstream_error(&self, kind: &'static str) {
+        metrics::counter!(
+            "ai_upstream_errors_total",
+            vec![self.node.clone(), Label::new("kind", kind)]
         )
         .increment(1);
     }

@@ -4,20 +4,32 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use history::Rewarmed;
 use node::Core;
 use protocol::rest::{ChatAccepted, ChatRequest};
-use protocol::{ChatMessage, DomainEvent, MessageId, MessageStatus, SessionId};
-use redis_state::{ChunkOutcome, HistoryCheck, StartOutcome, StreamHandle};
+use protocol::{
+    ChatMessage, DomainEvent, ErrorCode, MessageId, MessageMetadata, MessageStatus, ServerFrame,
+    SessionId,
+};
+use redis_state::{ChunkOutcome, HistoryCheck, Liveness, StartOutcome, StreamHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, warn};
 
-use crate::simulator;
+use crate::provider::{Piece, Prompt, Provider, ProviderError};
 use crate::stats::AiStats;
 
 /// Text appended to an answer that was cancelled.
 pub const CANCELLED_SUFFIX: &str = "\n\n[Cancelled]";
+/// What the `error` frame of an answer its model server failed says (the server's own words
+/// are only logged).
+pub const UPSTREAM_ERROR_TEXT: &str =
+    "the model server failed while answering; the answer is incomplete. Try again";
+/// While a provider that may stall has sent nothing for this long, the answer's lease is
+/// renewed and its cancel flag read, so a cancel stops the model within this (plus a round
+/// trip) even when no token comes.
+const KEEP_ALIVE_EVERY: Duration = Duration::from_millis(200);
 /// How long shutdown waits for queued SQL writes (the database may be down).
 const SQL_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 /// How long a Redis write of the stream is retried before the answer is failed.
@@ -49,6 +61,18 @@ struct Produced {
     content: String,
     /// How many chunks were appended.
     chunks: u32,
+    /// What the model server reported about the answer.
+    metadata: MessageMetadata,
+}
+
+/// How an answer ends.
+enum Ending {
+    Completed,
+    Cancelled,
+    /// Shutdown, or Redis unreachable: no `error` frame (the final message says `failed`).
+    Failed,
+    /// The provider failed: an `error UPSTREAM_ERROR` frame precedes the final message.
+    Upstream,
 }
 
 /// Starts answers and keeps track of the tasks producing them.
@@ -57,7 +81,8 @@ pub struct Streamer {
     /// Redis (the stream), history (to put a lost Redis history back from SQL before a new
     /// message is appended to it), and the writes of record to SQL.
     core: Core,
-    delay: Duration,
+    /// Where the answers' text comes from.
+    provider: Arc<dyn Provider>,
     lease_secs: u64,
     /// Every answer task; closed and awaited at shutdown.
     tasks: TaskTracker,
@@ -67,9 +92,9 @@ pub struct Streamer {
 }
 
 impl Streamer {
-    pub fn new(core: Core, delay: Duration, lease_secs: u64) -> Self {
+    pub fn new(core: Core, provider: Arc<dyn Provider>, lease_secs: u64) -> Self {
         Self {
-            delay,
+            provider,
             lease_secs,
             tasks: TaskTracker::new(),
             abort: CancellationToken::new(),
@@ -162,17 +187,17 @@ impl Streamer {
             &self.core.node_id,
             stream.change,
         );
-        let reply = simulator::reply_for(&user_message.content);
         let accepted = ChatAccepted {
             status: "accepted".into(),
             session_id: session,
-            user_message_id: user_message.message_id,
+            user_message_id: user_message.message_id.clone(),
             message_id: stream.message.clone(),
             node_id: self.core.node_id.to_string(),
         };
         let this = self.clone();
-        self.tasks
-            .spawn(async move { this.produce(stream, reply, arrived).await }.in_current_span());
+        self.tasks.spawn(
+            async move { this.produce(stream, user_message, arrived).await }.in_current_span(),
+        );
         Ok(accepted)
     }
 
@@ -194,61 +219,133 @@ impl Streamer {
         self.core.finish_writes(SQL_FLUSH_LIMIT).await;
     }
 
-    /// Streams `reply` as the answer of `stream`.
-    async fn produce(&self, stream: StreamHandle, reply: &'static str, arrived: Instant) {
+    /// Asks the provider for the answer to `user_message` and streams it as `stream`.
+    async fn produce(&self, stream: StreamHandle, user_message: ChatMessage, arrived: Instant) {
         let mut done = Produced {
             arrived: Some(arrived),
             ..Produced::default()
         };
-        // One word every `delay`, counted from the previous word's due time rather than from
-        // the end of its write, so a chunk's Redis round trip does not stretch the cadence; a
-        // word that is late (a slow write, a busy node) is not followed by a burst.
-        let mut due = tokio::time::Instant::now();
-        for (index, delta) in (0u32..).zip(simulator::deltas(reply)) {
-            due = (due + self.delay).max(tokio::time::Instant::now());
-            tokio::select! {
-                () = tokio::time::sleep_until(due) => {}
-                () = self.abort.cancelled() => {
-                    self.finish(&stream, done, MessageStatus::Failed).await;
-                    return;
+        let prompt = self.prompt(&stream, user_message).await;
+        let mut answer = self.provider.answer(prompt);
+        // Only for a provider that may go quiet: renewed on every piece.
+        let may_stall = self.provider.may_stall();
+        let quiet = tokio::time::sleep(KEEP_ALIVE_EVERY);
+        tokio::pin!(quiet);
+        let mut index = 0u32;
+        let ending = loop {
+            let piece = tokio::select! {
+                piece = answer.next() => piece,
+                () = &mut quiet, if may_stall => {
+                    quiet.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE_EVERY);
+                    match self.core.state.keep_alive(&stream, self.lease_secs).await {
+                        Ok(Liveness::Alive) => continue,
+                        Ok(Liveness::Cancelled) => break Ending::Cancelled,
+                        Ok(Liveness::LeaseLost) => {
+                            drop(answer);
+                            self.fenced(&stream, index);
+                            return;
+                        }
+                        // The next chunk's append retries Redis; meanwhile keep waiting.
+                        Err(e) => {
+                            warn!(session_id = %stream.session, message_id = %stream.message,
+                                cause = %e, "renewing the lease of a waiting answer failed");
+                            continue;
+                        }
+                    }
                 }
+                () = self.abort.cancelled() => break Ending::Failed,
+            };
+            if may_stall {
+                quiet
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + KEEP_ALIVE_EVERY);
             }
-            match self.append(&stream, index, delta).await {
+            let delta = match piece {
+                None => break Ending::Completed,
+                Some(Ok(Piece::Text(delta))) => delta,
+                Some(Ok(Piece::Metadata(metadata))) => {
+                    done.metadata = MessageMetadata {
+                        model: metadata.model.or(done.metadata.model),
+                        usage: metadata.usage.or(done.metadata.usage),
+                    };
+                    continue;
+                }
+                Some(Err(e)) => {
+                    self.upstream_failed(&stream, index, &e);
+                    break Ending::Upstream;
+                }
+            };
+            match self.append(&stream, index, &delta).await {
                 Some(ChunkOutcome::Appended) => {
                     if index == 0 {
                         self.stats.first_chunk.record(arrived.elapsed());
                     }
                     self.stats.chunks.increment(1);
-                    done.content.push_str(delta);
+                    done.content.push_str(&delta);
                     done.chunks += 1;
-                    self.core.writer.chunk(&stream.message, index, delta);
+                    self.core.writer.chunk(&stream.message, index, &delta);
                     if self.core.events.chunk_events().includes(index) {
                         let now = protocol::now_ms();
-                        let event = DomainEvent::chunk_received(&stream.answer, index, delta, now);
+                        let event = DomainEvent::chunk_received(&stream.answer, index, &delta, now);
                         self.core.events.emit(&event);
                     }
+                    index += 1;
                 }
-                Some(ChunkOutcome::Cancelled) => {
-                    done.content.push_str(CANCELLED_SUFFIX);
-                    self.finish(&stream, done, MessageStatus::Cancelled).await;
-                    return;
-                }
+                Some(ChunkOutcome::Cancelled) => break Ending::Cancelled,
                 Some(ChunkOutcome::LeaseLost) => {
-                    // This node stalled past its lease (a freeze, a long pause) and a reaper
-                    // failed the answer; it records that in SQL. Nothing of this node's
-                    // reaches a socket any more: stop quietly.
-                    self.stats.fenced.increment(1);
-                    warn!(session_id = %stream.session, message_id = %stream.message, index,
-                        "stream lease lost (fenced): another node has ended this answer; stopping");
+                    drop(answer);
+                    self.fenced(&stream, index);
                     return;
                 }
-                None => {
-                    self.finish(&stream, done, MessageStatus::Failed).await;
-                    return;
+                None => break Ending::Failed,
+            }
+        };
+        // Stop the provider first (a model server stops generating), then record the end.
+        drop(answer);
+        self.finish(&stream, done, ending).await;
+    }
+
+    /// The provider's prompt: the new message, with the session's latest messages when the
+    /// provider wants them. A history that cannot be read leaves the context empty.
+    async fn prompt(&self, stream: &StreamHandle, user_message: ChatMessage) -> Prompt {
+        let limit = self.provider.context_messages();
+        if limit == 0 {
+            return Prompt {
+                context: Vec::new(),
+                message: user_message.content,
+            };
+        }
+        match self.core.history.conversation(&stream.session).await {
+            Ok(conversation) => Prompt::from_history(
+                &conversation.messages,
+                &user_message.message_id,
+                user_message.content,
+                limit,
+            ),
+            Err(e) => {
+                warn!(session_id = %stream.session, cause = %e,
+                    "the session's history could not be read; answering without context");
+                Prompt {
+                    context: Vec::new(),
+                    message: user_message.content,
                 }
             }
         }
-        self.finish(&stream, done, MessageStatus::Completed).await;
+    }
+
+    /// This node stalled past its lease (a freeze, a long pause) and a reaper failed the
+    /// answer; it records that in SQL. Nothing of this node's reaches a socket any more.
+    fn fenced(&self, stream: &StreamHandle, index: u32) {
+        self.stats.fenced.increment(1);
+        warn!(session_id = %stream.session, message_id = %stream.message, index,
+            "stream lease lost (fenced): another node has ended this answer; stopping");
+    }
+
+    /// Logs (with what the server said) and counts a provider's failure.
+    fn upstream_failed(&self, stream: &StreamHandle, index: u32, e: &ProviderError) {
+        self.stats.upstream_error(e.kind());
+        warn!(session_id = %stream.session, message_id = %stream.message, chunks = index,
+            kind = e.kind(), cause = %e, "the model server failed the answer; ending it as failed");
     }
 
     /// Appends one chunk, retrying Redis errors for a while (a retry of the same index is
@@ -281,18 +378,35 @@ impl Streamer {
 
     /// Ends the answer with what was produced, retrying Redis errors for a while, and records
     /// the end in SQL when this node ended it (otherwise whoever did records it).
-    async fn finish(&self, stream: &StreamHandle, done: Produced, status: MessageStatus) {
+    async fn finish(&self, stream: &StreamHandle, done: Produced, ending: Ending) {
         let Produced {
-            content,
+            mut content,
             chunks,
             arrived,
+            metadata,
         } = done;
+        let status = match ending {
+            Ending::Completed => MessageStatus::Completed,
+            Ending::Cancelled => {
+                content.push_str(CANCELLED_SUFFIX);
+                MessageStatus::Cancelled
+            }
+            Ending::Failed | Ending::Upstream => MessageStatus::Failed,
+        };
+        let error = matches!(ending, Ending::Upstream).then(|| ServerFrame::Error {
+            error: UPSTREAM_ERROR_TEXT.to_owned(),
+            code: ErrorCode::UpstreamError,
+            timestamp: protocol::now_ms(),
+            message_id: Some(stream.message.clone()),
+        });
+        let mut answer = stream.answer.finished(content, status);
+        answer.metadata = metadata.into_option();
         let deadline = tokio::time::Instant::now() + REDIS_RETRY_FOR;
         loop {
             match self
                 .core
                 .state
-                .finish_stream(stream, content.clone(), status)
+                .end_stream(stream, &answer, error.as_ref())
                 .await
             {
                 Ok(ended) => {
@@ -301,7 +415,6 @@ impl Streamer {
                     if let Some(change) = ended {
                         let took = arrived.map(|a| a.elapsed()).unwrap_or_default();
                         self.stats.ended(status, took);
-                        let answer = stream.answer.finished(content, status);
                         self.core.writer.answer_ended(&answer, chunks, change);
                     }
                     return;

@@ -9,6 +9,7 @@
 //! - [`api`]: the REST calls tests make.
 //! - [`kafka`]: reading what the system sent to Kafka.
 //! - [`metrics`]: a node's `/metrics`, parsed strictly as Prometheus text.
+//! - [`model`]: AI nodes on the `openai` provider, against `testkit::FakeModel`.
 //! - [`tokens`]: JWTs for tests, good and bad.
 //! - [`sequence`]: what a socket received, checked against the delivery guarantee.
 //! - [`WsClient`] (`client.rs`): a WebSocket client with helpers to read frames and answers.
@@ -18,6 +19,7 @@ mod client;
 mod cluster;
 pub mod kafka;
 pub mod metrics;
+pub mod model;
 pub mod sequence;
 mod stack;
 pub mod tokens;

@@ -7,8 +7,51 @@
 use std::time::{Duration, Instant};
 
 use e2e::api::{chat, post_json as post};
-use e2e::{Cluster, ClusterOptions, Event, Json, WsClient, http};
+use e2e::{Cluster, ClusterOptions, Event, Json, WsClient, http, model};
 use serde_json::json;
+use testkit::FakeModel;
+
+/// Where the AI nodes' answers come from: the tests marked `on_both!` run on each.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// `AI_PROVIDER=simulator`.
+    Simulator,
+    /// `AI_PROVIDER=openai`, against a fake model server that streams 300 tokens an answer
+    /// at the cluster's chunk interval.
+    Model,
+}
+
+/// Starts the cluster with its AI nodes on `source`; keep the model (if any) until the end.
+async fn start(source: Source, mut options: ClusterOptions) -> (Cluster, Option<FakeModel>) {
+    let model = match source {
+        Source::Simulator => None,
+        Source::Model => {
+            let delay = Duration::from_millis(options.stream_delay_ms);
+            let fake = model::pacing_like_the_simulator(300, delay);
+            options.env.extend(model::env(&fake));
+            Some(fake)
+        }
+    };
+    (Cluster::start(options).await, model)
+}
+
+/// Runs test `$name(source)` once per [`Source`], as `$name::simulator` and `$name::model`.
+macro_rules! on_both {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn simulator() {
+                super::$name(super::Source::Simulator).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn model() {
+                super::$name(super::Source::Model).await;
+            }
+        }
+    };
+}
 
 /// Connects through `url`, retrying while the stack reroutes, until `welcome` and `history`.
 async fn connect_retrying(url: &str) -> (WsClient, Json, Json) {
@@ -49,11 +92,13 @@ async fn follow(ws: &mut WsClient, id: &str, text: &mut String, next: &mut i64) 
     }
 }
 
-/// Three sessions on three different gateways each receive only their own streams, and the
-/// answers are spread over the AI nodes (each gateway sends its next chat to the next node).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_sessions_on_three_gateways_receive_only_their_own_streams() {
-    let cluster = Cluster::start(ClusterOptions::default()).await;
+on_both!(
+    /// Three sessions on three different gateways each receive only their own streams, and the
+    /// answers are spread over the AI nodes (each gateway sends its next chat to the next node).
+    three_sessions_on_three_gateways_receive_only_their_own_streams
+);
+async fn three_sessions_on_three_gateways_receive_only_their_own_streams(source: Source) {
+    let (cluster, _model) = start(source, ClusterOptions::default()).await;
     let mut tasks = Vec::new();
     for i in 0..3 {
         let session = format!("mn-own-{i}");
@@ -85,16 +130,18 @@ async fn three_sessions_on_three_gateways_receive_only_their_own_streams() {
     assert!(producers.len() > 1, "every answer came from {producers:?}");
 }
 
-/// A stream produced by one AI node, watched on gateway 1 and cancelled through gateway 3,
-/// stops within two chunk intervals.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_through_another_gateway_stops_the_stream_within_two_intervals() {
+on_both!(
+    /// A stream produced by one AI node, watched on gateway 1 and cancelled through gateway 3,
+    /// stops within two chunk intervals.
+    a_cancel_through_another_gateway_stops_the_stream_within_two_intervals
+);
+async fn a_cancel_through_another_gateway_stops_the_stream_within_two_intervals(source: Source) {
     let interval = Duration::from_millis(250);
-    let cluster = Cluster::start(ClusterOptions {
+    let options = ClusterOptions {
         stream_delay_ms: interval.as_millis() as u64,
         ..ClusterOptions::default()
-    })
-    .await;
+    };
+    let (cluster, model) = start(source, options).await;
     let session = "mn-cancel";
     let (mut ws, _, _) = WsClient::open(&cluster.ws_url(0, session)).await;
     let accepted = chat(&cluster.gateway(1), session, "hello").await;
@@ -127,13 +174,19 @@ async fn a_cancel_through_another_gateway_stops_the_stream_within_two_intervals(
             .unwrap()
             .ends_with("\n\n[Cancelled]")
     );
+    if let Some(model) = model {
+        // The model server was told to stop: its request's connection is closed.
+        model.wait_client_closed(0, 2 * interval);
+    }
 }
 
-/// kill -9 the gateway a client reached through NGINX, mid-stream: the client reconnects
-/// through NGINX to another node and ends with the exact final text, no duplicate, no gap.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_clients_gateway_mid_stream_loses_nothing() {
-    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+on_both!(
+    /// kill -9 the gateway a client reached through NGINX, mid-stream: the client reconnects
+    /// through NGINX to another node and ends with the exact final text, no duplicate, no gap.
+    killing_the_clients_gateway_mid_stream_loses_nothing
+);
+async fn killing_the_clients_gateway_mid_stream_loses_nothing(source: Source) {
+    let (mut cluster, _model) = start(source, ClusterOptions::default()).await;
     let session = "mn-kill-gw";
     let url = cluster.ws_via_nginx(session);
     let (mut ws, welcome, _) = WsClient::open(&url).await;
@@ -194,17 +247,19 @@ async fn killing_the_clients_gateway_mid_stream_loses_nothing() {
     assert_eq!(final_message["status"], "completed");
 }
 
-/// kill -9 the AI node producing a stream: the watcher sees `failed` within lease + 3 s, and a
-/// new chat in that session works.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_producing_ai_node_fails_the_answer_within_the_lease() {
+on_both!(
+    /// kill -9 the AI node producing a stream: the watcher sees `failed` within lease + 3 s, and a
+    /// new chat in that session works.
+    killing_the_producing_ai_node_fails_the_answer_within_the_lease
+);
+async fn killing_the_producing_ai_node_fails_the_answer_within_the_lease(source: Source) {
     let lease = Duration::from_secs(4);
-    let mut cluster = Cluster::start(ClusterOptions {
+    let options = ClusterOptions {
         stream_delay_ms: 50,
         lease_secs: lease.as_secs(),
         ..ClusterOptions::default()
-    })
-    .await;
+    };
+    let (mut cluster, model) = start(source, options).await;
     let session = "mn-kill-ai";
     let (mut ws, _, _) = WsClient::open(&cluster.ws_url(0, session)).await;
     let accepted = chat(&cluster.gateway(0), session, "hello").await;
@@ -222,6 +277,10 @@ async fn killing_the_producing_ai_node_fails_the_answer_within_the_lease() {
     let victim = Cluster::index_of(&cluster.ai, &producer);
     cluster.ai[victim].kill9();
     let killed = Instant::now();
+    if let Some(model) = &model {
+        // The dead node's request to the model server went with it.
+        model.wait_client_closed(0, Duration::from_secs(2));
+    }
 
     let mut error_seen = false;
     let final_message = loop {

@@ -39,6 +39,9 @@ pub enum ErrorCode {
     SlowConsumer,
     /// The stream producing this message failed (its AI node died or lost Redis).
     StreamFailed,
+    /// The model server behind the AI node failed this answer (unreachable, an HTTP error, no
+    /// token in time, a malformed or cut-off stream); what it said is only in the node's log.
+    UpstreamError,
     /// Anything else; details are in the server log, never in the answer.
     Internal,
 }
@@ -63,6 +66,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::SlowConsumer => "SLOW_CONSUMER",
             ErrorCode::StreamFailed => "STREAM_FAILED",
+            ErrorCode::UpstreamError => "UPSTREAM_ERROR",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -92,6 +96,7 @@ mod tests {
             ErrorCode::Unavailable,
             ErrorCode::SlowConsumer,
             ErrorCode::StreamFailed,
+            ErrorCode::UpstreamError,
             ErrorCode::Internal,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

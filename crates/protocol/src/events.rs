@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::frames::RecoveryStatus;
-use crate::message::{ChatMessage, MessageStatus, Role};
+use crate::message::{ChatMessage, MessageMetadata, MessageStatus, Role, Usage};
 use crate::validate::{MessageId, SessionId, UserId};
 
 /// What happened.
@@ -153,6 +153,9 @@ pub enum EventDetails {
         content: String,
         /// The message's own timestamp (its creation).
         created_at: i64,
+        /// What the model server reported about an answer, when it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<Box<MessageMetadata>>,
     },
     /// A session's history was deleted; `deleted` messages went.
     HistoryDeleted {
@@ -187,6 +190,9 @@ pub struct StreamEnd {
     pub content_length: usize,
     /// From the answer's start to its end.
     pub duration_ms: i64,
+    /// Tokens the answer took, when its model server reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 impl EventDetails {
@@ -253,6 +259,7 @@ impl DomainEvent {
                 status: message.status,
                 content: message.content.clone(),
                 created_at: message.timestamp,
+                metadata: message.metadata.clone(),
             },
         )
     }
@@ -275,6 +282,7 @@ impl DomainEvent {
             total_chunks,
             content_length: answer.content.len(),
             duration_ms: (at - answer.timestamp).max(0),
+            usage: answer.metadata.as_ref().and_then(|m| m.usage),
         };
         let details = match answer.status {
             MessageStatus::Completed => EventDetails::StreamCompleted(end),

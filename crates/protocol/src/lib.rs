@@ -26,7 +26,7 @@ pub mod validate;
 pub use error::ErrorCode;
 pub use events::{DomainEvent, EventDetails, EventType, StreamEnd, Topic};
 pub use frames::{ClientFrame, LiveFrame, RecoveryStatus, ServerFrame, StreamingState};
-pub use message::{ChatMessage, MessageStatus, Role};
+pub use message::{ChatMessage, MessageMetadata, MessageStatus, Role, Usage};
 pub use validate::{InvalidInput, MessageId, SessionId, UserId, Validated};
 
 /// Milliseconds since the Unix epoch, the unit of every `timestamp` field.

@@ -60,6 +60,41 @@ pub struct ChatMessage {
     /// The delta this chunk adds (chunk frames only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk: Option<String>,
+    /// What the model server reported about a finished answer (final messages of answers from
+    /// a model provider only). Boxed: every chunk carries the field, rarely a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Box<MessageMetadata>>,
+}
+
+/// What a model server reported about an answer: `{"model":"...","usage":{...}}`, each part
+/// present when the server sent it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageMetadata {
+    /// The model that wrote the answer, as its server names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Tokens the answer took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+impl MessageMetadata {
+    /// `None` when there is nothing to say.
+    pub fn into_option(self) -> Option<Box<MessageMetadata>> {
+        (self != MessageMetadata::default()).then(|| Box::new(self))
+    }
+}
+
+/// Token counts as an OpenAI-compatible server reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Tokens of the prompt (system prompt, context and the new message).
+    pub prompt_tokens: u32,
+    /// Tokens of the answer.
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
 }
 
 impl ChatMessage {
@@ -82,6 +117,7 @@ impl ChatMessage {
             status: MessageStatus::Completed,
             index: None,
             chunk: None,
+            metadata: None,
         }
     }
 
@@ -103,6 +139,7 @@ impl ChatMessage {
             status: MessageStatus::Streaming,
             index: None,
             chunk: None,
+            metadata: None,
         }
     }
 
@@ -114,6 +151,7 @@ impl ChatMessage {
             status: MessageStatus::Streaming,
             index: Some(index),
             chunk: Some(delta.to_owned()),
+            metadata: None,
             ..self.clone()
         }
     }

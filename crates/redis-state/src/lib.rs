@@ -36,7 +36,7 @@ mod scripts;
 mod signal;
 
 pub use control::CancelOutcome;
-pub use producer::{ChunkOutcome, HistoryCheck, StartOutcome, StreamHandle};
+pub use producer::{ChunkOutcome, HistoryCheck, Liveness, StartOutcome, StreamHandle};
 pub use reader::{InFlight, Recovery, Snapshot};
 pub use reaper::{Reaped, STREAM_FAILED_TEXT, run_reaper};
 

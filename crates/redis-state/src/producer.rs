@@ -58,6 +58,17 @@ pub enum ChunkOutcome {
     LeaseLost,
 }
 
+/// Whether a producer waiting between chunks should go on ([`ChatState::keep_alive`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Its deadline was pushed forward: go on.
+    Alive,
+    /// The cancel flag is set: stop and finish as `cancelled`.
+    Cancelled,
+    /// The lease now belongs to nobody or to another answer: stop without finishing.
+    LeaseLost,
+}
+
 /// An answer this node is streaming: its ids and the record chunks are stamped from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamHandle {
@@ -180,11 +191,33 @@ impl ChatState {
         }
     }
 
-    /// Ends the answer with `content` and `status`: appends it to history, releases the lease
-    /// and publishes the final frame, in one step. Returns the ending's number in the session's
-    /// changes, or `None` (and changes nothing) when the answer had already ended otherwise. A
-    /// retry of an ending that did run (its reply was lost) gets the same number again, so the
-    /// caller records the ending durably either way.
+    /// Pushes the answer's deadline forward without a chunk, while its producer waits (for a
+    /// model's first token, say), and tells whether to go on. Cheap: one short script.
+    pub async fn keep_alive(&self, stream: &StreamHandle, lease_secs: u64) -> Result<Liveness> {
+        let reply: i64 = self
+            .scripts()
+            .keep_alive
+            .key(keys::active_stream(&stream.session))
+            .key(keys::cancel_flag(&stream.session, &stream.message))
+            .key(keys::STREAM_DEADLINES)
+            .arg(stream.message.as_str())
+            .arg(lease_secs)
+            .arg(keys::deadline_member(&stream.session, &stream.message))
+            .invoke_async(&mut self.conn())
+            .await?;
+        match reply {
+            0 => Ok(Liveness::Alive),
+            -1 => Ok(Liveness::Cancelled),
+            -2 => Ok(Liveness::LeaseLost),
+            r => Err(Error::Reply(format!(
+                "keeping {} alive answered {r}",
+                stream.message
+            ))),
+        }
+    }
+
+    /// Ends the answer with `content` and `status`: [`ChatState::end_stream`] without metadata
+    /// or an error frame.
     pub async fn finish_stream(
         &self,
         stream: &StreamHandle,
@@ -192,11 +225,26 @@ impl ChatState {
         status: MessageStatus,
     ) -> Result<Option<i64>> {
         let done = stream.answer.finished(content, status);
-        let json = serde_json::to_string(&done)?;
-        let frame = ServerFrame::Message { data: done }.to_json();
-        let ended: i64 = self
-            .scripts()
-            .finish
+        self.end_stream(stream, &done, None).await
+    }
+
+    /// Ends the answer as `done` (its final form: content, status, metadata): appends it to
+    /// history, releases the lease and publishes `error` (when given: an `error` frame about
+    /// this answer, which sockets get just before it) and then the final frame, in one step.
+    /// Returns the ending's number in the session's changes, or `None` (and changes nothing)
+    /// when the answer had already ended otherwise. A retry of an ending that did run (its
+    /// reply was lost) gets the same number again, so the caller records the ending durably
+    /// either way.
+    pub async fn end_stream(
+        &self,
+        stream: &StreamHandle,
+        done: &ChatMessage,
+        error: Option<&ServerFrame>,
+    ) -> Result<Option<i64>> {
+        let json = serde_json::to_string(done)?;
+        let frame = ServerFrame::Message { data: done.clone() }.to_json();
+        let mut invocation = self.scripts().finish.prepare_invoke();
+        invocation
             .key(keys::active_stream(&stream.session))
             .key(keys::history(&stream.session))
             .key(keys::message(&stream.message))
@@ -212,9 +260,11 @@ impl ChatState {
             .arg(keys::HISTORY_TTL_SECS)
             .arg(keys::ENDED_STREAM_TTL_SECS)
             .arg(keys::deadline_member(&stream.session, &stream.message))
-            .arg(keys::CHANGES_TTL_SECS)
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(keys::CHANGES_TTL_SECS);
+        if let Some(error) = error {
+            invocation.arg(error.to_json());
+        }
+        let ended: i64 = invocation.invoke_async(&mut self.conn()).await?;
         Ok((ended > 0).then_some(ended))
     }
 }

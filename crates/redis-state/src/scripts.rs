@@ -148,10 +148,24 @@ end
 /// Ends an answer (completed, cancelled, or failed by its own producer), in one step. Does
 /// nothing when the answer has already ended (a retry, or another node failed it).
 ///
-/// KEYS and ARGV: those of [`END_ANSWER`].
+/// KEYS and ARGV: those of [`END_ANSWER`], then optionally ARGV[8] = an `error` frame published
+/// just before the final one (an answer its model server failed).
 /// Returns the ending's change number when it ended the answer, 0 when it had already ended.
 const FINISH: &str = r#"
-return end_answer(nil)
+return end_answer(ARGV[8])
+"#;
+
+/// Pushes a streaming answer's deadline forward while its producer waits without a chunk (a
+/// model thinking before its first token), and reports a cancel.
+///
+/// KEYS: active, cancel flag, deadlines. ARGV: answer id, lease secs, deadline member.
+/// Returns 0 when the answer goes on, -1 when cancelled, -2 when the lease is no longer this
+/// answer's.
+const KEEP_ALIVE: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -2 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+redis.call('ZADD', KEYS[3], now_ms() + 1000 * tonumber(ARGV[2]), ARGV[3])
+return 0
 "#;
 
 /// Ends an answer whose producer is gone (its deadline passed without a chunk) as `failed`:
@@ -296,6 +310,7 @@ pub(crate) struct Scripts {
     pub start: Script,
     pub append: Script,
     pub finish: Script,
+    pub keep_alive: Script,
     pub snapshot: Script,
     pub warm: Script,
     pub merge: Script,
@@ -317,6 +332,7 @@ impl Scripts {
             start: Script::new(&format!("{NOW_MS}{NEXT_CHANGE}{START}")),
             append: Script::new(&format!("{NOW_MS}{APPEND}")),
             finish: Script::new(&format!("{NEXT_CHANGE}{END_ANSWER}{FINISH}")),
+            keep_alive: Script::new(&format!("{NOW_MS}{KEEP_ALIVE}")),
             snapshot: Script::new(SNAPSHOT),
             warm: Script::new(WARM),
             merge: Script::new(MERGE),

@@ -24,6 +24,7 @@ fn message(session: &SessionId, role: Role, content: &str) -> ChatMessage {
         },
         index: None,
         chunk: None,
+        metadata: None,
     }
 }
 
@@ -600,4 +601,57 @@ async fn retried_starts_and_endings_answer_as_their_first_run() {
         .unwrap();
     assert_eq!(other, None, "another ending of an ended answer");
     assert_eq!(state.snapshot(&sid).await.unwrap().history.len(), 2);
+}
+
+/// `keep_alive` pushes a waiting answer's deadline forward without a chunk, reports a cancel,
+/// and reports a lease that is no longer the answer's.
+#[tokio::test]
+async fn keep_alive_renews_the_deadline_and_reports_cancel_and_fencing() {
+    let redis = RedisServer::start();
+    let state = ChatState::connect(&redis.url()).await.unwrap();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let sid = SessionId::parse("ka").unwrap();
+    let stream = start_with_lease(&state, &sid, 2).await;
+    let member = protocol::keys::deadline_member(&sid, &stream.message);
+    let deadline = || {
+        let mut conn = conn.clone();
+        let member = member.clone();
+        async move {
+            let score: f64 = redis::cmd("ZSCORE")
+                .arg(protocol::keys::STREAM_DEADLINES)
+                .arg(member)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            score
+        }
+    };
+    let before = deadline().await;
+    assert_eq!(
+        state.keep_alive(&stream, 30).await.unwrap(),
+        redis_state::Liveness::Alive
+    );
+    let after = deadline().await;
+    assert!(after >= before + 27_000.0, "{before} -> {after}");
+
+    state.cancel(&sid, &stream.message).await.unwrap();
+    assert_eq!(
+        state.keep_alive(&stream, 30).await.unwrap(),
+        redis_state::Liveness::Cancelled
+    );
+
+    let _: () = redis::cmd("SET")
+        .arg(protocol::keys::active_stream(&sid))
+        .arg("someone-else")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        state.keep_alive(&stream, 30).await.unwrap(),
+        redis_state::Liveness::LeaseLost
+    );
 }

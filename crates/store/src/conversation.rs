@@ -1,7 +1,7 @@
 //! Messages, sessions and chunks: the writes of record (each one transaction with the events
 //! that describe it) and the reads.
 
-use protocol::{ChatMessage, DomainEvent, MessageStatus, Role, SessionId, UserId};
+use protocol::{ChatMessage, DomainEvent, MessageMetadata, MessageStatus, Role, SessionId, UserId};
 use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
@@ -126,7 +126,7 @@ impl Store {
     /// A session's messages in conversation order (a user message before the answer it got).
     pub async fn history(&self, session_id: &SessionId) -> Result<Vec<ChatMessage>> {
         let rows = sqlx::query(
-            "SELECT id, conversation_id, user_id, role, content, status, created_at \
+            "SELECT id, conversation_id, user_id, role, content, status, created_at, metadata \
              FROM message WHERE conversation_id = $1 AND created_at > COALESCE( \
                (SELECT NULLIF(cleared_at, 0) FROM chat_session WHERE session_id = $2), -1) \
              ORDER BY created_at, CASE role WHEN 'user' THEN 0 ELSE 1 END, id",
@@ -387,10 +387,12 @@ where
     E: Executor<'c, Database = sqlx::Any>,
 {
     sqlx::query(
-        "INSERT INTO message (id, conversation_id, user_id, role, content, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+        "INSERT INTO message \
+           (id, conversation_id, user_id, role, content, status, created_at, updated_at, metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (id) DO UPDATE SET content = excluded.content, status = excluded.status, \
-           updated_at = excluded.updated_at",
+           updated_at = excluded.updated_at, \
+           metadata = COALESCE(excluded.metadata, message.metadata)",
     )
     .bind(m.message_id.as_str())
     .bind(m.session_id.as_str())
@@ -400,6 +402,11 @@ where
     .bind(status_text(m.status))
     .bind(m.timestamp)
     .bind(protocol::now_ms())
+    .bind(
+        m.metadata
+            .as_ref()
+            .map(|meta| serde_json::to_string(meta).unwrap_or_default()),
+    )
     .execute(executor)
     .await?;
     Ok(())
@@ -418,7 +425,18 @@ fn message_from_row(row: &AnyRow) -> Result<ChatMessage> {
         status,
         index: None,
         chunk: None,
+        metadata: metadata_from(row)?,
     })
+}
+
+/// The `metadata` column: NULL, or the JSON of a [`MessageMetadata`].
+fn metadata_from(row: &AnyRow) -> Result<Option<Box<MessageMetadata>>> {
+    let Some(json) = row.try_get::<Option<String>, _>("metadata")? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&json)
+        .map(Some)
+        .map_err(|e| Error::Corrupt(format!("metadata: {e}")))
 }
 
 /// Reads column `column` as one of the id types.

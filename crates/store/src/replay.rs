@@ -31,6 +31,7 @@ impl Store {
                 status,
                 content,
                 created_at,
+                metadata,
             } => {
                 let Some(message_id) = event.message_id.clone() else {
                     return Ok(false);
@@ -46,6 +47,7 @@ impl Store {
                     status: *status,
                     index: None,
                     chunk: None,
+                    metadata: metadata.clone(),
                 };
                 upsert_message(&mut *tx, &message).await?;
                 // The session's own event may be gone (topic retention): start it from here.

@@ -44,6 +44,7 @@ fn message(
         status,
         index: None,
         chunk: None,
+        metadata: None,
     }
 }
 
@@ -638,4 +639,71 @@ async fn sqlite_chunks_survive_the_key_migration() {
 async fn postgres_chunks_survive_the_key_migration() {
     let server = testkit::PostgresServer::start();
     chunks_survive_the_key_migration(&server.url()).await;
+}
+
+/// What a model server reported about an answer (model, usage) is stored with it, read back
+/// with its history, carried by its STREAM_COMPLETED and CHAT_MESSAGE events, and not erased
+/// by a later write of the same message without it.
+async fn answer_metadata_is_kept(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    let user = message("mu", "sm", Role::User, "hi", 10, MessageStatus::Completed);
+    let started = answer_to(&user);
+    store
+        .record_answer_started(&user, &started, "ai-1", 1)
+        .await
+        .unwrap();
+    let mut done = started.finished("Hello.".into(), MessageStatus::Completed);
+    let usage = protocol::Usage {
+        prompt_tokens: 12,
+        completion_tokens: 3,
+        total_tokens: 15,
+    };
+    done.metadata = protocol::MessageMetadata {
+        model: Some("gemma3".into()),
+        usage: Some(usage),
+    }
+    .into_option();
+    store.record_answer_ended(&done, 2, 2, 20).await.unwrap();
+    // The same message written again without metadata (a replayed record) keeps it.
+    let mut bare = done.clone();
+    bare.metadata = None;
+    store.record_answer_ended(&bare, 2, 2, 20).await.unwrap();
+
+    let history = store.history(&sid("sm")).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].metadata, done.metadata);
+    assert_eq!(history[0].metadata, None);
+    let trail = store.audit_trail(&sid("sm")).await.unwrap();
+    let completed = trail
+        .iter()
+        .find(|e| e.event_type() == protocol::EventType::StreamCompleted)
+        .unwrap();
+    let json = serde_json::to_value(completed).unwrap();
+    assert_eq!(
+        json["usage"],
+        serde_json::json!({"promptTokens": 12, "completionTokens": 3, "totalTokens": 15})
+    );
+    let message_event = trail
+        .iter()
+        .find(|e| {
+            e.event_type() == protocol::EventType::ChatMessage
+                && e.message_id.as_ref() == Some(&done.message_id)
+        })
+        .unwrap();
+    let json = serde_json::to_value(message_event).unwrap();
+    assert_eq!(json["metadata"]["model"], "gemma3", "{json}");
+}
+
+/// Answer metadata on SQLite.
+#[tokio::test]
+async fn sqlite_answer_metadata_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    answer_metadata_is_kept(&sqlite_url(&dir)).await;
+}
+
+/// Answer metadata on PostgreSQL.
+#[tokio::test]
+async fn postgres_answer_metadata_is_kept() {
+    let server = testkit::PostgresServer::start();
+    answer_metadata_is_kept(&server.url()).await;
 }

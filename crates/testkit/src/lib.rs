@@ -7,6 +7,8 @@
 //! - [`Nginx`] (`nginx.rs`): a real `nginx` with a config rendered from `nginx-lb.conf`.
 //! - [`PostgresServer`] (`postgres.rs`): a real PostgreSQL in a temp dir.
 //! - [`Broker`] (`broker.rs`): a real Kafka-compatible broker (Tansu) on a free port.
+//! - [`FakeModel`] (`openai.rs`): an in-process OpenAI-compatible streaming server on a loopback
+//!   port (std threads, blocking I/O), scripted per request and recording every request.
 //! - [`free_port`]: a loopback port nothing listens on right now.
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -15,12 +17,14 @@ use std::time::{Duration, Instant};
 
 mod broker;
 mod nginx;
+mod openai;
 mod postgres;
 mod process;
 mod redis;
 
 pub use broker::{Broker, tansu_binary};
 pub use nginx::{Balance, Nginx};
+pub use openai::{End, FakeModel, Recorded, Reply, Script};
 pub use postgres::PostgresServer;
 pub use process::{Service, workspace_binary};
 pub use redis::RedisServer;
