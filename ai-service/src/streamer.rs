@@ -25,7 +25,7 @@ pub const CANCELLED_SUFFIX: &str = "\n\n[Cancelled]";
 /// What the `error` frame of an answer its model server failed says (the server's own words
 /// are only logged).
 pub const UPSTREAM_ERROR_TEXT: &str =
-    "the model server failed while answering; the answer is incomplete. Try again";
+    "the model server failed while answering; the answer is incomplete";
 /// While a provider that may stall has sent nothing for this long, the answer's lease is
 /// renewed and its cancel flag read, so a cancel stops the model within this (plus a round
 /// trip) even when no token comes.

@@ -340,6 +340,17 @@ describe('errors', () => {
     expect(state.notices).toEqual([]);
   });
 
+  it('UPSTREAM_ERROR (the model server failed) is attached to its answer the same way', () => {
+    const { state } = run([
+      history([U1, inFlight(A1, 'Hel')], { messageId: A1, lastIndex: 0 }),
+      errorFrame('UPSTREAM_ERROR', 'the model server failed while answering; the answer is incomplete', A1),
+      message(finalOf(A1, 'Hel', 'failed')),
+    ]);
+    expect(state.failures[A1]).toBe('the model server failed while answering; the answer is incomplete');
+    expect(state.messages[1]).toMatchObject({ status: 'failed' });
+    expect(state.notices).toEqual([]);
+  });
+
   it('shows the auth error frames (RATE_LIMITED, FORBIDDEN, UNAUTHORIZED) as notices', () => {
     const { state } = run([
       history([]),

@@ -76,7 +76,7 @@ export interface ChatState {
    * cancels it, before its first chunk too. Never a message by itself.
    */
   acceptedAnswerId: string | null;
-  /** Why an answer failed (the STREAM_FAILED text), by answer id. */
+  /** Why an answer failed (the STREAM_FAILED or UPSTREAM_ERROR text), by answer id. */
   failures: Record<string, string>;
   /** Errors to show the user, oldest first. */
   notices: Notice[];
@@ -361,7 +361,7 @@ function applyRecovery(state: ChatState, frame: Extract<ServerFrame, { type: 're
 
 function applyError(state: ChatState, frame: Extract<ServerFrame, { type: 'error' }>): Step {
   let next: ChatState = { ...state, awaitingReply: false };
-  if (frame.code === 'STREAM_FAILED' && frame.messageId) {
+  if ((frame.code === 'STREAM_FAILED' || frame.code === 'UPSTREAM_ERROR') && frame.messageId) {
     // Shown on the answer itself, whose final message (status failed) follows.
     next.failures = { ...state.failures, [frame.messageId]: frame.error };
     return done(next);
