@@ -52,9 +52,12 @@ pub struct OpenAiConfig {
     pub max_tokens: Option<u32>,
     /// `AI_SYSTEM_PROMPT`, optional: the first message of every request, as `system`.
     pub system_prompt: Option<String>,
-    /// `AI_CONTEXT_MESSAGES`, default 20: how many of the session's latest complete messages
-    /// go with the new one.
+    /// `AI_CONTEXT_MESSAGES`, default 20: at most how many of the session's latest messages
+    /// (whole exchanges: a question and its completed answer) go with the new one.
     pub context_messages: usize,
+    /// `AI_CONTEXT_CHARS`, default 32000: at most how many characters of them, so that a long
+    /// conversation does not overflow the model's context window.
+    pub context_chars: usize,
     /// `AI_FIRST_TOKEN_TIMEOUT_MS`, default 30000: the answer fails when no token has come
     /// this long after it was asked for (retries included).
     pub first_token_timeout: Duration,
@@ -125,13 +128,15 @@ impl OpenAiConfig {
             None => None,
             Some(_) => Some(parse_or(vars, "OPENAI_MAX_TOKENS", 0u32)?).filter(|n| *n > 0),
         };
+        // Below the lifetime of a streaming answer's keys, which a wait does not renew.
+        let max_ms = protocol::keys::LIVE_STREAM_TTL_SECS * 1000 / 2;
         let timeout = |name: &'static str| -> Result<Duration, BadVar> {
             let ms = parse_or(vars, name, 30_000u64)?;
-            if ms == 0 {
+            if ms == 0 || ms > max_ms {
                 return Err(BadVar {
                     name,
                     value: ms.to_string(),
-                    reason: "must be at least 1".into(),
+                    reason: format!("must be 1..={max_ms}"),
                 });
             }
             Ok(Duration::from_millis(ms))
@@ -147,6 +152,7 @@ impl OpenAiConfig {
                 .filter(|v| !v.trim().is_empty())
                 .cloned(),
             context_messages: parse_or(vars, "AI_CONTEXT_MESSAGES", 20usize)?,
+            context_chars: parse_or(vars, "AI_CONTEXT_CHARS", 32_000usize)?,
             first_token_timeout: timeout("AI_FIRST_TOKEN_TIMEOUT_MS")?,
             idle_timeout: timeout("AI_IDLE_TIMEOUT_MS")?,
         })
@@ -233,6 +239,7 @@ mod tests {
         assert_eq!(openai.base_url, "http://127.0.0.1:11434/v1");
         assert_eq!(openai.model, "gemma3");
         assert_eq!(openai.context_messages, 20);
+        assert_eq!(openai.context_chars, 32_000);
         assert_eq!(openai.first_token_timeout, Duration::from_secs(30));
         assert_eq!(openai.idle_timeout, Duration::from_secs(30));
         assert_eq!(openai.max_tokens, None);
@@ -245,6 +252,7 @@ mod tests {
             ("AI_PROVIDER", "gpt"),
             ("OPENAI_BASE_URL", "127.0.0.1:11434"),
             ("AI_IDLE_TIMEOUT_MS", "0"),
+            ("AI_FIRST_TOKEN_TIMEOUT_MS", "3600000"),
             ("AI_CONTEXT_MESSAGES", "-1"),
         ] {
             let mut bad = vars(&[("AI_PROVIDER", "openai"), ("OPENAI_MODEL", "m")]);

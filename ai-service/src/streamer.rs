@@ -29,7 +29,7 @@ pub const UPSTREAM_ERROR_TEXT: &str =
 /// While a provider that may stall has sent nothing for this long, the answer's lease is
 /// renewed and its cancel flag read, so a cancel stops the model within this (plus a round
 /// trip) even when no token comes.
-const KEEP_ALIVE_EVERY: Duration = Duration::from_millis(200);
+const KEEP_ALIVE_EVERY: Duration = Duration::from_millis(100);
 /// How long shutdown waits for queued SQL writes (the database may be down).
 const SQL_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 /// How long a Redis write of the stream is retried before the answer is failed.
@@ -232,6 +232,8 @@ impl Streamer {
         let quiet = tokio::time::sleep(KEEP_ALIVE_EVERY);
         tokio::pin!(quiet);
         let mut index = 0u32;
+        // A failing keep-alive is logged once per answer, not every interval.
+        let mut keep_alive_warned = false;
         let ending = loop {
             let piece = tokio::select! {
                 piece = answer.next() => piece,
@@ -247,8 +249,11 @@ impl Streamer {
                         }
                         // The next chunk's append retries Redis; meanwhile keep waiting.
                         Err(e) => {
-                            warn!(session_id = %stream.session, message_id = %stream.message,
-                                cause = %e, "renewing the lease of a waiting answer failed");
+                            if !keep_alive_warned {
+                                keep_alive_warned = true;
+                                warn!(session_id = %stream.session, message_id = %stream.message,
+                                    cause = %e, "renewing the lease of a waiting answer failed");
+                            }
                             continue;
                         }
                     }
@@ -308,8 +313,8 @@ impl Streamer {
     /// The provider's prompt: the new message, with the session's latest messages when the
     /// provider wants them. A history that cannot be read leaves the context empty.
     async fn prompt(&self, stream: &StreamHandle, user_message: ChatMessage) -> Prompt {
-        let limit = self.provider.context_messages();
-        if limit == 0 {
+        let (limit, max_chars) = self.provider.context_limits();
+        if limit == 0 || max_chars == 0 {
             return Prompt {
                 context: Vec::new(),
                 message: user_message.content,
@@ -321,6 +326,7 @@ impl Streamer {
                 &user_message.message_id,
                 user_message.content,
                 limit,
+                max_chars,
             ),
             Err(e) => {
                 warn!(session_id = %stream.session, cause = %e,

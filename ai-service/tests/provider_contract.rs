@@ -25,6 +25,7 @@ fn openai(model: &FakeModel) -> OpenAi {
         max_tokens: None,
         system_prompt: None,
         context_messages: 20,
+        context_chars: 32_000,
         first_token_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(5),
     })
@@ -67,7 +68,7 @@ async fn simulator_keeps_the_contract() {
     let provider = Simulator::new(Duration::from_millis(1));
     let message = "How is Redis used?";
     complete_answer_is_its_pieces(&provider, message, simulator::reply_for(message)).await;
-    assert_eq!(provider.context_messages(), 0);
+    assert_eq!(provider.context_limits(), (0, 0));
     assert!(!provider.may_stall());
 }
 
@@ -78,7 +79,7 @@ async fn openai_keeps_the_contract() {
     model.push(Reply::Stream(Script::tokens(tokens).split(2).usage(3, 5)));
     let provider = openai(&model);
     complete_answer_is_its_pieces(&provider, "hi", &tokens.concat()).await;
-    assert_eq!(provider.context_messages(), 20);
+    assert_eq!(provider.context_limits(), (20, 32_000));
     assert!(provider.may_stall());
 
     // A failure is one error after the pieces so far.

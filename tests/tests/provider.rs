@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use e2e::api::{get_json, post_json};
@@ -23,38 +24,93 @@ async fn stack_on(fake: &FakeModel, extra: &[(&'static str, &str)]) -> Stack {
     .await
 }
 
-/// Sends a chat over `ws` and returns the answer's id (from `accepted`).
-async fn ask(ws: &mut WsClient, text: &str) -> String {
-    ws.send_json(json!({"type": "chat", "message": text})).await;
-    let accepted = ws.frame_of("accepted").await;
-    accepted["messageId"].as_str().unwrap().to_owned()
+/// A page's socket. Frames read while waiting for something else (chunks can overtake the
+/// `accepted` frame: they come through Redis, it comes from the gateway) are kept, in order,
+/// for the next reads.
+struct Page {
+    ws: WsClient,
+    backlog: VecDeque<Json>,
 }
 
-/// Reads answer `id` to its end: (chunks in arrival order, `error` frames about it, final
-/// message). Fails on a gap or a duplicate.
-async fn read_answer(ws: &mut WsClient, id: &str) -> (Vec<String>, Vec<Json>, Json) {
-    let mut chunks = Vec::new();
-    let mut errors = Vec::new();
-    loop {
-        let frame = ws.frame().await;
-        if frame["type"] == "error" {
-            errors.push(frame);
-            continue;
+impl Page {
+    async fn open(url: &str) -> Page {
+        let (ws, _, _) = WsClient::open(url).await;
+        Page {
+            ws,
+            backlog: VecDeque::new(),
         }
-        if frame["type"] != "message" || frame["data"]["messageId"] != id {
-            continue;
+    }
+
+    /// The next frame: the kept ones first.
+    async fn frame(&mut self) -> Json {
+        match self.backlog.pop_front() {
+            Some(frame) => frame,
+            None => self.ws.frame().await,
         }
-        let data = &frame["data"];
-        if data["isComplete"] == true {
-            return (chunks, errors, data.clone());
+    }
+
+    async fn send(&mut self, frame: Json) {
+        self.ws.send_json(frame).await;
+    }
+
+    /// Sends a chat and returns the answer's id (from `accepted`), keeping the frames that
+    /// came first.
+    async fn ask(&mut self, text: &str) -> String {
+        self.send(json!({"type": "chat", "message": text})).await;
+        let mut early = Vec::new();
+        loop {
+            let frame = self.ws.frame().await;
+            if frame["type"] == "accepted" {
+                self.backlog.extend(early);
+                return frame["messageId"].as_str().unwrap().to_owned();
+            }
+            early.push(frame);
         }
-        assert_eq!(data["index"], chunks.len(), "gap or duplicate: {frame}");
-        chunks.push(data["chunk"].as_str().unwrap().to_owned());
+    }
+
+    /// Reads the chunks of answer `id` from index `from` to its end: (chunks, `error` frames,
+    /// final message). Fails on a gap or a duplicate.
+    async fn read_answer(&mut self, id: &str, from: usize) -> (Vec<String>, Vec<Json>, Json) {
+        let mut chunks = Vec::new();
+        let mut errors = Vec::new();
+        loop {
+            let frame = self.frame().await;
+            if frame["type"] == "error" {
+                errors.push(frame);
+                continue;
+            }
+            if frame["type"] != "message" || frame["data"]["messageId"] != id {
+                continue;
+            }
+            let data = &frame["data"];
+            if data["isComplete"] == true {
+                return (chunks, errors, data.clone());
+            }
+            assert_eq!(
+                data["index"],
+                from + chunks.len(),
+                "gap or duplicate: {frame}"
+            );
+            chunks.push(data["chunk"].as_str().unwrap().to_owned());
+        }
+    }
+
+    /// The next `n` chunks of answer `id`, in order.
+    async fn chunks(&mut self, id: &str, n: usize) -> Vec<String> {
+        let mut chunks = Vec::new();
+        while chunks.len() < n {
+            let frame = self.frame().await;
+            let data = &frame["data"];
+            if frame["type"] == "message" && data["messageId"] == id && data["chunk"].is_string() {
+                chunks.push(data["chunk"].as_str().unwrap().to_owned());
+            }
+        }
+        chunks
     }
 }
 
 /// The request names the model, streams, sends the key, and carries the system prompt, the
-/// session's latest complete messages (AI_CONTEXT_MESSAGES of them) and the new message.
+/// session's latest complete exchanges (within AI_CONTEXT_MESSAGES) and the new message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_carries_the_model_the_key_the_system_prompt_and_the_history() {
     let fake = FakeModel::start();
@@ -72,10 +128,10 @@ async fn the_request_carries_the_model_the_key_the_system_prompt_and_the_history
     )
     .await;
     let session = "prov-shape";
-    let (mut ws, _, _) = WsClient::open(&stack.ws_url(0, session)).await;
+    let mut ws = Page::open(&stack.ws_url(0, session)).await;
     for question in ["first question", "second question", "third question"] {
-        let id = ask(&mut ws, question).await;
-        let (_, errors, done) = read_answer(&mut ws, &id).await;
+        let id = ws.ask(question).await;
+        let (_, errors, done) = ws.read_answer(&id, 0).await;
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(done["status"], "completed", "{done}");
     }
@@ -89,11 +145,12 @@ async fn the_request_carries_the_model_the_key_the_system_prompt_and_the_history
     assert_eq!(third.body["model"], model::MODEL);
     assert_eq!(third.body["stream"], true);
     assert_eq!(third.body["max_tokens"], 128);
+    // Three messages allowed: the latest whole exchange (a context starting with an answer
+    // would break strict chat templates).
     assert_eq!(
         third.body["messages"],
         json!([
             {"role": "system", "content": "You are terse."},
-            {"role": "assistant", "content": "First answer."},
             {"role": "user", "content": "second question"},
             {"role": "assistant", "content": "Second answer."},
             {"role": "user", "content": "third question"},
@@ -127,9 +184,9 @@ async fn chunks_are_the_tokens_even_split_across_reads_and_usage_is_kept() {
     fake.push(Reply::Stream(Script::tokens(tokens).split(3).usage(11, 6)));
     let stack = stack_on(&fake, &[]).await;
     let session = "prov-split";
-    let (mut ws, _, _) = WsClient::open(&stack.ws_url(0, session)).await;
-    let id = ask(&mut ws, "hello").await;
-    let (chunks, errors, done) = read_answer(&mut ws, &id).await;
+    let mut ws = Page::open(&stack.ws_url(0, session)).await;
+    let id = ws.ask("hello").await;
+    let (chunks, errors, done) = ws.read_answer(&id, 0).await;
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(chunks, tokens);
     assert_eq!(done["status"], "completed");
@@ -187,16 +244,10 @@ async fn a_reload_mid_answer_resumes_without_loss_or_duplicates() {
     fake.push(Reply::Stream(script));
     let stack = stack_on(&fake, &[]).await;
     let session = "prov-reload";
-    let (mut first, _, _) = WsClient::open(&stack.ws_url(0, session)).await;
-    let id = ask(&mut first, "tell me").await;
-    let mut seen = 0;
-    while seen < 10 {
-        let frame = first.frame_of("message").await;
-        if frame["data"]["messageId"] == id.as_str() && frame["data"]["index"].is_u64() {
-            seen += 1;
-        }
-    }
-    first.close().await;
+    let mut first = Page::open(&stack.ws_url(0, session)).await;
+    let id = first.ask("tell me").await;
+    first.chunks(&id, 10).await;
+    first.ws.close().await;
 
     let (mut page, _, history) = WsClient::open(&stack.ws_url(0, session)).await;
     let answer = history["messages"]
@@ -249,18 +300,11 @@ async fn a_cancel_closes_the_upstream_request_within_500_ms() {
     let stack = stack_on(&fake, &[]).await;
     for (i, chunks_first) in [(0usize, 0usize), (1, 2), (2, 3)] {
         let session = format!("prov-cancel-{i}");
-        let (mut ws, _, _) = WsClient::open(&stack.ws_url(0, &session)).await;
-        let id = ask(&mut ws, "go on").await;
+        let mut ws = Page::open(&stack.ws_url(0, &session)).await;
+        let id = ws.ask("go on").await;
         fake.wait_requests(i + 1, Duration::from_secs(5));
-        let mut text = String::new();
-        for _ in 0..chunks_first {
-            let frame = ws.frame_of("message").await;
-            if frame["data"]["messageId"] == id.as_str() && frame["data"]["chunk"].is_string() {
-                text.push_str(frame["data"]["chunk"].as_str().unwrap());
-            }
-        }
-        ws.send_json(json!({"type": "cancel", "messageId": id}))
-            .await;
+        let text = ws.chunks(&id, chunks_first).await.concat();
+        ws.send(json!({"type": "cancel", "messageId": id})).await;
         let cancelled = Instant::now();
         let request = fake.wait_client_closed(i, Duration::from_secs(5));
         let took = request
@@ -271,7 +315,7 @@ async fn a_cancel_closes_the_upstream_request_within_500_ms() {
             took <= limit,
             "case {i}: the model's request was closed {took:?} after the cancel"
         );
-        let (rest, errors, done) = read_answer(&mut ws, &id).await;
+        let (rest, errors, done) = ws.read_answer(&id, chunks_first).await;
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(done["status"], "cancelled", "case {i}: {done}");
         let expected = format!("{text}{}{}", rest.concat(), ai_service::CANCELLED_SUFFIX);
@@ -289,8 +333,8 @@ async fn assert_fault_ends_the_answer(
     partial: &str,
     hidden: Option<&str>,
 ) -> Json {
-    let (mut ws, _, _) = WsClient::open(&stack.ws_url(0, session)).await;
-    let id = ask(&mut ws, "please").await;
+    let mut ws = Page::open(&stack.ws_url(0, session)).await;
+    let id = ws.ask("please").await;
     let mut text = String::new();
     let mut error = None;
     let done = loop {
@@ -325,8 +369,8 @@ async fn assert_fault_ends_the_answer(
 
     // The session is free: the next chat streams a whole answer.
     fake.push(Reply::Stream(Script::tokens(["Fine", " now."])));
-    let next = ask(&mut ws, "again").await;
-    let (chunks, errors, done_next) = read_answer(&mut ws, &next).await;
+    let next = ws.ask("again").await;
+    let (chunks, errors, done_next) = ws.read_answer(&next, 0).await;
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(chunks.concat(), "Fine now.");
     assert_eq!(done_next["status"], "completed");
@@ -348,9 +392,9 @@ async fn an_unreachable_model_server_fails_the_answer() {
     })
     .await;
     let session = "prov-refused";
-    let (mut ws, _, _) = WsClient::open(&stack.ws_url(0, session)).await;
-    let id = ask(&mut ws, "anyone?").await;
-    let (chunks, errors, done) = read_answer(&mut ws, &id).await;
+    let mut ws = Page::open(&stack.ws_url(0, session)).await;
+    let id = ws.ask("anyone?").await;
+    let (chunks, errors, done) = ws.read_answer(&id, 0).await;
     assert!(chunks.is_empty());
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["code"], "UPSTREAM_ERROR");
@@ -380,9 +424,9 @@ async fn http_errors_are_retried_before_the_first_token_then_fail_the_answer() {
 
     fake.push(status(503));
     fake.push(Reply::Stream(Script::tokens(["Second", " try."])));
-    let (mut ws, _, _) = WsClient::open(&stack.ws_url(0, "prov-retry")).await;
-    let id = ask(&mut ws, "hi").await;
-    let (chunks, errors, done) = read_answer(&mut ws, &id).await;
+    let mut ws = Page::open(&stack.ws_url(0, "prov-retry")).await;
+    let id = ws.ask("hi").await;
+    let (chunks, errors, done) = ws.read_answer(&id, 0).await;
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(
         (chunks.concat().as_str(), &done["status"]),
@@ -459,9 +503,9 @@ async fn a_malformed_or_cut_off_stream_fails_the_answer_with_its_text() {
     fake.push(Reply::Stream(
         Script::tokens(["All", " here."]).end(End::FinishOnly),
     ));
-    let (mut ws, _, _) = WsClient::open(&stack.ws_url(0, "prov-finish")).await;
-    let id = ask(&mut ws, "ok?").await;
-    let (chunks, errors, done) = read_answer(&mut ws, &id).await;
+    let mut ws = Page::open(&stack.ws_url(0, "prov-finish")).await;
+    let id = ws.ask("ok?").await;
+    let (chunks, errors, done) = ws.read_answer(&id, 0).await;
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(chunks.concat(), "All here.");
     assert_eq!(done["status"], "completed");

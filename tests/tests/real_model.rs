@@ -18,7 +18,9 @@ struct LlamaServer {
 }
 
 impl LlamaServer {
-    /// Starts it with `scripts/up --model`'s flags and waits until `/health` answers 200.
+    /// Starts it with `scripts/up --model`'s flags (answers of up to 400 tokens, so that one
+    /// is still streaming when it is cancelled) and waits until `/health` answers 200. It dies
+    /// with the test process (`setpriv --pdeathsig`), even when that is killed.
     async fn start() -> LlamaServer {
         let binary = std::env::var("LLAMA_SERVER")
             .expect("LLAMA_SERVER (from scripts/fetch-model) is not set");
@@ -27,18 +29,33 @@ impl LlamaServer {
         let port = testkit::free_port();
         let log =
             std::fs::File::create(std::env::temp_dir().join(format!("llama-{port}.log"))).unwrap();
-        let child = Command::new(binary)
+        let mut command = if std::path::Path::new("/usr/bin/setpriv").exists() {
+            let mut c = Command::new("/usr/bin/setpriv");
+            c.args(["--pdeathsig", "KILL", "--"]).arg(&binary);
+            c
+        } else {
+            Command::new(&binary)
+        };
+        let child = command
             .args(["-m", &model, "--alias", "gemma3-270m", "--no-jinja"])
             .args(["--chat-template", "gemma", "--host", "127.0.0.1"])
-            .args(["--port", &port.to_string(), "-c", "8192", "-t", "2"])
+            .args(["--port", &port.to_string(), "-c", "16384", "-t", "2"])
             .args(["-n", "400", "--no-ui"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("starting llama-server");
-        let server = LlamaServer { child, port };
+        let mut server = LlamaServer { child, port };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "llama-server exited ({status}); see {}",
+                    std::env::temp_dir()
+                        .join(format!("llama-{port}.log"))
+                        .display()
+                );
+            }
             if let Ok(r) = http().get(format!("{}/health", server.root())).send().await
                 && r.status().is_success()
             {
@@ -103,6 +120,7 @@ async fn a_real_model_streams_resumes_after_a_reload_and_stops_on_cancel() {
             ("OPENAI_BASE_URL", format!("{}/v1", llama.root())),
             ("OPENAI_MODEL", "gemma3-270m".into()),
             ("AI_CONTEXT_MESSAGES", "6".into()),
+            ("AI_CONTEXT_CHARS", "6000".into()),
         ],
         ..StackOptions::default()
     })

@@ -27,7 +27,7 @@ pub use simulator::Simulator;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
     /// The session's latest complete messages before the new one, oldest first (at most
-    /// [`Provider::context_messages`] of them; empty when the provider wants none).
+    /// [`Provider::context_limits`]; empty when the provider wants none).
     pub context: Vec<(Role, String)>,
     /// The new user message.
     pub message: String,
@@ -35,32 +35,64 @@ pub struct Prompt {
 
 impl Prompt {
     /// The prompt for `message` in a session whose history (the new message and the answer
-    /// being started included) is `history`: its last `limit` complete messages before
-    /// `message_id`, leaving out answers that did not complete (a cancelled or failed answer is
-    /// partial text the model should not imitate).
+    /// being started included) is `history`: its latest complete exchanges before
+    /// `user_message_id`, at most `limit` messages and `max_chars` characters of them.
+    ///
+    /// An exchange is a user message and the answer it got. One whose answer did not complete
+    /// (cancelled or failed: partial text the model should not imitate) is left out whole, so
+    /// the context alternates user, assistant, user, ... and starts with a user message, as
+    /// strict chat templates require.
     pub fn from_history(
         history: &[ChatMessage],
         user_message_id: &protocol::MessageId,
         message: String,
         limit: usize,
+        max_chars: usize,
     ) -> Prompt {
-        let usable = |m: &&ChatMessage| {
-            m.is_complete
-                && m.message_id != *user_message_id
-                && !m.content.is_empty()
-                && match m.role {
-                    Role::User | Role::System => true,
-                    Role::Assistant => m.status == protocol::MessageStatus::Completed,
+        // Complete exchanges, oldest first.
+        let mut exchanges: Vec<(&ChatMessage, &ChatMessage)> = Vec::new();
+        let mut question: Option<&ChatMessage> = None;
+        for m in history {
+            if m.message_id == *user_message_id {
+                break;
+            }
+            match m.role {
+                Role::User => question = Some(m),
+                Role::Assistant => {
+                    if let Some(q) = question.take()
+                        && m.is_complete
+                        && m.status == protocol::MessageStatus::Completed
+                        && !m.content.is_empty()
+                        && !q.content.is_empty()
+                    {
+                        exchanges.push((q, m));
+                    }
                 }
-        };
-        let mut context: Vec<(Role, String)> = history
+                Role::System => {}
+            }
+        }
+        // The latest exchanges that fit, whole.
+        let (mut messages, mut chars) = (0, 0);
+        let mut kept = Vec::new();
+        for (q, a) in exchanges.iter().rev() {
+            let size = q.content.chars().count() + a.content.chars().count();
+            if messages + 2 > limit || chars + size > max_chars {
+                break;
+            }
+            messages += 2;
+            chars += size;
+            kept.push((*q, *a));
+        }
+        let context = kept
             .iter()
-            .filter(usable)
             .rev()
-            .take(limit)
-            .map(|m| (m.role, m.content.clone()))
+            .flat_map(|(q, a)| {
+                [
+                    (Role::User, q.content.clone()),
+                    (Role::Assistant, a.content.clone()),
+                ]
+            })
             .collect();
-        context.reverse();
         Prompt { context, message }
     }
 }
@@ -135,10 +167,10 @@ pub trait Provider: Send + Sync + 'static {
     /// Starts producing the answer to `prompt`.
     fn answer(&self, prompt: Prompt) -> Answer;
 
-    /// How many of the session's latest complete messages to put in [`Prompt::context`]; 0
-    /// (the default) spares the history read.
-    fn context_messages(&self) -> usize {
-        0
+    /// At most how many of the session's latest messages, and of how many characters, to put
+    /// in [`Prompt::context`]; `(0, 0)` (the default) spares the history read.
+    fn context_limits(&self) -> (usize, usize) {
+        (0, 0)
     }
 
     /// Whether the stream may wait longer than a chunk interval for its next piece.
@@ -177,31 +209,48 @@ mod tests {
         m
     }
 
-    /// The context is the latest complete messages before the new one, oldest first; partial
-    /// answers and the answer being started are left out.
+    /// The context is the latest complete exchanges before the new one, oldest first: an
+    /// exchange whose answer was cancelled or failed goes whole, so roles alternate from a user
+    /// message; the limits keep whole exchanges.
     #[test]
-    fn the_prompt_takes_the_latest_complete_messages() {
+    fn the_prompt_takes_the_latest_complete_exchanges() {
         use MessageStatus::*;
-        let new = message(Role::User, "third question", Completed);
+        let new = message(Role::User, "fourth question", Completed);
         let history = vec![
             message(Role::User, "first question", Completed),
             message(Role::Assistant, "first answer", Completed),
             message(Role::User, "second question", Completed),
             message(Role::Assistant, "half an answer\n\n[Cancelled]", Cancelled),
-            message(Role::Assistant, "broken", Failed),
+            message(Role::User, "third question", Completed),
+            message(Role::Assistant, "third answer", Completed),
             new.clone(),
             message(Role::Assistant, "", Streaming),
         ];
-        let prompt = Prompt::from_history(&history, &new.message_id, "third question".into(), 2);
+        let prompt = |limit, chars| {
+            Prompt::from_history(
+                &history,
+                &new.message_id,
+                "fourth question".into(),
+                limit,
+                chars,
+            )
+            .context
+        };
+        let all = prompt(20, 10_000);
         assert_eq!(
-            prompt.context,
+            all,
             vec![
+                (Role::User, "first question".to_owned()),
                 (Role::Assistant, "first answer".to_owned()),
-                (Role::User, "second question".to_owned()),
+                (Role::User, "third question".to_owned()),
+                (Role::Assistant, "third answer".to_owned()),
             ]
         );
-        assert_eq!(prompt.message, "third question");
-        let none = Prompt::from_history(&history, &new.message_id, "q".into(), 0);
-        assert!(none.context.is_empty());
+        // Three messages allowed: one whole exchange.
+        assert_eq!(prompt(3, 10_000), all[2..].to_vec());
+        // 30 characters allowed: "third question" + "third answer" is 26.
+        assert_eq!(prompt(20, 30), all[2..].to_vec());
+        assert!(prompt(0, 10_000).is_empty());
+        assert!(prompt(20, 10).is_empty());
     }
 }

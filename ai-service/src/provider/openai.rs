@@ -34,6 +34,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const AFTER_FINISH: Duration = Duration::from_secs(2);
 /// How much of an HTTP error's body is logged.
 const ERROR_BODY_LOGGED: usize = 500;
+/// How much of an HTTP error's body is read at most.
+const ERROR_BODY_READ: usize = 4096;
+/// After `[DONE]`, how long to wait for the body's end, so that the connection goes back to
+/// the pool for the next answer (instead of a new TCP and TLS handshake).
+const DRAIN_AFTER_DONE: Duration = Duration::from_millis(50);
 
 /// An OpenAI-compatible streaming provider. Cheap to share: one HTTP client (with its
 /// connection pool) for every answer.
@@ -99,7 +104,9 @@ impl Provider for OpenAi {
             events: None,
             pending: VecDeque::new(),
             got_token: false,
+            last_token_at: now,
             finished: false,
+            finished_by: now,
             done: false,
             metadata: MessageMetadata::default(),
         };
@@ -110,8 +117,8 @@ impl Provider for OpenAi {
         .boxed()
     }
 
-    fn context_messages(&self) -> usize {
-        self.config.context_messages
+    fn context_limits(&self) -> (usize, usize) {
+        (self.config.context_messages, self.config.context_chars)
     }
 
     fn may_stall(&self) -> bool {
@@ -148,8 +155,12 @@ struct Upstream {
     pending: VecDeque<Piece>,
     /// Whether a content token has come (from then on nothing is retried).
     got_token: bool,
+    /// When the last content token came (events without one do not count).
+    last_token_at: Instant,
     /// Whether a `finish_reason` has come: the text is complete.
     finished: bool,
+    /// Once finished: when to stop waiting for the usage chunk and `[DONE]`.
+    finished_by: Instant,
     /// Whether the stream has ended (completed or failed).
     done: bool,
     metadata: MessageMetadata,
@@ -227,10 +238,12 @@ impl Upstream {
         if self.events.is_none() {
             self.events = Some(self.connect().await?);
         }
+        // Measured from the last token, not the last event: a server sending events without
+        // text (keep-alives, empty deltas) still times out.
         let deadline = if self.finished {
-            Instant::now() + AFTER_FINISH.min(self.idle_timeout)
+            self.finished_by
         } else if self.got_token {
-            Instant::now() + self.idle_timeout
+            self.last_token_at + self.idle_timeout
         } else {
             self.first_token_by
         };
@@ -246,11 +259,29 @@ impl Upstream {
             Ok(None) => Err(ProviderError::Dropped(
                 "the body ended without [DONE] or a finish_reason".into(),
             )),
-            // Once the text is complete, a connection that breaks before `[DONE]` loses
-            // nothing.
+            // Once the text is complete, a connection that breaks (or garbage) before
+            // `[DONE]` loses nothing.
             Ok(Some(Err(_))) if self.finished => self.end(),
-            Ok(Some(Err(e))) => Err(ProviderError::Dropped(e.to_string())),
-            Ok(Some(Ok(event))) => self.read(&event.data),
+            Ok(Some(Err(eventsource_stream::EventStreamError::Transport(e)))) => {
+                Err(ProviderError::Dropped(error_chain(&e)))
+            }
+            Ok(Some(Err(e))) => Err(ProviderError::Malformed(e.to_string())),
+            Ok(Some(Ok(event))) if event.data.trim() == "[DONE]" => {
+                if let Some(events) = self.events.as_mut() {
+                    let _ = tokio::time::timeout(DRAIN_AFTER_DONE, async {
+                        while events.next().await.is_some() {}
+                    })
+                    .await;
+                }
+                self.end()
+            }
+            Ok(Some(Ok(event))) => match self.read(&event.data) {
+                Err(e) if self.finished => {
+                    debug!(cause = %e, "ignoring what came after the finish_reason");
+                    self.end()
+                }
+                read => read,
+            },
         }
     }
 
@@ -273,11 +304,18 @@ impl Upstream {
         };
         let status = response.status();
         if !status.is_success() {
-            let body = tokio::time::timeout(Duration::from_secs(2), response.text())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
+            // For the log: the first few KB, read for at most 2 s.
+            let mut body = Vec::new();
+            let mut response = response;
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while body.len() < ERROR_BODY_READ
+                    && let Ok(Some(chunk)) = response.chunk().await
+                {
+                    body.extend_from_slice(&chunk);
+                }
+            })
+            .await;
+            let body = String::from_utf8_lossy(&body);
             return Err(ProviderError::Status {
                 status: status.as_u16(),
                 body: truncate(body.trim(), ERROR_BODY_LOGGED),
@@ -298,11 +336,8 @@ impl Upstream {
         Ok(response.bytes_stream().eventsource().boxed())
     }
 
-    /// Reads one event's data.
+    /// Reads one event's data (not `[DONE]`).
     fn read(&mut self, data: &str) -> Result<(), ProviderError> {
-        if data.trim() == "[DONE]" {
-            return self.end();
-        }
         let chunk: Chunk = serde_json::from_str(data)
             .map_err(|e| ProviderError::Malformed(format!("{e} in {:?}", truncate(data, 200))))?;
         if let Some(error) = chunk.error {
@@ -332,10 +367,12 @@ impl Upstream {
                 && !text.is_empty()
             {
                 self.got_token = true;
+                self.last_token_at = Instant::now();
                 self.pending.push_back(Piece::Text(Cow::Owned(text)));
             }
             if choice.finish_reason.is_some() {
                 self.finished = true;
+                self.finished_by = Instant::now() + AFTER_FINISH.min(self.idle_timeout);
             }
         }
         Ok(())
@@ -407,6 +444,7 @@ mod tests {
             max_tokens: Some(64),
             system_prompt: Some("Be brief.".into()),
             context_messages: 20,
+            context_chars: 32_000,
             first_token_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
         })
