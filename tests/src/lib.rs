@@ -30,3 +30,12 @@ pub use stack::{Node, Stack, StackOptions, http};
 
 /// A JSON value, as the tests read frames.
 pub type Json = serde_json::Value;
+
+/// Message `id` of a `history` frame or `GET /api/history` body (its `messages`), if there.
+pub fn message_in(history: &Json, id: &str) -> Option<Json> {
+    history["messages"]
+        .as_array()?
+        .iter()
+        .find(|m| m["messageId"] == id)
+        .cloned()
+}

@@ -196,13 +196,7 @@ async fn chunks_are_the_tokens_even_split_across_reads_and_usage_is_kept() {
     assert_eq!(done["metadata"]["model"], model::MODEL);
 
     let history = get_json(&format!("{}/api/history/{session}", stack.gateway(0))).await;
-    let stored = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["messageId"] == id.as_str())
-        .unwrap()
-        .clone();
+    let stored = e2e::message_in(&history, &id).expect("the answer in history");
     assert_eq!(stored["metadata"]["usage"], usage);
 
     // SQL is written behind: poll it.
@@ -250,13 +244,7 @@ async fn a_reload_mid_answer_resumes_without_loss_or_duplicates() {
     first.ws.close().await;
 
     let (mut page, _, history) = WsClient::open(&stack.ws_url(0, session)).await;
-    let answer = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["messageId"] == id.as_str())
-        .unwrap()
-        .clone();
+    let answer = e2e::message_in(&history, &id).expect("the answer in history");
     assert_eq!(
         answer["isComplete"], false,
         "the answer ended too soon: {answer}"

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::{Json, Stack, StackOptions, WsClient, http};
@@ -29,14 +29,7 @@ impl LlamaServer {
         let port = testkit::free_port();
         let log =
             std::fs::File::create(std::env::temp_dir().join(format!("llama-{port}.log"))).unwrap();
-        let mut command = if std::path::Path::new("/usr/bin/setpriv").exists() {
-            let mut c = Command::new("/usr/bin/setpriv");
-            c.args(["--pdeathsig", "KILL", "--"]).arg(&binary);
-            c
-        } else {
-            Command::new(&binary)
-        };
-        let child = command
+        let child = testkit::dying_with_tests(std::path::Path::new(&binary))
             .args(["-m", &model, "--alias", "gemma3-270m", "--no-jinja"])
             .args(["--chat-template", "gemma", "--host", "127.0.0.1"])
             .args(["--port", &port.to_string(), "-c", "16384", "-t", "2"])
@@ -139,13 +132,7 @@ async fn a_real_model_streams_resumes_after_a_reload_and_stops_on_cancel() {
     let seen = chunks(&mut first, &id, 10).await;
     first.close().await;
     let (mut page, _, history) = WsClient::open(&stack.ws_url(0, session)).await;
-    let answer = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["messageId"] == id.as_str())
-        .unwrap()
-        .clone();
+    let answer = e2e::message_in(&history, &id).expect("the answer in history");
     let mut text = answer["content"].as_str().unwrap_or_default().to_owned();
     assert!(text.starts_with(&seen), "history lost what was seen");
     let done = if answer["isComplete"] == true {

@@ -48,14 +48,7 @@ impl Broker {
             let dir = tempfile::tempdir().expect("temp dir for the broker");
             let port = free_port();
             let url = format!("tcp://127.0.0.1:{port}");
-            let mut command = if std::path::Path::new("/usr/bin/setpriv").exists() {
-                let mut c = Command::new("/usr/bin/setpriv");
-                c.args(["--pdeathsig", "KILL", "--"]).arg(&binary);
-                c
-            } else {
-                Command::new(&binary)
-            };
-            let child = command
+            let child = crate::dying_with_tests(&binary)
                 .args(["broker", "--storage-engine", "memory://tansu/"])
                 .args(["--listener-url", &url, "--advertised-listener-url", &url])
                 .current_dir(dir.path())

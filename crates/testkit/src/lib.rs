@@ -60,6 +60,18 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in {PORT_RANGE:?}");
 }
 
+/// A command for `binary` that dies with the test process, even when that is killed or
+/// crashes (`setpriv --pdeathsig KILL`, where util-linux has it), so no server outlives a test.
+pub fn dying_with_tests(binary: &std::path::Path) -> std::process::Command {
+    if std::path::Path::new("/usr/bin/setpriv").exists() {
+        let mut command = std::process::Command::new("/usr/bin/setpriv");
+        command.args(["--pdeathsig", "KILL", "--"]).arg(binary);
+        command
+    } else {
+        std::process::Command::new(binary)
+    }
+}
+
 /// Sends SIGTERM and waits up to 10 s for the process to exit, then SIGKILL.
 pub(crate) fn terminate(child: &mut Child) {
     stop_with(child, "-TERM");
