@@ -48,7 +48,7 @@ pub async fn run(
     let core = Core::connect(&config.node, &shutdown).await?;
     core.start_relay(
         config.node.kafka.as_ref(),
-        &config.node.redis_url,
+        &config.node.redis,
         shutdown.clone(),
     )?;
     let settings = config.service;

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use testkit::{Balance, Nginx, RedisServer, Service};
+use testkit::{Balance, Nginx, Service};
+
+use crate::Redis;
 
 use crate::stack::http;
 
@@ -22,6 +24,8 @@ pub struct ClusterOptions {
     pub env: Vec<(&'static str, String)>,
     /// How NGINX spreads sockets (by client address unless told otherwise).
     pub balance: Balance,
+    /// Run on a Redis Cluster (default: when `CHAT_TEST_REDIS=cluster`).
+    pub redis_cluster: bool,
 }
 
 impl Default for ClusterOptions {
@@ -34,13 +38,14 @@ impl Default for ClusterOptions {
             extra_ai_urls: Vec::new(),
             env: Vec::new(),
             balance: Balance::default(),
+            redis_cluster: crate::on_cluster(),
         }
     }
 }
 
 /// The running cluster; every process dies with it.
 pub struct Cluster {
-    pub redis: RedisServer,
+    pub redis: Redis,
     /// Holds the SQLite file every process shares.
     pub data_dir: tempfile::TempDir,
     pub ai: Vec<Service>,
@@ -50,7 +55,12 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(options: ClusterOptions) -> Cluster {
-        let redis = RedisServer::start_persistent();
+        let redis = if options.redis_cluster {
+            Redis::Cluster(testkit::RedisCluster::start())
+        } else {
+            Redis::Single(testkit::RedisServer::start_persistent())
+        };
+        let (redis_var, redis_value) = redis.env();
         let data_dir = tempfile::tempdir().expect("data dir");
         let database_url = sqlite_url(&data_dir);
         let mut ai = Vec::new();
@@ -58,7 +68,7 @@ impl Cluster {
             let env = env(
                 &options,
                 &[
-                    ("REDIS_URL", redis.url()),
+                    (redis_var, redis_value.clone()),
                     ("DATABASE_URL", database_url.clone()),
                     ("STREAM_DELAY_MS", options.stream_delay_ms.to_string()),
                     ("STREAM_LEASE_SECONDS", options.lease_secs.to_string()),
@@ -77,7 +87,7 @@ impl Cluster {
             let env = env(
                 &options,
                 &[
-                    ("REDIS_URL", redis.url()),
+                    (redis_var, redis_value.clone()),
                     ("DATABASE_URL", database_url.clone()),
                     ("AI_SERVICE_URLS", urls.join(",")),
                     // Tests of other things reconnect faster than a person.

@@ -6,6 +6,8 @@
 //!   loopback port, stopped when dropped.
 //! - [`Cluster`] (`cluster.rs`): the multi-node stack as real processes behind a real nginx,
 //!   for the tests that kill nodes.
+//! - [`Redis`] (`redis.rs`): the Redis a stack runs on, one server or (with
+//!   `CHAT_TEST_REDIS=cluster`) a 3+3 Redis Cluster.
 //! - [`api`]: the REST calls tests make.
 //! - [`kafka`]: reading what the system sent to Kafka.
 //! - [`metrics`]: a node's `/metrics`, parsed strictly as Prometheus text.
@@ -20,12 +22,14 @@ mod cluster;
 pub mod kafka;
 pub mod metrics;
 pub mod model;
+mod redis;
 pub mod sequence;
 mod stack;
 pub mod tokens;
 
 pub use client::{Answer, Event, Recording, Upgrade, WsClient, upgrade};
 pub use cluster::{Cluster, ClusterOptions};
+pub use redis::{REDIS_MODE_VAR, Redis, on_cluster};
 pub use stack::{Node, Stack, StackOptions, http};
 
 /// A JSON value, as the tests read frames.

@@ -1,10 +1,11 @@
-//! A whole system on loopback ports: one real `redis-server`, AI nodes and gateways served by
-//! the real `run` functions on listeners bound to port 0.
+//! A whole system on loopback ports: one real `redis-server` (or a Redis Cluster, see
+//! [`crate::Redis`]), AI nodes and gateways served by the real `run` functions on listeners
+//! bound to port 0.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use testkit::RedisServer;
+use crate::Redis;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -78,7 +79,7 @@ impl Drop for Node {
 
 /// The running system.
 pub struct Stack {
-    pub redis: RedisServer,
+    pub redis: Redis,
     /// Holds the SQLite file every node of the stack shares.
     pub data_dir: tempfile::TempDir,
     pub ai: Vec<Node>,
@@ -88,11 +89,7 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(options: StackOptions) -> Stack {
-        let redis = if options.persistent_redis {
-            RedisServer::start_persistent()
-        } else {
-            RedisServer::start()
-        };
+        let redis = Redis::start(options.persistent_redis);
         let data_dir = tempfile::tempdir().expect("data dir");
         let (ai, gateways) = start_nodes(&redis, &data_dir, &options).await;
         let stack = Stack {
@@ -117,8 +114,7 @@ impl Stack {
         for node in self.ai.iter_mut().chain(self.gateways.iter_mut()) {
             node.stop().await;
         }
-        self.redis.kill();
-        self.redis = RedisServer::start();
+        self.redis = Redis::start(false);
         let (ai, gateways) = start_nodes(&self.redis, &self.data_dir, &self.options).await;
         self.ai = ai;
         self.gateways = gateways;
@@ -139,12 +135,8 @@ impl Stack {
     }
 
     /// A connection to the stack's Redis, to look at what is stored.
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis.url())
-            .expect("redis url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection")
+    pub async fn redis(&self) -> redis_state::Connection {
+        self.redis.connection().await
     }
 
     /// Every node answers `/health` (they are serving before `start` returns; this also proves
@@ -186,18 +178,19 @@ fn database_url(data_dir: &tempfile::TempDir, options: &StackOptions) -> String 
 
 /// Starts the AI nodes, then the gateways pointing at them.
 async fn start_nodes(
-    redis: &RedisServer,
+    redis: &Redis,
     data_dir: &tempfile::TempDir,
     options: &StackOptions,
 ) -> (Vec<Node>, Vec<Node>) {
     let database_url = database_url(data_dir, options);
+    let (redis_var, redis_value) = redis.env();
     let mut ai = Vec::new();
     for i in 0..options.ai_nodes {
         let node_id = format!("ai-test-{i}");
         let vars = vars(
             options,
             &[
-                ("REDIS_URL", &redis.url()),
+                (redis_var, &redis_value),
                 ("NODE_ID", &node_id),
                 ("STREAM_DELAY_MS", &options.stream_delay_ms.to_string()),
                 ("SHUTDOWN_GRACE_SECONDS", "5"),
@@ -224,7 +217,7 @@ async fn start_nodes(
         let vars = vars(
             options,
             &[
-                ("REDIS_URL", &redis.url()),
+                (redis_var, &redis_value),
                 ("NODE_ID", &node_id),
                 ("AI_SERVICE_URLS", &urls.join(",")),
                 ("STREAM_MAX_PENDING_CHUNKS", &pending),

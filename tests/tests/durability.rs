@@ -93,7 +93,7 @@ async fn history_survives_flushall_on(options: StackOptions) {
     assert_eq!(ids(&after), ids(&before));
     assert_eq!(after["messages"], before["messages"]);
     let warmed: i64 = redis::cmd("LLEN")
-        .arg("chat:history:dur-flush")
+        .arg("chat:history:{dur-flush}")
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -224,7 +224,7 @@ async fn an_overflowing_subscriber_cut_by_redis_loses_nothing() {
                 let mut pipe = redis::pipe();
                 for i in 0..32 {
                     pipe.cmd("PUBLISH")
-                        .arg(format!("chat:stream:flood-idle-{}", i % 50))
+                        .arg(format!("chat:stream:{{flood-idle-{}}}", i % 50))
                         .arg(&frame)
                         .ignore();
                 }
@@ -418,8 +418,8 @@ async fn conversations_go_on_while_postgres_is_down_and_nothing_is_lost() {
     drop(store);
     let mut redis = stack.redis().await;
     redis::cmd("DEL")
-        .arg(format!("chat:history:{old}"))
-        .arg(format!("session:user:{old}"))
+        .arg(format!("chat:history:{{{old}}}"))
+        .arg(format!("session:user:{{{old}}}"))
         .query_async::<()>(&mut redis)
         .await
         .unwrap();
@@ -485,7 +485,7 @@ async fn conversations_go_on_while_postgres_is_down_and_nothing_is_lost() {
         );
         if i == 0 {
             let marked: bool = redis::cmd("EXISTS")
-                .arg(format!("chat:unmerged:{old}"))
+                .arg(format!("chat:unmerged:{{{old}}}"))
                 .query_async(&mut redis)
                 .await
                 .unwrap();

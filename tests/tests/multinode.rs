@@ -539,3 +539,112 @@ async fn an_answer_cut_off_from_redis_ends_failed_not_streaming() {
         }
     }
 }
+
+/// On a Redis Cluster (3 masters, 3 replicas), kill -9 the master that holds a streaming
+/// session's slot: its replica takes over, and every socket, on every gateway, still sees each
+/// answer exactly once and in order, ending (completed, or failed if the shard was away longer
+/// than the producer retries); sessions on the other shards complete untouched, and the
+/// failed-over session takes new chats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_redis_cluster_master_mid_stream_loses_and_repeats_nothing() {
+    let mut cluster = Cluster::start(ClusterOptions {
+        stream_delay_ms: 50,
+        redis_cluster: true,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let sessions: Vec<String> = (0..6).map(|i| format!("mn-failover-{i}")).collect();
+    let mut sockets = Vec::new();
+    for (i, session) in sessions.iter().enumerate() {
+        let (ws, _, _) = WsClient::open(&cluster.ws_url(i % 3, session)).await;
+        sockets.push(ws.record());
+    }
+    let mut ids = Vec::new();
+    for (i, session) in sessions.iter().enumerate() {
+        let accepted = chat(
+            &cluster.gateway(i % 3),
+            session,
+            "give me a technical deep dive",
+        )
+        .await;
+        ids.push(accepted["message_id"].as_str().unwrap().to_owned());
+    }
+    // Mid-stream: the first session has a few chunks.
+    let chunked = |frames: &[Json], id: &str, n: i64| {
+        frames.iter().any(|f| {
+            f["type"] == "message"
+                && f["data"]["messageId"] == id
+                && f["data"]["index"].as_i64().is_some_and(|i| i >= n)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !chunked(&sockets[0].frames(), &ids[0], 5) {
+        assert!(Instant::now() < deadline, "the first answer never streamed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let redis = cluster.redis.cluster();
+    let channel = |s: &str| format!("chat:stream:{{{s}}}");
+    let victim = redis.master_of(&channel(&sessions[0]));
+    let on_victim: Vec<bool> = sessions
+        .iter()
+        .map(|s| redis.master_of(&channel(s)) == victim)
+        .collect();
+    redis.kill(victim);
+    redis.wait_failover(victim);
+
+    // Every answer ends on its socket, within the lease and the producer's retries.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (socket, id) in sockets.iter().zip(&ids) {
+        while !socket.has(|f| e2e::sequence::shows_ended(f, id)) {
+            assert!(
+                Instant::now() < deadline,
+                "answer {id} never ended on its socket"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for ((socket, id), victim_shard) in sockets.into_iter().zip(&ids).zip(&on_victim) {
+        let frames = socket.stop().await;
+        let checked = e2e::sequence::check(&frames);
+        assert!(
+            checked.violations.is_empty(),
+            "{id}: {:?}",
+            checked.violations
+        );
+        let ended = &checked.ended[id];
+        if *victim_shard {
+            assert!(
+                ended.status == "completed" || ended.status == "failed",
+                "{id}: {ended:?}"
+            );
+        } else {
+            assert_eq!(ended.status, "completed", "{id} was on a live shard");
+        }
+    }
+
+    // The failed-over session takes a new chat, answered in full.
+    let session = &sessions[0];
+    let (mut ws, _, _) = WsClient::open(&cluster.ws_url(1, session)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let again = loop {
+        let (status, body) = post(
+            &format!("{}/api/chat", cluster.gateway(1)),
+            json!({"session_id": session, "message": "hello again"}),
+        )
+        .await;
+        if status == 202 {
+            break body;
+        }
+        assert!(status == 503 || status == 409, "{status}: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "chats never worked again: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let answer = ws
+        .answer(session, again["message_id"].as_str().unwrap())
+        .await;
+    assert_eq!(answer.last["status"], "completed");
+    assert_eq!(answer.text(), answer.last["content"].as_str().unwrap());
+}

@@ -382,7 +382,7 @@ async fn resume_answers_every_recovery_status() {
     }
     let mut redis = stack.redis().await;
     let _: i64 = redis::cmd("DEL")
-        .arg(format!("chat:chunks:{id2}"))
+        .arg(format!("chat:chunks:{{resume}}:{id2}"))
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -427,7 +427,7 @@ async fn a_socket_that_never_reads_is_closed_without_delaying_the_others() {
                     "role": "assistant", "timestamp": 0, "isComplete": false,
                     "status": "streaming", "index": i, "chunk": delta}});
                 pipe.cmd("PUBLISH")
-                    .arg("chat:stream:slow")
+                    .arg("chat:stream:{slow}")
                     .arg(frame.to_string())
                     .ignore();
             }

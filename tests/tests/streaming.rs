@@ -485,9 +485,9 @@ async fn a_served_sessions_owner_claim_outlives_its_ttl() {
     .await;
     let (ws, _, _) = WsClient::open(&stack.ws_url(0, "owned")).await;
     let mut redis = stack.redis().await;
-    let owner = |mut redis: redis::aio::MultiplexedConnection| async move {
+    let owner = |mut redis: redis_state::Connection| async move {
         redis::cmd("GET")
-            .arg("session:owner:owned")
+            .arg("session:owner:{owned}")
             .query_async::<Option<String>>(&mut redis)
             .await
             .unwrap()
@@ -505,7 +505,7 @@ async fn a_served_sessions_owner_claim_outlives_its_ttl() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let ttl: i64 = redis::cmd("PTTL")
-        .arg("session:owner:owned")
+        .arg("session:owner:{owned}")
         .query_async(&mut redis)
         .await
         .unwrap();

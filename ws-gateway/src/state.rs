@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::FromRef;
-use bus::RedisBus;
+use bus::{Bus, ClusterBus, RedisBus};
 use node::{Core, Health};
+use redis_state::RedisTarget;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::info;
 
 use crate::ai_client::{AiClient, AiProbe};
 use crate::config::Config;
@@ -43,12 +45,20 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let stats = Arc::new(Stats::new(&core.node_id));
         let hub = Arc::new(Hub::new(stats.clone()));
-        let redis_url = &config.node.redis_url;
-        let client = redis::Client::open(redis_url.as_str())
-            .with_context(|| format!("REDIS_URL {redis_url}"))?;
-        let bus = RedisBus::start(client, hub.clone(), shutdown.clone())
-            .await
-            .with_context(|| format!("connecting the pub/sub bus to {redis_url}"))?;
+        let target = &config.node.redis;
+        let bus: Arc<dyn Bus> = match target {
+            RedisTarget::Single(url) => {
+                let client = redis::Client::open(url.as_str())
+                    .with_context(|| format!("REDIS_URL {url}"))?;
+                let bus = RedisBus::start(client, hub.clone(), shutdown.clone()).await;
+                Arc::new(bus.with_context(|| format!("connecting the pub/sub bus to {url}"))?)
+            }
+            RedisTarget::Cluster(seeds) => {
+                let bus = ClusterBus::start(seeds.clone(), hub.clone(), shutdown.clone()).await;
+                Arc::new(bus.with_context(|| format!("connecting the pub/sub bus to {target}"))?)
+            }
+        };
+        info!(redis = %target, "pub/sub bus connected");
         let ai = Arc::new(
             AiClient::new(
                 config.service.ai_service_urls.clone(),
@@ -77,7 +87,7 @@ impl AppState {
         let sockets = SocketEnv {
             node_id: core.node_id.clone(),
             hub,
-            bus: Arc::new(bus),
+            bus,
             backend: NodeBackend::new(NodeServices {
                 core: core.clone(),
                 gate: gate.clone(),

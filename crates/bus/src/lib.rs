@@ -13,6 +13,9 @@
 //! - [`RedisBus`] (`redis_bus.rs`): one shared Redis pub/sub connection per node, read on a
 //!   thread of its own, with reference-counted SUBSCRIBE/UNSUBSCRIBE per session channel,
 //!   reconnecting by itself.
+//! - [`ClusterBus`] (`cluster_bus.rs`): the same on a Redis Cluster, with sharded pub/sub
+//!   (`SSUBSCRIBE` on the shard that owns each session's slot), through the `redis` crate's
+//!   cluster connection, reporting the sessions a lost node or a moved slot may have cost.
 //! - [`MemoryBus`] (`memory_bus.rs`): the same contract inside one process, for unit tests;
 //!   its [`MemoryBus::publish`] stands in for the scripts' PUBLISH.
 
@@ -20,9 +23,11 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use protocol::SessionId;
 
+mod cluster_bus;
 mod memory_bus;
 mod redis_bus;
 
+pub use cluster_bus::ClusterBus;
 pub use memory_bus::MemoryBus;
 pub use redis_bus::RedisBus;
 

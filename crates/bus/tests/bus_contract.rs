@@ -1,20 +1,22 @@
-//! The [`Bus`] contract, run against every implementation: the in-memory bus and the Redis bus
-//! on a real `redis-server`.
+//! The [`Bus`] contract, run against every implementation: the in-memory bus, the Redis bus on
+//! a real `redis-server` and the cluster bus on a real Redis Cluster (three masters, three
+//! replicas).
 //!
 //! Frames are published the way production publishes them: for the Redis bus, a PUBLISH on the
-//! session's channel (what the state scripts run); for the memory bus, its stand-in.
+//! session's channel (what the state scripts run); for the cluster bus, an SPUBLISH (what they
+//! run on a cluster); for the memory bus, its stand-in.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bus::{Bus, Deliver, MemoryBus, RedisBus};
+use bus::{Bus, ClusterBus, Deliver, MemoryBus, RedisBus};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use protocol::{SessionId, keys};
-use testkit::RedisServer;
+use testkit::{RedisCluster, RedisServer};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +86,25 @@ impl Publish for RedisPublisher {
         let channel = keys::stream_channel(session);
         async move {
             redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload.as_ref())
+                .query_async::<i64>(&mut conn)
+                .await
+                .unwrap();
+        }
+        .boxed()
+    }
+}
+
+/// SPUBLISH on the session's channel of a real Redis Cluster (routed to the slot's master).
+struct ClusterPublisher(redis::cluster_async::ClusterConnection);
+
+impl Publish for ClusterPublisher {
+    fn publish(&self, session: &SessionId, payload: Bytes) -> BoxFuture<'_, ()> {
+        let mut conn = self.0.clone();
+        let channel = keys::stream_channel(session);
+        async move {
+            redis::cmd("SPUBLISH")
                 .arg(channel)
                 .arg(payload.as_ref())
                 .query_async::<i64>(&mut conn)
@@ -252,7 +273,7 @@ async fn redis_bus_uses_one_connection_for_many_sessions() {
     assert_eq!(subscribers, 1, "{clients}");
     let channels: i64 = redis::cmd("PUBSUB")
         .arg("NUMSUB")
-        .arg("chat:stream:s299")
+        .arg("chat:stream:{s299}")
         .query_async::<(String, i64)>(&mut conn)
         .await
         .unwrap()
@@ -288,6 +309,106 @@ async fn redis_bus_resubscribes_after_redis_restart() {
     r.rec
         .wait_until("frame after restart", |r| {
             !r.payloads_for("kept").is_empty()
+        })
+        .await;
+}
+
+/// A cluster bus on `cluster`, a publisher beside it, and the sink.
+async fn cluster_bus(cluster: &RedisCluster) -> OnRedis {
+    let rec = Arc::new(Recorder::default());
+    let shutdown = CancellationToken::new();
+    let bus = ClusterBus::start(cluster.urls(), rec.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    OnRedis {
+        bus: Arc::new(bus),
+        publisher: Arc::new(ClusterPublisher(cluster_connection(cluster).await)),
+        rec,
+        _shutdown: shutdown.drop_guard(),
+    }
+}
+
+async fn cluster_connection(cluster: &RedisCluster) -> redis::cluster_async::ClusterConnection {
+    redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap()
+}
+
+/// The contract's cases on a cluster, one after the other on one cluster (sessions of
+/// different cases differ), and each channel subscribed once, on the master of its slot.
+#[tokio::test]
+async fn cluster_bus_keeps_the_contract_with_one_sharded_subscription_per_channel() {
+    let cluster = RedisCluster::start();
+    let r = cluster_bus(&cluster).await;
+    delivers_in_order_only_to_subscribed_sessions(
+        r.bus.clone(),
+        r.publisher.clone(),
+        r.rec.clone(),
+    )
+    .await;
+    subscriptions_are_reference_counted(r.bus.clone(), r.publisher.clone(), r.rec.clone()).await;
+
+    let sessions: Vec<SessionId> = (0..300).map(|i| sid(&format!("many{i}"))).collect();
+    let waits: Vec<_> = sessions.iter().map(|s| r.bus.subscribe(s)).collect();
+    for w in waits {
+        w.await.unwrap();
+    }
+    for session in &sessions {
+        let channel = keys::stream_channel(session);
+        let master = cluster.master_of(&channel);
+        let port = cluster.port(master).to_string();
+        let reply = std::process::Command::new("redis-cli")
+            .args(["-p", &port, "PUBSUB", "SHARDNUMSUB", &channel])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&reply.stdout);
+        assert_eq!(
+            text.lines().nth(1),
+            Some("1"),
+            "{channel} on {port}: {text}"
+        );
+    }
+    // Every one of them takes frames, whichever shard it is on.
+    for session in &sessions {
+        r.publisher
+            .publish(session, Bytes::from_static(b"hi"))
+            .await;
+    }
+    r.rec
+        .wait_until("a frame on each of 300 sessions", |rec| {
+            sessions
+                .iter()
+                .all(|s| rec.payloads_for(s.as_str()).len() == 1)
+        })
+        .await;
+}
+
+/// When the master of a session's slot is killed, the bus reports the session lost, subscribes
+/// it again once the replica has taken over, confirms it with a later epoch, and delivers what
+/// is published on the new master.
+#[tokio::test]
+async fn cluster_bus_resubscribes_after_a_master_fails_over() {
+    let mut cluster = RedisCluster::start();
+    let r = cluster_bus(&cluster).await;
+    let kept = sid("kept");
+    let first = r.bus.subscribe(&kept).await.unwrap();
+    let master = cluster.master_of(&keys::stream_channel(&kept));
+    cluster.kill(master);
+    r.rec
+        .wait_until("the loss reported", |rec| {
+            rec.lost.lock().unwrap().contains(&(first, kept.clone()))
+        })
+        .await;
+    cluster.wait_failover(master);
+    let confirmed = tokio::time::timeout(Duration::from_secs(30), r.bus.confirmed(&kept));
+    assert!(confirmed.await.unwrap().unwrap() > first);
+    let publisher = ClusterPublisher(cluster_connection(&cluster).await);
+    publisher.publish(&kept, Bytes::from_static(b"after")).await;
+    r.rec
+        .wait_until("frame after the failover", |rec| {
+            rec.payloads_for("kept") == vec![Bytes::from_static(b"after")]
         })
         .await;
 }

@@ -53,8 +53,9 @@ pub struct Relay {
     pub config: KafkaConfig,
     pub store: Store,
     pub state: ChatState,
-    /// For the wake-up subscription.
-    pub redis: redis::Client,
+    /// For the wake-up subscription: the one Redis, or the seeds of a cluster (which
+    /// broadcasts classic pub/sub to every node), tried in turn.
+    pub signals: Vec<redis::Client>,
     pub node_id: Arc<str>,
     pub stats: Arc<EventStats>,
 }
@@ -74,7 +75,7 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let wake = Arc::new(Notify::new());
         tokio::spawn(listen_for_signals(
-            self.redis.clone(),
+            self.signals.clone(),
             wake.clone(),
             shutdown.clone(),
         ));
@@ -326,8 +327,12 @@ fn dispose(producer: Option<FutureProducer<KafkaContext>>) {
 
 /// Wakes the relay on every outbox signal, resubscribing after a lost connection (signals
 /// missed meanwhile cost only the poll interval).
-async fn listen_for_signals(client: redis::Client, wake: Arc<Notify>, shutdown: CancellationToken) {
-    loop {
+async fn listen_for_signals(
+    clients: Vec<redis::Client>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    for client in clients.iter().cycle() {
         let subscribed = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(keys::OUTBOX_WAKE_CHANNEL).await?;

@@ -19,7 +19,6 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 const BUFFER: usize = 4 * 1024;
 const QUEUE: usize = 1000;
-const PREFIX: &str = "chat:stream:";
 
 type Sockets = Arc<Mutex<HashMap<String, Vec<(u64, mpsc::Sender<Utf8Bytes>)>>>>;
 
@@ -35,7 +34,7 @@ pub async fn serve(redis_url: &str) -> anyhow::Result<()> {
     let reader_sockets = sockets.clone();
     tokio::spawn(async move {
         while let Some(msg) = stream.next().await {
-            let Some(session) = msg.get_channel_name().strip_prefix(PREFIX) else {
+            let Some(session) = protocol::keys::session_of_channel(msg.get_channel_name()) else {
                 continue;
             };
             let Ok(text) =
@@ -110,7 +109,7 @@ async fn socket(
         list.push((id, tx));
         list.len() == 1
     };
-    let channel = format!("{PREFIX}{session}");
+    let channel = format!("{}{{{session}}}", protocol::keys::STREAM_CHANNEL_PREFIX);
     if first {
         let (done, subscribed) = oneshot::channel();
         let _ = commands.send(Command::Subscribe(channel.clone(), done));

@@ -246,7 +246,7 @@ mod tests {
         t.publish(7, 300, &mut out);
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.split("\r\n").collect();
-        assert_eq!(lines[4], "chat:stream:s1");
+        assert_eq!(lines[4], "chat:stream:{s1}");
         let frame = lines[6];
         assert_eq!(frame.len(), 300);
         assert_eq!(lines[5], "$300");

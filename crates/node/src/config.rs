@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use auth::AuthConfig;
 use events::KafkaConfig;
+use redis_state::RedisTarget;
 use runtime::env::{BadVar, parse_or, string_or};
 use runtime::telemetry::LogFormat;
 
@@ -76,8 +77,9 @@ pub struct NodeConfig {
     pub port: u16,
     /// `NODE_ID`, default `{prefix}-{PORT}` (`ai-node-8000`, `ws-node-8080`).
     pub node_id: String,
+    /// `REDIS_CLUSTER_URLS` (seed nodes of a Redis Cluster, comma-separated) when set, else
     /// `REDIS_URL` (or `REDIS_HOST`/`REDIS_PORT`), default `redis://127.0.0.1:6379/`.
-    pub redis_url: String,
+    pub redis: RedisTarget,
     /// `DATABASE_URL`, `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL_SECONDS`.
     pub persistence: Persistence,
     /// `KAFKA_BOOTSTRAP_SERVERS` and the other `KAFKA_*` settings; `None` (events disabled)
@@ -105,7 +107,7 @@ impl NodeConfig {
             host: string_or(vars, "HOST", "0.0.0.0"),
             port,
             node_id: string_or(vars, "NODE_ID", &format!("{}-{port}", defaults.node_prefix)),
-            redis_url: redis_url(vars)?,
+            redis: redis_target(vars)?,
             persistence: Persistence::from_vars(vars)?,
             kafka: KafkaConfig::from_vars(vars)?,
             auth: AuthConfig::from_vars(vars)?,
@@ -165,11 +167,39 @@ fn log_format(vars: &HashMap<String, String>) -> Result<LogFormat, BadVar> {
     }
 }
 
+/// `REDIS_CLUSTER_URLS` (a cluster), else the single Redis of [`redis_url`].
+fn redis_target(vars: &HashMap<String, String>) -> Result<RedisTarget, BadVar> {
+    let Some(raw) = vars
+        .get("REDIS_CLUSTER_URLS")
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(RedisTarget::Single(redis_url(vars)?));
+    };
+    let seeds: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = seeds.iter().find(|url| !is_redis_url(url)) {
+        return Err(BadVar {
+            name: "REDIS_CLUSTER_URLS",
+            value: raw.clone(),
+            reason: format!("{bad}: each seed must start with redis:// or rediss://"),
+        });
+    }
+    Ok(RedisTarget::Cluster(seeds))
+}
+
+fn is_redis_url(url: &str) -> bool {
+    url.starts_with("redis://") || url.starts_with("rediss://")
+}
+
 /// `REDIS_URL`, else `redis://{REDIS_HOST}:{REDIS_PORT}/` (the seed's names), else
 /// `redis://127.0.0.1:6379/`.
 fn redis_url(vars: &HashMap<String, String>) -> Result<String, BadVar> {
     if let Some(url) = vars.get("REDIS_URL").filter(|v| !v.is_empty()) {
-        if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+        if !is_redis_url(url) {
             return Err(BadVar {
                 name: "REDIS_URL",
                 value: url.clone(),
@@ -196,7 +226,10 @@ mod tests {
     fn defaults_work_and_the_node_id_follows_the_port() {
         let c = NodeConfig::from_vars(&map(&[]), AI).unwrap();
         assert_eq!((c.port, c.node_id.as_str()), (8000, "ai-node-8000"));
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379/");
+        assert_eq!(
+            c.redis,
+            RedisTarget::Single("redis://127.0.0.1:6379/".into())
+        );
         assert_eq!(c.persistence.database_url, "sqlite://data/chat.db");
         let c = NodeConfig::from_vars(&map(&[("PORT", "9001")]), AI).unwrap();
         assert_eq!(c.node_id, "ai-node-9001");
@@ -223,5 +256,25 @@ mod tests {
         );
         assert!(redis_url(&map(&[("REDIS_PORT", "http")])).is_err());
         assert!(redis_url(&map(&[("REDIS_URL", "http://x")])).is_err());
+    }
+
+    /// REDIS_CLUSTER_URLS switches to a cluster, whatever REDIS_URL says; bad seeds are
+    /// refused, and a blank value is unset.
+    #[test]
+    fn redis_cluster_urls_switch_to_a_cluster() {
+        let both = map(&[
+            ("REDIS_CLUSTER_URLS", "redis://a:7000, redis://b:7001,"),
+            ("REDIS_URL", "redis://x:1/"),
+        ]);
+        assert_eq!(
+            redis_target(&both).unwrap(),
+            RedisTarget::Cluster(vec!["redis://a:7000".into(), "redis://b:7001".into()])
+        );
+        let blank = map(&[("REDIS_CLUSTER_URLS", " "), ("REDIS_URL", "redis://x:1/")]);
+        assert_eq!(
+            redis_target(&blank).unwrap(),
+            RedisTarget::Single("redis://x:1/".into())
+        );
+        assert!(redis_target(&map(&[("REDIS_CLUSTER_URLS", "redis://a:1,a:2")])).is_err());
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use auth::Authenticator;
 use events::{EventStats, Events, KafkaConfig, OutboxSignal, Relay};
 use history::{CacheStats, HistoryReader};
-use redis_state::ChatState;
+use redis_state::{ChatState, RedisTarget};
 use store::{Store, StoreWriter};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -46,9 +46,9 @@ impl Core {
     ) -> anyhow::Result<Core> {
         runtime::metrics::install(None);
         let auth = Authenticator::new(&config.auth).context("JWT_SECRET")?;
-        let state = ChatState::connect(&config.redis_url)
+        let state = ChatState::connect(&config.redis)
             .await
-            .with_context(|| format!("connecting to Redis at {}", config.redis_url))?
+            .with_context(|| format!("connecting to Redis at {}", config.redis))?
             .metered(&config.node_id);
         let database_url = &config.persistence.database_url;
         let mut store = Store::connect(database_url)
@@ -105,7 +105,7 @@ impl Core {
     pub fn start_relay(
         &self,
         kafka: Option<&KafkaConfig>,
-        redis_url: &str,
+        redis: &RedisTarget,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let (Some(kafka), Some(stats)) = (kafka, self.events.stats()) else {
@@ -115,8 +115,12 @@ impl Core {
             config: kafka.clone(),
             store: self.store().clone(),
             state: self.state.clone(),
-            redis: redis::Client::open(redis_url)
-                .with_context(|| format!("REDIS_URL {redis_url}"))?,
+            signals: redis
+                .urls()
+                .iter()
+                .map(|url| redis::Client::open(url.as_str()))
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("Redis at {redis}"))?,
             node_id: self.node_id.clone(),
             stats,
         };

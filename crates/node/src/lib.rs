@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`Config`] (`config.rs`): a node's configuration: the [`NodeConfig`] both binaries read
-//!   (`HOST`, `PORT`, `NODE_ID`, `REDIS_URL`, `DATABASE_URL`, the L1 cache, `LOG_LEVEL`) and
+//!   (`HOST`, `PORT`, `NODE_ID`, `REDIS_URL` or `REDIS_CLUSTER_URLS`, `DATABASE_URL`, the L1 cache, `LOG_LEVEL`) and
 //!   each binary's own [`ServiceConfig`].
 //! - [`Core`] (`core.rs`): the node's handles on the conversation state: Redis, the history read
 //!   path (L1 → Redis → SQL), the writer of record, and the reaper every node runs.

@@ -15,7 +15,7 @@ impl ChatState {
             .cancel
             .key(keys::active_stream(session))
             .key(keys::cancel_flag(session, message))
-            .key(keys::message(message))
+            .key(keys::message(session, message))
             .key(keys::history(session))
             .arg(message.as_str())
             .arg(keys::CANCEL_FLAG_TTL_SECS)

@@ -7,7 +7,15 @@
 //! gateway's exactly-once delivery rests on (see docs/PROTOCOL.md).
 //!
 //! # Layout
-//! - [`ChatState`] (this file): the handle, cheap to clone, around one multiplexed connection.
+//! - [`ChatState`] (this file): the handle, cheap to clone, around one multiplexed connection
+//!   to a single Redis or one cluster connection to a Redis Cluster ([`RedisTarget`]).
+//!
+//! # On a Redis Cluster
+//! Every key of a session carries the session's hash tag (see `protocol::keys`), so each script
+//! touches one slot and runs on the shard that owns it; the scripts publish with `SPUBLISH`
+//! instead of `PUBLISH` (sharded pub/sub: the frames stay on that shard), and the deadlines of
+//! streaming answers are kept per slot (`streaming:deadlines:{tag}`) instead of in one set, each
+//! reaper round asking every master about the slots it serves.
 //! - `scripts.rs`: the Lua sources.
 //! - `producer.rs`: what an AI node does: start a stream, append chunks, finish it.
 //! - `reader.rs`: what anyone reads: snapshots, history, recovery of missed chunks.
@@ -23,10 +31,12 @@ use std::sync::Arc;
 use metrics::Histogram;
 
 use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
 
 use crate::scripts::Scripts;
 
 mod access;
+mod cluster;
 mod control;
 mod lease;
 mod producer;
@@ -56,6 +66,40 @@ pub fn connection_config() -> redis::aio::ConnectionManagerConfig {
         .set_max_delay(std::time::Duration::from_millis(500))
 }
 
+/// Where the conversation state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// `REDIS_URL`: one Redis.
+    Single(String),
+    /// `REDIS_CLUSTER_URLS`: seed nodes of a Redis Cluster (any reachable one will do; the rest
+    /// of the cluster is learnt from it).
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// The one Redis, or the cluster's seeds: where a plain connection can go (for classic
+    /// pub/sub, which a cluster broadcasts to every node).
+    pub fn urls(&self) -> &[String] {
+        match self {
+            Self::Single(url) => std::slice::from_ref(url),
+            Self::Cluster(seeds) => seeds,
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+impl std::fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Single(url) => write!(f, "{url}"),
+            Self::Cluster(seeds) => write!(f, "cluster {}", seeds.join(",")),
+        }
+    }
+}
+
 /// Errors of the Redis state.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -72,10 +116,11 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Handle on the conversation state in one Redis. Clones share the connection.
+/// Handle on the conversation state in one Redis or one Redis Cluster. Clones share the
+/// connection.
 #[derive(Clone)]
 pub struct ChatState {
-    conn: ConnectionManager,
+    conn: Connection,
     scripts: Arc<Scripts>,
     /// `redis_call_duration_seconds`: every call through [`ChatState::conn`] (a no-op until
     /// [`ChatState::metered`]).
@@ -83,22 +128,40 @@ pub struct ChatState {
 }
 
 impl ChatState {
-    /// Connects to Redis at `url`; fails if it cannot be reached now. Later outages make
-    /// individual calls fail, quickly (see [`connection_config`]), while the connection
-    /// re-establishes itself.
-    pub async fn connect(url: &str) -> Result<Self> {
-        let client = redis::Client::open(url)?;
-        let conn = client
-            .get_connection_manager_with_config(connection_config())
-            .await?;
-        Ok(Self::new(conn))
+    /// Connects to `target`; fails if it cannot be reached now. Later outages make individual
+    /// calls fail, quickly (see [`connection_config`]), while the connection re-establishes
+    /// itself; on a cluster, `MOVED`/`ASK` redirections and failovers are followed by the
+    /// cluster connection.
+    pub async fn connect(target: &RedisTarget) -> Result<Self> {
+        Ok(Self::with_conn(Connection::open(target).await?))
     }
 
+    /// The state in the single Redis behind `conn`.
     pub fn new(conn: ConnectionManager) -> Self {
+        Self::with_conn(Connection::Single(conn))
+    }
+
+    fn with_conn(conn: Connection) -> Self {
+        let cluster = matches!(conn, Connection::Cluster(_));
         Self {
             conn,
-            scripts: Arc::new(Scripts::new()),
+            scripts: Arc::new(Scripts::new(cluster)),
             latency: Histogram::noop(),
+        }
+    }
+
+    /// Whether the state is in a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Connection::Cluster(_))
+    }
+
+    /// The deadline set `session`'s streaming answers are in: the one set on a single Redis,
+    /// the set of the session's slot on a cluster.
+    pub fn deadlines(&self, session: &protocol::SessionId) -> String {
+        if self.is_cluster() {
+            protocol::keys::slot_deadlines(protocol::keys::session_slot(session))
+        } else {
+            protocol::keys::STREAM_DEADLINES.to_owned()
         }
     }
 
@@ -122,6 +185,11 @@ impl ChatState {
         Ok(())
     }
 
+    /// The shared connection, for tools and tests that look at keys directly.
+    pub fn connection(&self) -> Connection {
+        self.conn.clone()
+    }
+
     pub(crate) fn conn(&self) -> Timed {
         Timed {
             inner: self.conn.clone(),
@@ -134,9 +202,74 @@ impl ChatState {
     }
 }
 
+/// A connection to one Redis (reconnecting by itself) or to a cluster (routing each command
+/// by its key, following `MOVED`/`ASK` and failovers). Clones share it.
+#[derive(Clone)]
+pub enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    /// Connects to `target`; fails if it cannot be reached now. Calls fail within about a
+    /// second while it is away (see [`connection_config`]).
+    pub async fn open(target: &RedisTarget) -> Result<Self> {
+        match target {
+            RedisTarget::Single(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let conn = client
+                    .get_connection_manager_with_config(connection_config())
+                    .await?;
+                Ok(Self::Single(conn))
+            }
+            RedisTarget::Cluster(seeds) => {
+                let client = redis::cluster::ClusterClientBuilder::new(seeds.clone())
+                    .connection_timeout(std::time::Duration::from_secs(1))
+                    .response_timeout(std::time::Duration::from_secs(1))
+                    .retries(3)
+                    .min_retry_wait(50)
+                    .max_retry_wait(500)
+                    .build()?;
+                Ok(Self::Cluster(client.get_async_connection().await?))
+            }
+        }
+    }
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// The shared connection, timing each call.
 pub(crate) struct Timed {
-    inner: ConnectionManager,
+    inner: Connection,
     latency: Histogram,
 }
 

@@ -80,8 +80,8 @@ impl ChatState {
             .key(keys::history(session))
             .key(keys::active_stream(session))
             .key(keys::unmerged(session))
-            .arg(keys::MESSAGE_PREFIX)
-            .arg(keys::CHUNKS_PREFIX)
+            .arg(keys::message_prefix(session))
+            .arg(keys::chunks_prefix(session))
             .arg(known_len)
             .arg(known_id)
             .invoke_async(&mut self.conn())
@@ -176,8 +176,8 @@ impl ChatState {
         let reply: Vec<Value> = self
             .scripts()
             .recover
-            .key(keys::message(message))
-            .key(keys::chunks(message))
+            .key(keys::message(session, message))
+            .key(keys::chunks(session, message))
             .key(keys::history(session))
             .arg(message.as_str())
             .arg(from_index)

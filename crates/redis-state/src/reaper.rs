@@ -1,7 +1,8 @@
 //! Ending answers whose producer vanished (an AI node killed mid-stream, or cut off from Redis).
 //!
-//! Every streaming answer sits in `streaming:deadlines`, scored by when its lease runs out;
-//! each chunk pushes the deadline forward. Every node runs [`run_reaper`]: once a deadline has
+//! Every streaming answer sits in `streaming:deadlines` (on a cluster, in its slot's
+//! `streaming:deadlines:{tag}`), scored by when its lease runs out; each chunk pushes the
+//! deadline forward. Every node runs [`run_reaper`]: once a deadline has
 //! passed, the answer is ended as `failed` with the text it had, an `error` frame and a final
 //! frame are published, and the session's lease is released, so the session takes a new chat
 //! only after the dead answer has its place in history. Several reapers may race, and a
@@ -34,25 +35,54 @@ pub const STREAM_FAILED_TEXT: &str =
 
 impl ChatState {
     /// Fails every answer whose lease has run out. Returns the final messages it wrote.
+    ///
+    /// On a cluster, every master is asked about the deadline sets of the slots it serves
+    /// (one script call each); a master that cannot answer now (failing over, slots moving) is
+    /// asked again next round, and the others are reaped meanwhile.
     pub async fn reap_orphans(&self) -> Result<Vec<Reaped>> {
-        let due: Vec<String> = self
-            .scripts()
-            .due
-            .key(keys::STREAM_DEADLINES)
-            .invoke_async(&mut self.conn())
-            .await?;
         let mut failed = Vec::new();
-        for member in due {
-            match keys::parse_deadline_member(&member) {
+        if !self.is_cluster() {
+            self.reap_sets(vec![keys::STREAM_DEADLINES.to_owned()], &mut failed)
+                .await?;
+            return Ok(failed);
+        }
+        let mut last_error = None;
+        for slots in self.slots_by_master().await? {
+            let sets = slots.into_iter().map(keys::slot_deadlines).collect();
+            if let Err(e) = self.reap_sets(sets, &mut failed).await {
+                warn!(cause = %e, "reaping one master's slots failed; next round");
+                last_error = Some(e);
+            }
+        }
+        match last_error {
+            Some(e) if failed.is_empty() => Err(e),
+            _ => Ok(failed),
+        }
+    }
+
+    /// Fails the due answers in deadline `sets` (all on one node), adding them to `failed`.
+    async fn reap_sets(&self, sets: Vec<String>, failed: &mut Vec<Reaped>) -> Result<()> {
+        let Some((first, rest)) = sets.split_first() else {
+            return Ok(());
+        };
+        let mut invocation = self.scripts().due.prepare_invoke();
+        invocation.key(first.as_str());
+        for set in rest {
+            invocation.arg(set.as_str());
+        }
+        let due: Vec<String> = invocation.invoke_async(&mut self.conn()).await?;
+        for pair in due.chunks_exact(2) {
+            let (set, member) = (&pair[0], &pair[1]);
+            match keys::parse_deadline_member(member) {
                 Some((session, message)) => {
-                    if let Some(done) = self.fail_orphan(&session, &message, &member).await? {
+                    if let Some(done) = self.fail_orphan(&session, &message, member).await? {
                         failed.push(done);
                     }
                 }
-                None => self.forget_deadline(&member).await?,
+                None => self.forget_deadline(set, member).await?,
             }
         }
-        Ok(failed)
+        Ok(())
     }
 
     async fn fail_orphan(
@@ -63,19 +93,21 @@ impl ChatState {
     ) -> Result<Option<Reaped>> {
         let (record, chunks): (Option<String>, Vec<String>) = redis::pipe()
             .cmd("GET")
-            .arg(keys::message(message))
+            .arg(keys::message(session, message))
             .cmd("LRANGE")
-            .arg(keys::chunks(message))
+            .arg(keys::chunks(session, message))
             .arg(0)
             .arg(-1)
             .query_async(&mut self.conn())
             .await?;
         let Some(answer) = record.and_then(|json| parse_message(&json, session)) else {
-            self.forget_deadline(member).await?;
+            self.forget_deadline(&self.deadlines(session), member)
+                .await?;
             return Ok(None);
         };
         if answer.is_complete {
-            self.forget_deadline(member).await?;
+            self.forget_deadline(&self.deadlines(session), member)
+                .await?;
             return Ok(None);
         }
         let chunk_count = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
@@ -93,13 +125,13 @@ impl ChatState {
         invocation
             .key(keys::active_stream(session))
             .key(keys::history(session))
-            .key(keys::message(message))
-            .key(keys::chunks(message))
+            .key(keys::message(session, message))
+            .key(keys::chunks(session, message))
             .key(keys::cancel_flag(session, message))
             .key(keys::stream_channel(session))
-            .key(keys::STREAM_DEADLINES)
+            .key(self.deadlines(session))
             .key(keys::session_changes(session))
-            .key(keys::ended(message))
+            .key(keys::ended(session, message))
             .arg(message.as_str())
             .arg(json)
             .arg(frame)
@@ -135,10 +167,10 @@ impl ChatState {
         }))
     }
 
-    async fn forget_deadline(&self, member: &str) -> Result<()> {
+    async fn forget_deadline(&self, set: &str, member: &str) -> Result<()> {
         let mut conn = self.conn();
         redis::cmd("ZREM")
-            .arg(keys::STREAM_DEADLINES)
+            .arg(set)
             .arg(member)
             .query_async::<i64>(&mut conn)
             .await?;

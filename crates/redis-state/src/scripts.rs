@@ -1,11 +1,23 @@
 //! The Lua scripts: every multi-key change and every multi-key read is one of these, so Redis
 //! runs it as a single step.
 //!
-//! Keys derived from a message id that is only known inside the script (the snapshot's chunk
-//! log) are built from prefixes passed in ARGV; that is fine on one Redis and would need hash
-//! tags on a Redis Cluster.
+//! Every script touches the keys of one session, which share its hash tag (one cluster slot),
+//! and its deadline set, which is that slot's on a cluster. Keys derived from a message id that
+//! is only known inside the script (the snapshot's chunk log) are built from the session's
+//! prefixes passed in ARGV, so they carry the same tag.
+//!
+//! Frames are published with `PUBLISH` on a single Redis and `SPUBLISH` (sharded pub/sub) on a
+//! cluster: each script that publishes starts with one of [`PUBLISH`] or [`SPUBLISH`] and calls
+//! `redis.call(PUBLISH, ...)`.
 
 use redis::Script;
+
+/// Lua: the publish command of a single Redis.
+const PUBLISH: &str = "local PUBLISH = 'PUBLISH'\n";
+
+/// Lua: the publish command on a cluster: sharded, so a frame reaches only the shard that owns
+/// the session's slot (where the gateways subscribed with `SSUBSCRIBE`).
+const SPUBLISH: &str = "local PUBLISH = 'SPUBLISH'\n";
 
 /// Lua: the next number in a session's sequence of changes (KEYS: the counter; lifetime in
 /// ARGV at `ttl`). Every change that ends up in the SQL outbox (an answer started, an answer
@@ -74,7 +86,7 @@ redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[7])
 redis.call('ZADD', KEYS[5], now_ms() + 1000 * tonumber(ARGV[2]), ARGV[8])
-redis.call('PUBLISH', KEYS[4], ARGV[5])
+redis.call(PUBLISH, KEYS[4], ARGV[5])
 local change = next_change(KEYS[6], ARGV[10])
 redis.call('SET', KEYS[9], change, 'EX', ARGV[7])
 return {1, '', change}
@@ -103,7 +115,7 @@ if index % 100 == 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[6])
 end
 redis.call('ZADD', KEYS[6], now_ms() + 1000 * tonumber(ARGV[5]), ARGV[7])
-redis.call('PUBLISH', KEYS[4], ARGV[4])
+redis.call(PUBLISH, KEYS[4], ARGV[4])
 return index
 "#;
 
@@ -137,8 +149,8 @@ local function end_answer(before)
   redis.call('EXPIRE', KEYS[4], ARGV[5])
   redis.call('DEL', KEYS[5])
   redis.call('ZREM', KEYS[7], ARGV[6])
-  if before then redis.call('PUBLISH', KEYS[6], before) end
-  redis.call('PUBLISH', KEYS[6], ARGV[3])
+  if before then redis.call(PUBLISH, KEYS[6], before) end
+  redis.call(PUBLISH, KEYS[6], ARGV[3])
   local change = next_change(KEYS[8], ARGV[7])
   redis.call('SET', KEYS[9], change, 'EX', ARGV[5])
   return change
@@ -181,12 +193,33 @@ if deadline and tonumber(deadline) > now_ms() then return -1 end
 return end_answer(ARGV[8])
 "#;
 
-/// Answers whose lease deadline has passed: up to 100 deadline members.
+/// Answers whose lease deadline has passed: up to 100 deadline members, each after the set it
+/// is in.
 ///
-/// KEYS: deadlines.
+/// KEYS: a deadline set (the one on a single Redis; on a cluster, the first of the slots one
+/// master serves, which routes the call to that master). ARGV: the sets of that master's other
+/// slots (a cluster refuses declared keys of several slots, even with the flag that lets a
+/// script touch keys of several slots of its node).
+/// Returns `{set, member, set, member, ...}`.
 const DUE: &str = r#"
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, 100)
+local now, due, left = now_ms(), {}, 100
+local function scan(key)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, left)) do
+    due[#due + 1] = key
+    due[#due + 1] = member
+    left = left - 1
+  end
+end
+scan(KEYS[1])
+for _, key in ipairs(ARGV) do
+  if left == 0 then break end
+  scan(key)
+end
+return due
 "#;
+
+/// Script flags for [`DUE`] on a cluster.
+const CROSS_SLOT: &str = "#!lua flags=allow-cross-slot-keys\n";
 
 /// Reads history, the active answer, its record and its chunk log, in one step. A caller that
 /// already holds the first `known` entries (the last one being message `known_id`) gets only
@@ -327,19 +360,22 @@ pub(crate) struct Scripts {
 }
 
 impl Scripts {
-    pub fn new() -> Self {
+    /// The scripts for a single Redis, or for a cluster.
+    pub fn new(cluster: bool) -> Self {
+        let publish = if cluster { SPUBLISH } else { PUBLISH };
+        let due_flags = if cluster { CROSS_SLOT } else { "" };
         Self {
-            start: Script::new(&format!("{NOW_MS}{NEXT_CHANGE}{START}")),
-            append: Script::new(&format!("{NOW_MS}{APPEND}")),
-            finish: Script::new(&format!("{NEXT_CHANGE}{END_ANSWER}{FINISH}")),
+            start: Script::new(&format!("{publish}{NOW_MS}{NEXT_CHANGE}{START}")),
+            append: Script::new(&format!("{publish}{NOW_MS}{APPEND}")),
+            finish: Script::new(&format!("{publish}{NEXT_CHANGE}{END_ANSWER}{FINISH}")),
             keep_alive: Script::new(&format!("{NOW_MS}{KEEP_ALIVE}")),
             snapshot: Script::new(SNAPSHOT),
             warm: Script::new(WARM),
             merge: Script::new(MERGE),
             cancel: Script::new(&format!("{ANSWER_IN_HISTORY}{CANCEL}")),
             recover: Script::new(&format!("{ANSWER_IN_HISTORY}{RECOVER}")),
-            fail: Script::new(&format!("{NOW_MS}{NEXT_CHANGE}{END_ANSWER}{FAIL}")),
-            due: Script::new(&format!("{NOW_MS}{DUE}")),
+            fail: Script::new(&format!("{publish}{NOW_MS}{NEXT_CHANGE}{END_ANSWER}{FAIL}")),
+            due: Script::new(&format!("{due_flags}{NOW_MS}{DUE}")),
             claim_lease: Script::new(crate::lease::CLAIM),
             release_lease: Script::new(crate::lease::RELEASE),
             claim_many: Script::new(crate::lease::CLAIM_MANY),

@@ -1,12 +1,15 @@
-//! The Redis state scripts against a real `redis-server`.
+//! The Redis state scripts against a real `redis-server`, and against a real Redis Cluster of
+//! three masters and three replicas: every case runs on a single Redis of its own, and all of
+//! them in turn on one cluster (flushed between cases), so the scripts are shown to keep each
+//! session on one slot and to work with sharded pub/sub and per-slot deadline sets.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
 use protocol::{
     ChatMessage, MessageId, MessageStatus, Role, SessionId, UserId, rest::CancelOutcome,
 };
+use redis_state::RedisTarget;
 use redis_state::{ChatState, ChunkOutcome, HistoryCheck, Recovery, StartOutcome, StreamHandle};
-use testkit::RedisServer;
 
 fn message(session: &SessionId, role: Role, content: &str) -> ChatMessage {
     ChatMessage {
@@ -46,10 +49,7 @@ async fn start_with_lease(state: &ChatState, session: &SessionId, lease: u64) ->
 }
 
 /// A second stream in a busy session is refused with the active answer's id.
-#[tokio::test]
-async fn second_stream_in_a_session_is_busy() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn second_stream_in_a_session_is_busy(state: ChatState) {
     let sid = SessionId::parse("s1").unwrap();
     let first = start(&state, &sid).await;
     let user = message(&sid, Role::User, "again");
@@ -76,10 +76,7 @@ async fn second_stream_in_a_session_is_busy() {
 }
 
 /// A snapshot mid-stream shows the partial answer and its last index; after the end, history.
-#[tokio::test]
-async fn snapshot_shows_partial_answer_then_final_history() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn snapshot_shows_partial_answer_then_final_history(state: ChatState) {
     let sid = SessionId::parse("s1").unwrap();
     let stream = start(&state, &sid).await;
     let empty = state.snapshot(&sid).await.unwrap();
@@ -133,10 +130,7 @@ async fn snapshot_shows_partial_answer_then_final_history() {
 }
 
 /// Cancel answers per state, and a cancelled answer appends nothing more.
-#[tokio::test]
-async fn cancel_outcomes_follow_the_answer_state() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn cancel_outcomes_follow_the_answer_state(state: ChatState) {
     let sid = SessionId::parse("s1").unwrap();
     let unknown = MessageId::random();
     assert_eq!(
@@ -172,10 +166,7 @@ async fn cancel_outcomes_follow_the_answer_state() {
 
 /// Recovery returns missing chunks while streaming, the final message after, NOT_FOUND for
 /// unknown ids and EXPIRED when the chunk log is gone mid-stream.
-#[tokio::test]
-async fn recovery_covers_every_status() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn recovery_covers_every_status(state: ChatState) {
     let sid = SessionId::parse("s1").unwrap();
     let stream = start(&state, &sid).await;
     for (i, d) in ["a", "b", "c", "d"].iter().enumerate() {
@@ -197,10 +188,9 @@ async fn recovery_covers_every_status() {
         Recovery::NotFound
     );
 
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = state.connection();
     redis::cmd("DEL")
-        .arg(format!("chat:chunks:{}", stream.message))
+        .arg(protocol::keys::chunks(&sid, &stream.message))
         .query_async::<i64>(&mut conn)
         .await
         .unwrap();
@@ -219,7 +209,7 @@ async fn recovery_covers_every_status() {
     }
     // Once the record has expired, history still answers COMPLETED.
     redis::cmd("DEL")
-        .arg(format!("chat:message:{}", stream.message))
+        .arg(protocol::keys::message(&sid, &stream.message))
         .query_async::<i64>(&mut conn)
         .await
         .unwrap();
@@ -246,10 +236,7 @@ async fn recovery_covers_every_status() {
 }
 
 /// Deleting history empties it and reports how much it held.
-#[tokio::test]
-async fn delete_history_empties_it() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn delete_history_empties_it(state: ChatState) {
     let sid = SessionId::parse("s1").unwrap();
     let stream = start(&state, &sid).await;
     state
@@ -263,10 +250,7 @@ async fn delete_history_empties_it() {
 
 /// An answer whose lease runs out is failed by the reaper with the text it had, once, and the
 /// session is free again; a live answer is left alone.
-#[tokio::test]
-async fn reaper_fails_answers_whose_lease_ran_out() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn reaper_fails_answers_whose_lease_ran_out(state: ChatState) {
     let dead_session = SessionId::parse("dead").unwrap();
     let live_session = SessionId::parse("live").unwrap();
     let dead = start_with_lease(&state, &dead_session, 1).await;
@@ -316,10 +300,7 @@ async fn reaper_fails_answers_whose_lease_ran_out() {
 
 /// A lease is held by one holder at a time, renewed by it, released only by it, and taken over
 /// by another once it expires.
-#[tokio::test]
-async fn a_lease_has_one_holder_until_it_expires() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn a_lease_has_one_holder_until_it_expires(state: ChatState) {
     let life = std::time::Duration::from_millis(300);
     assert_eq!(state.claim_lease("l", "a", life).await.unwrap(), "a");
     assert_eq!(state.claim_lease("l", "b", life).await.unwrap(), "a");
@@ -340,10 +321,7 @@ async fn a_lease_has_one_holder_until_it_expires() {
 
 /// A session is its first user's: with enforcement, another user's chat is refused and writes
 /// nothing; without, it goes through. A session whose user Redis lost must be refilled first.
-#[tokio::test]
-async fn a_session_is_its_first_users() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn a_session_is_its_first_users(state: ChatState) {
     let sid = SessionId::parse("owned").unwrap();
     let first = start(&state, &sid).await; // by u1
     state
@@ -381,11 +359,7 @@ async fn a_session_is_its_first_users() {
         "nothing written"
     );
     // Redis lost whose session it is: the chat must wait for SQL to say.
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = state.connection();
     let () = redis::cmd("DEL")
         .arg(protocol::keys::session_user(&sid))
         .query_async(&mut conn)
@@ -438,10 +412,7 @@ async fn a_session_is_its_first_users() {
 }
 
 /// A user gets `per_minute` chats in a burst, then waits; another user is not affected.
-#[tokio::test]
-async fn chats_are_limited_per_user() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn chats_are_limited_per_user(state: ChatState) {
     let alice = UserId::parse("alice").unwrap();
     for _ in 0..3 {
         assert_eq!(state.take_chat(&alice, 3).await.unwrap(), None);
@@ -462,10 +433,7 @@ async fn chats_are_limited_per_user() {
 
 /// A user's open sockets are counted across nodes up to the limit; closed or unrenewed ones
 /// stop counting.
-#[tokio::test]
-async fn open_sockets_are_limited_per_user() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn open_sockets_are_limited_per_user(state: ChatState) {
     let alice = UserId::parse("alice").unwrap();
     let life = std::time::Duration::from_millis(400);
     assert!(state.open_socket(&alice, "n1:a", 2, life).await.unwrap());
@@ -498,10 +466,7 @@ async fn open_sockets_are_limited_per_user() {
 /// A chat started without knowing what SQL holds marks a session Redis had no history for;
 /// merging puts the stored messages Redis lacks in front, in order, and clears the mark. A
 /// session that had a history is not marked.
-#[tokio::test]
-async fn an_unverified_start_is_merged_with_the_stored_history() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn an_unverified_start_is_merged_with_the_stored_history(state: ChatState) {
     let sid = SessionId::parse("s-merge").unwrap();
     let user = message(&sid, Role::User, "new question");
     let answer = message(&sid, Role::Assistant, "");
@@ -561,10 +526,7 @@ async fn an_unverified_start_is_merged_with_the_stored_history() {
 
 /// A START or FINISH whose reply was lost is retried: the retry changes nothing and answers as
 /// the first run did (so the caller still records it durably); another ending is refused.
-#[tokio::test]
-async fn retried_starts_and_endings_answer_as_their_first_run() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
+async fn retried_starts_and_endings_answer_as_their_first_run(state: ChatState) {
     let sid = SessionId::parse("s-retry").unwrap();
     let user = message(&sid, Role::User, "hello");
     let answer = message(&sid, Role::Assistant, "");
@@ -605,24 +567,18 @@ async fn retried_starts_and_endings_answer_as_their_first_run() {
 
 /// `keep_alive` pushes a waiting answer's deadline forward without a chunk, reports a cancel,
 /// and reports a lease that is no longer the answer's.
-#[tokio::test]
-async fn keep_alive_renews_the_deadline_and_reports_cancel_and_fencing() {
-    let redis = RedisServer::start();
-    let state = ChatState::connect(&redis.url()).await.unwrap();
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+async fn keep_alive_renews_the_deadline_and_reports_cancel_and_fencing(state: ChatState) {
+    let mut conn = state.connection();
     let sid = SessionId::parse("ka").unwrap();
     let stream = start_with_lease(&state, &sid, 2).await;
     let member = protocol::keys::deadline_member(&sid, &stream.message);
+    let set = state.deadlines(&sid);
     let deadline = || {
         let mut conn = conn.clone();
-        let member = member.clone();
+        let (member, set) = (member.clone(), set.clone());
         async move {
             let score: f64 = redis::cmd("ZSCORE")
-                .arg(protocol::keys::STREAM_DEADLINES)
+                .arg(set)
                 .arg(member)
                 .query_async(&mut conn)
                 .await
@@ -655,3 +611,53 @@ async fn keep_alive_renews_the_deadline_and_reports_cancel_and_fencing() {
         redis_state::Liveness::LeaseLost
     );
 }
+
+/// Each case on a single Redis of its own, and every case on one Redis Cluster.
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod single {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let redis = testkit::RedisServer::start();
+                    let target = RedisTarget::Single(redis.url());
+                    let state = ChatState::connect(&target).await.unwrap();
+                    assert!(!state.is_cluster());
+                    super::$case(state).await;
+                }
+            )*
+        }
+
+        /// The cases in turn on a 3+3 Redis Cluster, the cluster flushed between them.
+        #[tokio::test]
+        async fn every_case_on_a_redis_cluster() {
+            let cluster = testkit::RedisCluster::start();
+            let state = ChatState::connect(&RedisTarget::Cluster(cluster.urls()))
+                .await
+                .unwrap();
+            assert!(state.is_cluster());
+            $(
+                cluster.flush_all();
+                eprintln!("cluster: {}", stringify!($case));
+                $case(state.clone()).await;
+            )*
+        }
+    };
+}
+
+suite!(
+    second_stream_in_a_session_is_busy,
+    snapshot_shows_partial_answer_then_final_history,
+    cancel_outcomes_follow_the_answer_state,
+    recovery_covers_every_status,
+    delete_history_empties_it,
+    reaper_fails_answers_whose_lease_ran_out,
+    a_lease_has_one_holder_until_it_expires,
+    a_session_is_its_first_users,
+    chats_are_limited_per_user,
+    open_sockets_are_limited_per_user,
+    an_unverified_start_is_merged_with_the_stored_history,
+    retried_starts_and_endings_answer_as_their_first_run,
+    keep_alive_renews_the_deadline_and_reports_cancel_and_fencing,
+);

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`RedisServer`] (`redis.rs`): a real `redis-server` on a free loopback port with its own
 //!   data dir, killed when dropped.
+//! - [`RedisCluster`] (`redis_cluster.rs`): a real Redis Cluster of three masters and three
+//!   replicas on free loopback ports, with a node killed on demand and its failover awaited.
 //! - [`Service`] (`process.rs`): one of the workspace's binaries run as a real process.
 //! - [`Nginx`] (`nginx.rs`): a real `nginx` with a config rendered from `nginx-lb.conf`.
 //! - [`PostgresServer`] (`postgres.rs`): a real PostgreSQL in a temp dir.
@@ -21,6 +23,7 @@ mod openai;
 mod postgres;
 mod process;
 mod redis;
+mod redis_cluster;
 
 pub use broker::{Broker, tansu_binary};
 pub use nginx::{Balance, Nginx};
@@ -28,6 +31,7 @@ pub use openai::{End, FakeModel, Recorded, Reply, Script};
 pub use postgres::PostgresServer;
 pub use process::{Service, workspace_binary};
 pub use redis::RedisServer;
+pub use redis_cluster::{CLUSTER_NODE_TIMEOUT_MS, RedisCluster};
 
 /// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768-60999), so that a
 /// port chosen here is not taken meanwhile by a listener bound to port 0 (the in-process test

@@ -1,0 +1,535 @@
+//! [`ClusterBus`]: the bus on a Redis Cluster, with sharded pub/sub.
+//!
+//! On a cluster the scripts publish with `SPUBLISH`, which keeps a frame on the shard that owns
+//! its session's slot, and a node subscribes with `SSUBSCRIBE` on that shard. The `redis`
+//! crate's cluster connection does the routing: it keeps a connection to each master, sends
+//! each `SSUBSCRIBE` to the owner of the channel's slot, follows `MOVED`, reconnects, and
+//! resubscribes what it tracks. It does not tell which channels may have missed frames, which
+//! is what exactly-once delivery needs, so this module adds that:
+//!
+//! - A **reader** task takes every push of the connection in order: `smessage` pushes go to the
+//!   node's [`Deliver`] sink; a lost connection to any node (the crate's `Disconnection` push)
+//!   is reported for every subscribed session (the push does not say which node was lost; a
+//!   failover is rare, and a resync costs one snapshot read per socket); a `sunsubscribe` the
+//!   server sent by itself (the slot moved to another shard) is reported for its session. A
+//!   report closes the current epoch: it is delivered after the last frame the lost
+//!   subscriptions carried and before anything after them.
+//! - A **subscriber** task keeps the table of channels and their references, sends one
+//!   `SSUBSCRIBE`/`SUNSUBSCRIBE` per channel (a command's channels must share a slot), many at a
+//!   time, and confirms a channel only when its `SSUBSCRIBE` was sent after the last loss
+//!   touching it; channels lost are subscribed again (wherever their slot now is) until that
+//!   succeeds, with backoff while their shard fails over.
+//!
+//! Epochs are the bus's, not a connection's: each loss report carries the current epoch and
+//! starts the next, and a channel (re)confirmed afterwards is confirmed with the new one, so
+//! [`Bus::confirmed`]'s contract holds across shards.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use protocol::{SessionId, keys};
+use redis::cluster_async::ClusterConnection;
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{Bus, Deliver, Epoch, Error, Result};
+
+/// Subscription commands in flight at once.
+const IN_FLIGHT: usize = 256;
+/// Commands applied before talking to Redis; the rest wait for the next batch.
+const COMMANDS_PER_BATCH: usize = 4096;
+/// Pause before a channel whose `SSUBSCRIBE` failed is tried again (its shard is failing over).
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+enum Command {
+    Subscribe {
+        session: SessionId,
+        ready: oneshot::Sender<Epoch>,
+    },
+    Unsubscribe {
+        session: SessionId,
+    },
+    Confirm {
+        session: SessionId,
+        ready: oneshot::Sender<Epoch>,
+    },
+}
+
+/// The Redis Cluster implementation of [`Bus`]. Cheap to share behind an `Arc`.
+pub struct ClusterBus {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl ClusterBus {
+    /// Connects to the cluster through `seeds` (RESP3, which carries pushes beside replies) and
+    /// starts the reader and the subscriber, which run until `shutdown`. Fails if no seed can
+    /// be reached now. Like [`crate::RedisBus`], it runs on a thread of its own, so that Redis is
+    /// read as fast as it sends.
+    pub async fn start(
+        seeds: Vec<String>,
+        sink: Arc<dyn Deliver>,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
+        metrics::describe_counter!("bus_reconnects_total", "Pub/sub connections re-established");
+        metrics::counter!("bus_reconnects_total").increment(0);
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (started, first) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Start)?;
+        std::thread::Builder::new()
+            .name("pubsub".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let (pushes, pushed) = mpsc::unbounded_channel();
+                    let connected = async {
+                        redis::cluster::ClusterClientBuilder::new(seeds)
+                            .use_protocol(redis::ProtocolVersion::RESP3)
+                            .push_sender(pushes)
+                            .connection_timeout(Duration::from_secs(1))
+                            .response_timeout(Duration::from_secs(2))
+                            .retries(2)
+                            .build()?
+                            .get_async_connection()
+                            .await
+                    };
+                    let conn = match connected.await {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = started.send(Ok(()));
+                    let table = Arc::new(Table::default());
+                    let lost = Arc::new(Notify::new());
+                    tokio::spawn(read_pushes(
+                        pushed,
+                        sink,
+                        table.clone(),
+                        lost.clone(),
+                        shutdown.clone(),
+                    ));
+                    let subscriber = Subscriber {
+                        conn,
+                        table,
+                        lost,
+                        in_flight: FuturesUnordered::new(),
+                        retry_in: RETRY_MIN,
+                    };
+                    subscriber.run(rx, shutdown).await;
+                });
+            })
+            .map_err(Error::Start)?;
+        first.await.map_err(|_| Error::Closed)??;
+        Ok(Self { commands })
+    }
+
+    fn ask(
+        &self,
+        command: Command,
+        answer: oneshot::Receiver<Epoch>,
+        unanswered: Error,
+    ) -> BoxFuture<'static, Result<Epoch>> {
+        let sent = self.commands.send(command);
+        async move {
+            sent.map_err(|_| Error::Closed)?;
+            answer.await.map_err(|_| unanswered)
+        }
+        .boxed()
+    }
+}
+
+impl Bus for ClusterBus {
+    fn subscribe(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>> {
+        let (ready, confirmed) = oneshot::channel();
+        let command = Command::Subscribe {
+            session: session.clone(),
+            ready,
+        };
+        self.ask(command, confirmed, Error::Closed)
+    }
+
+    fn unsubscribe(&self, session: &SessionId) {
+        let _ = self.commands.send(Command::Unsubscribe {
+            session: session.clone(),
+        });
+    }
+
+    fn confirmed(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>> {
+        let (ready, confirmed) = oneshot::channel();
+        let command = Command::Confirm {
+            session: session.clone(),
+            ready,
+        };
+        self.ask(command, confirmed, Error::NotSubscribed)
+    }
+}
+
+/// Where a channel stands with Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+enum OnServer {
+    /// Not subscribed (or lost): to be subscribed if it has references.
+    #[default]
+    No,
+    /// An `SSUBSCRIBE` sent in this epoch is in flight.
+    Asked(Epoch),
+    /// Confirmed, in this epoch or an earlier one with no loss since.
+    Yes,
+    /// Its `SSUBSCRIBE` failed; tried again after the backoff.
+    Failed,
+    /// A `SUNSUBSCRIBE` is in flight.
+    Leaving,
+}
+
+#[derive(Default)]
+struct Channel {
+    refs: usize,
+    state: OnServer,
+    waiters: Vec<oneshot::Sender<Epoch>>,
+}
+
+/// The channels and the epoch, shared by the reader (which records losses) and the subscriber.
+struct Table {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    channels: HashMap<SessionId, Channel>,
+    epoch: Epoch,
+    /// Channels whose state may call for a command (listed again harmlessly).
+    touched: VecDeque<SessionId>,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                channels: HashMap::new(),
+                epoch: 1,
+                touched: VecDeque::new(),
+            }),
+        }
+    }
+}
+
+impl Table {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    /// Whether `session` has references.
+    fn held(&self, session: &str) -> bool {
+        self.channels
+            .get(session)
+            .is_some_and(|channel| channel.refs > 0)
+    }
+
+    /// Closes the current epoch for `sessions` (every subscribed one when `None`): they are to
+    /// be subscribed again. Returns the closed epoch and the sessions with references.
+    fn lose(&mut self, sessions: Option<&[SessionId]>) -> (Epoch, Vec<SessionId>) {
+        let closed = self.epoch;
+        self.epoch += 1;
+        let mut lost = Vec::new();
+        let touched = &mut self.touched;
+        let mut mark = |session: &SessionId, channel: &mut Channel| {
+            if matches!(channel.state, OnServer::Yes | OnServer::Asked(_)) {
+                channel.state = OnServer::No;
+                touched.push_back(session.clone());
+            }
+            if channel.refs > 0 {
+                lost.push(session.clone());
+            }
+        };
+        match sessions {
+            None => self.channels.iter_mut().for_each(|(s, c)| mark(s, c)),
+            Some(sessions) => {
+                for session in sessions {
+                    if let Some(channel) = self.channels.get_mut(session) {
+                        mark(session, channel);
+                    }
+                }
+            }
+        }
+        (closed, lost)
+    }
+}
+
+/// Takes every push of the cluster connection, in order, until it closes or `shutdown`.
+async fn read_pushes(
+    mut pushed: mpsc::UnboundedReceiver<PushInfo>,
+    sink: Arc<dyn Deliver>,
+    table: Arc<Table>,
+    lost: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let push = tokio::select! {
+            () = shutdown.cancelled() => return,
+            push = pushed.recv() => match push {
+                Some(push) => push,
+                None => return,
+            },
+        };
+        match push.kind {
+            PushKind::SMessage | PushKind::Message => {
+                let mut data = push.data.into_iter();
+                let (Some(channel), Some(Value::BulkString(payload))) = (data.next(), data.next())
+                else {
+                    continue;
+                };
+                let Some(session) = channel_name(&channel).and_then(keys::session_of_channel)
+                else {
+                    continue;
+                };
+                // A channel being left may still carry a frame or two (its SUNSUBSCRIBE goes
+                // to its shard while others go on): only held channels are delivered.
+                if table.lock().held(session) {
+                    sink.deliver(session, Bytes::from(payload));
+                }
+            }
+            PushKind::Disconnection => {
+                let (closed, sessions) = table.lock().lose(None);
+                metrics::counter!("bus_reconnects_total").increment(1);
+                warn!(
+                    epoch = closed,
+                    sessions = sessions.len(),
+                    "a pub/sub connection to a cluster node was lost; resubscribing"
+                );
+                sink.connection_lost(closed, sessions);
+                lost.notify_one();
+            }
+            PushKind::SUnsubscribe => {
+                // Ours confirm a channel already `Leaving` or gone; any other was sent by the
+                // server because the channel's slot moved to another shard.
+                let Some(session) = push
+                    .data
+                    .first()
+                    .and_then(channel_name)
+                    .and_then(keys::session_of_channel)
+                    .and_then(|s| SessionId::parse(s).ok())
+                else {
+                    continue;
+                };
+                let report = {
+                    let mut inner = table.lock();
+                    let moved = inner
+                        .channels
+                        .get(&session)
+                        .is_some_and(|c| c.refs > 0 && c.state == OnServer::Yes);
+                    moved.then(|| inner.lose(Some(std::slice::from_ref(&session))))
+                };
+                if let Some((closed, sessions)) = report {
+                    info!(session_id = %session, "a channel's slot moved; resubscribing");
+                    sink.connection_lost(closed, sessions);
+                    lost.notify_one();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn channel_name(value: &Value) -> Option<&str> {
+    match value {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// What an `SSUBSCRIBE` or `SUNSUBSCRIBE` came back with.
+struct Done {
+    session: SessionId,
+    /// The epoch an `SSUBSCRIBE` was sent in; `None` for a `SUNSUBSCRIBE`.
+    asked: Option<Epoch>,
+    ok: bool,
+}
+
+/// The task that keeps Redis's subscriptions in line with the table.
+struct Subscriber {
+    conn: ClusterConnection,
+    table: Arc<Table>,
+    lost: Arc<Notify>,
+    in_flight: FuturesUnordered<BoxFuture<'static, Done>>,
+    retry_in: Duration,
+}
+
+impl Subscriber {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>, shutdown: CancellationToken) {
+        let retry = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(retry);
+        let mut retrying = false;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                command = rx.recv() => {
+                    let Some(command) = command else { return };
+                    let mut inner = self.table.lock();
+                    apply(&mut inner, command);
+                    for _ in 1..COMMANDS_PER_BATCH {
+                        match rx.try_recv() {
+                            Ok(command) => apply(&mut inner, command),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(done) = self.in_flight.next() => {
+                    if !self.settle(done) && !retrying {
+                        retry.as_mut().reset(tokio::time::Instant::now() + self.retry_in);
+                        self.retry_in = (self.retry_in * 2).min(RETRY_MAX);
+                        retrying = true;
+                    }
+                }
+                () = self.lost.notified() => {}
+                () = &mut retry, if retrying => {
+                    retrying = false;
+                    let mut inner = self.table.lock();
+                    let Inner { channels, touched, .. } = &mut *inner;
+                    for (session, channel) in channels.iter_mut() {
+                        if channel.state == OnServer::Failed {
+                            channel.state = OnServer::No;
+                            touched.push_back(session.clone());
+                        }
+                    }
+                }
+            }
+            self.send();
+        }
+    }
+
+    /// Records what a command came back with; `false` when an `SSUBSCRIBE` failed.
+    fn settle(&mut self, done: Done) -> bool {
+        let mut inner = self.table.lock();
+        let epoch = inner.epoch;
+        inner.touched.push_back(done.session.clone());
+        let Some(channel) = inner.channels.get_mut(&done.session) else {
+            return true;
+        };
+        match done.asked {
+            None => {
+                if channel.state == OnServer::Leaving {
+                    channel.state = OnServer::No;
+                }
+            }
+            // A later command, or a loss since this one was sent, decides instead. (A loss of
+            // other channels only does not touch this one: it is confirmed in the new epoch.)
+            Some(asked) if channel.state != OnServer::Asked(asked) => {}
+            Some(_) if !done.ok => {
+                channel.state = OnServer::Failed;
+                return false;
+            }
+            Some(_) => {
+                channel.state = OnServer::Yes;
+                self.retry_in = RETRY_MIN;
+                for waiter in channel.waiters.drain(..) {
+                    let _ = waiter.send(epoch);
+                }
+            }
+        }
+        true
+    }
+
+    /// Sends the commands the table calls for, up to [`IN_FLIGHT`] at a time, and forgets
+    /// channels nobody holds.
+    fn send(&mut self) {
+        let mut inner = self.table.lock();
+        let epoch = inner.epoch;
+        while self.in_flight.len() < IN_FLIGHT {
+            let Some(session) = inner.touched.pop_front() else {
+                break;
+            };
+            let Some(channel) = inner.channels.get_mut(&session) else {
+                continue;
+            };
+            match (channel.refs > 0, channel.state) {
+                (true, OnServer::No) => {
+                    channel.state = OnServer::Asked(epoch);
+                    self.in_flight
+                        .push(command(self.conn.clone(), session, Some(epoch)));
+                }
+                (false, OnServer::Yes) => {
+                    channel.state = OnServer::Leaving;
+                    self.in_flight
+                        .push(command(self.conn.clone(), session, None));
+                }
+                (false, OnServer::No | OnServer::Failed) => {
+                    inner.channels.remove(&session);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Records one command in the table; Redis is told in [`Subscriber::send`].
+fn apply(inner: &mut Inner, command: Command) {
+    let epoch = inner.epoch;
+    if let Command::Subscribe { session, .. } | Command::Unsubscribe { session } = &command {
+        inner.touched.push_back(session.clone());
+    }
+    match command {
+        Command::Subscribe { session, ready } => {
+            let channel = inner.channels.entry(session).or_default();
+            channel.refs += 1;
+            if channel.state == OnServer::Yes {
+                let _ = ready.send(epoch);
+            } else {
+                channel.waiters.push(ready);
+            }
+        }
+        Command::Unsubscribe { session } => {
+            if let Some(channel) = inner.channels.get_mut(&session) {
+                channel.refs = channel.refs.saturating_sub(1);
+                if channel.refs == 0 {
+                    channel.waiters.clear();
+                }
+            }
+        }
+        Command::Confirm { session, ready } => match inner.channels.get_mut(&session) {
+            Some(channel) if channel.refs > 0 => {
+                if channel.state == OnServer::Yes {
+                    let _ = ready.send(epoch);
+                } else {
+                    channel.waiters.push(ready);
+                }
+            }
+            _ => {}
+        },
+    }
+}
+
+/// `SSUBSCRIBE` (when `asked` is the epoch it is sent in) or `SUNSUBSCRIBE` of one channel.
+fn command(
+    mut conn: ClusterConnection,
+    session: SessionId,
+    asked: Option<Epoch>,
+) -> BoxFuture<'static, Done> {
+    async move {
+        let channel = keys::stream_channel(&session);
+        let result = match asked {
+            Some(_) => conn.ssubscribe(&channel).await,
+            None => conn.sunsubscribe(&channel).await,
+        };
+        if let Err(e) = &result {
+            warn!(session_id = %session, cause = %e, "a sharded subscription command failed");
+        }
+        Done {
+            session,
+            asked,
+            ok: result.is_ok(),
+        }
+    }
+    .boxed()
+}
