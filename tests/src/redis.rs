@@ -85,8 +85,21 @@ impl Redis {
         }
     }
 
+    /// Kills the server (SIGKILL), or every node of the cluster: Redis is unreachable.
     pub fn kill(&mut self) {
-        self.server().kill();
+        match self {
+            Self::Single(server) => server.kill(),
+            Self::Cluster(cluster) => cluster.kill_all(),
+        }
+    }
+
+    /// The command that publishes a frame where the gateways listen: `PUBLISH`, or `SPUBLISH`
+    /// (sharded pub/sub) on a cluster.
+    pub fn publish_command(&self) -> &'static str {
+        match self {
+            Self::Single(_) => "PUBLISH",
+            Self::Cluster(_) => "SPUBLISH",
+        }
     }
 
     pub fn stop(&mut self) {

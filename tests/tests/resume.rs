@@ -418,6 +418,7 @@ async fn a_socket_that_never_reads_is_closed_without_delaying_the_others() {
     const FRAMES: u64 = 6000;
     let delta = "x".repeat(4096);
     let mut redis = stack.redis().await;
+    let publish = stack.redis.publish_command();
     let publisher = tokio::spawn(async move {
         for batch in 0..FRAMES / 20 {
             let mut pipe = redis::pipe();
@@ -426,7 +427,7 @@ async fn a_socket_that_never_reads_is_closed_without_delaying_the_others() {
                     "messageId": "synthetic", "sessionId": "slow", "userId": "u",
                     "role": "assistant", "timestamp": 0, "isComplete": false,
                     "status": "streaming", "index": i, "chunk": delta}});
-                pipe.cmd("PUBLISH")
+                pipe.cmd(publish)
                     .arg("chat:stream:{slow}")
                     .arg(frame.to_string())
                     .ignore();

@@ -145,6 +145,13 @@ impl RedisCluster {
         }
     }
 
+    /// Kills every node: the cluster is unreachable.
+    pub fn kill_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+
     /// Waits until the slots of killed master `i` are served by another node (its replica
     /// took over) and every live node sees that.
     pub fn wait_failover(&self, i: usize) {
@@ -175,9 +182,7 @@ impl RedisCluster {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.kill(i);
-        }
+        self.kill_all();
     }
 }
 
