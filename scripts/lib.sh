@@ -49,3 +49,32 @@ ensure_package_file() {
   ls $glob >/dev/null 2>&1 && return 0
   ensure_packages "$pkg:__${pkg}_is_missing__"
 }
+
+# redis-server flags of a Redis Cluster node (with --port, --cluster-port and --dir of its
+# own): cluster-require-full-coverage no keeps the other shards serving while one fails over.
+REDIS_CLUSTER_FLAGS=(--cluster-enabled yes --cluster-config-file nodes.conf
+  --cluster-require-full-coverage no --bind 127.0.0.1 --save "" --daemonize no)
+
+# Makes the six running cluster nodes on 127.0.0.1 PORTS... a cluster of 3 masters and 3
+# replicas (unless they already are one, as after a restart) and waits until every node agrees:
+# cluster_state:ok comes before the nodes agree on roles, so it waits for 3 connected masters
+# with slots and 3 connected replicas as each node sees them.
+redis_cluster_create() {
+  local addrs=() port
+  for port in "$@"; do addrs+=("127.0.0.1:$port"); done
+  for port in "$@"; do wait_until redis-cli -p "$port" ping; done
+  if ! redis-cli -p "$1" cluster info | grep -q '^cluster_known_nodes:6'; then
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
+  fi
+  REDIS_CLUSTER_PORTS="$*" wait_until redis_cluster_agreed
+}
+
+redis_cluster_agreed() {
+  local port nodes
+  for port in $REDIS_CLUSTER_PORTS; do
+    redis-cli -p "$port" cluster info | grep -q '^cluster_state:ok' || return 1
+    nodes=$(redis-cli -p "$port" cluster nodes)
+    [ "$(awk '$3 ~ /master/ && $3 !~ /fail/ && $8 == "connected" && NF > 8' <<<"$nodes" | wc -l)" = 3 ] || return 1
+    [ "$(awk '$3 ~ /slave/ && $3 !~ /fail/ && $8 == "connected"' <<<"$nodes" | wc -l)" = 3 ] || return 1
+  done
+}

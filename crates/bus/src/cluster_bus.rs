@@ -7,26 +7,34 @@
 //! resubscribes what it tracks. It does not tell which channels may have missed frames, which
 //! is what exactly-once delivery needs, so this module adds that:
 //!
-//! - A **reader** task takes every push of the connection in order: `smessage` pushes go to the
-//!   node's [`Deliver`] sink; a lost connection to any node (the crate's `Disconnection` push)
-//!   is reported for every subscribed session (the push does not say which node was lost; a
-//!   failover is rare, and a resync costs one snapshot read per socket); a `sunsubscribe` the
-//!   server sent by itself (the slot moved to another shard) is reported for its session. A
-//!   report closes the current epoch: it is delivered after the last frame the lost
-//!   subscriptions carried and before anything after them.
-//! - A **subscriber** task keeps the table of channels and their references, sends one
+//! - A **reader** task takes every push of the connection in order, and is the only one to
+//!   decide what is subscribed: `smessage` pushes go to the node's [`Deliver`] sink; an
+//!   `ssubscribe` push confirms its channel (the server's own word, in the same ordered stream
+//!   as the frames and the losses; the command's reply is not trusted for this, as the crate
+//!   can pair an unsolicited push with the wrong pending command); a lost connection to any
+//!   node (the crate's `Disconnection` push) is reported for every subscribed session (the push
+//!   does not say which node was lost; a failover is rare, and a resync costs one snapshot read
+//!   per socket); a `sunsubscribe` the server sent by itself (its slot moved to another shard,
+//!   or its master stepped down) is reported for its session. A report closes the current
+//!   epoch: it is delivered after the last frame the lost subscriptions carried.
+//! - A **subscriber** task keeps the table of channels and their references and sends one
 //!   `SSUBSCRIBE`/`SUNSUBSCRIBE` per channel (a command's channels must share a slot), many at a
-//!   time, and confirms a channel only when its `SSUBSCRIBE` was sent after the last loss
-//!   touching it; channels lost are subscribed again (wherever their slot now is) until that
-//!   succeeds, with backoff while their shard fails over.
+//!   time; channels lost, refused or left unconfirmed for [`CONFIRM_WITHIN`] are asked again
+//!   (wherever their slot now is), with backoff while their shard fails over.
 //!
 //! Epochs are the bus's, not a connection's: each loss report carries the current epoch and
 //! starts the next, and a channel (re)confirmed afterwards is confirmed with the new one, so
 //! [`Bus::confirmed`]'s contract holds across shards.
+//!
+//! Known gaps, both in what the crate tells: a node connection it replaces during a slot
+//! refresh (a PING that timed out) goes without a `Disconnection` push, and a master that
+//! vanishes without closing its sockets (a frozen host) is noticed only by the cluster. A socket
+//! that then misses a frame resyncs at the next one that skips ahead (the delivery filter's gap
+//! check); one that misses an answer's last frame waits for its next reload.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -45,9 +53,11 @@ use crate::{Bus, Deliver, Epoch, Error, Result};
 const IN_FLIGHT: usize = 256;
 /// Commands applied before talking to Redis; the rest wait for the next batch.
 const COMMANDS_PER_BATCH: usize = 4096;
-/// Pause before a channel whose `SSUBSCRIBE` failed is tried again (its shard is failing over).
+/// Pause before a channel whose command failed is tried again (its shard is failing over).
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// A channel asked for but not confirmed by its `ssubscribe` push within this is asked again.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
 
 enum Command {
     Subscribe {
@@ -181,14 +191,17 @@ enum OnServer {
     /// Not subscribed (or lost): to be subscribed if it has references.
     #[default]
     No,
-    /// An `SSUBSCRIBE` sent in this epoch is in flight.
-    Asked(Epoch),
-    /// Confirmed, in this epoch or an earlier one with no loss since.
+    /// An `SSUBSCRIBE` was sent then; its `ssubscribe` push has not come yet.
+    Asked(Instant),
+    /// Confirmed by its push, in this epoch or an earlier one with no loss since.
     Yes,
-    /// Its `SSUBSCRIBE` failed; tried again after the backoff.
+    /// Its `SSUBSCRIBE` failed; asked again after the backoff.
     Failed,
     /// A `SUNSUBSCRIBE` is in flight.
     Leaving,
+    /// Its `SUNSUBSCRIBE` failed; sent again after the backoff (or the crate would resubscribe
+    /// it on every reconnect).
+    LeaveFailed,
 }
 
 #[derive(Default)]
@@ -229,6 +242,30 @@ impl Table {
 }
 
 impl Inner {
+    /// The server says `session`'s channel is subscribed (asked by us, or resubscribed by the
+    /// crate after a reconnect): a held channel is confirmed in the current epoch; one nobody
+    /// holds is to be left.
+    fn confirm(&mut self, session: SessionId) {
+        let epoch = self.epoch;
+        let channel = self.channels.entry(session.clone()).or_default();
+        if channel.refs == 0 {
+            if matches!(
+                channel.state,
+                OnServer::No | OnServer::Failed | OnServer::Asked(_)
+            ) {
+                channel.state = OnServer::Yes;
+                self.touched.push_back(session);
+            }
+            return;
+        }
+        if channel.state != OnServer::Yes {
+            channel.state = OnServer::Yes;
+            for waiter in channel.waiters.drain(..) {
+                let _ = waiter.send(epoch);
+            }
+        }
+    }
+
     /// Whether `session` has references.
     fn held(&self, session: &str) -> bool {
         self.channels
@@ -310,35 +347,54 @@ async fn read_pushes(
                 sink.connection_lost(closed, sessions);
                 lost.notify_one();
             }
+            PushKind::SSubscribe => {
+                let Some(session) = pushed_session(&push) else {
+                    continue;
+                };
+                table.lock().confirm(session);
+                lost.notify_one();
+            }
             PushKind::SUnsubscribe => {
-                // Ours confirm a channel already `Leaving` or gone; any other was sent by the
-                // server because the channel's slot moved to another shard.
-                let Some(session) = push
-                    .data
-                    .first()
-                    .and_then(channel_name)
-                    .and_then(keys::session_of_channel)
-                    .and_then(|s| SessionId::parse(s).ok())
-                else {
+                // Ours confirm a channel nobody holds; one of a held channel was sent by the
+                // server: its slot moved to another shard, or its master stepped down.
+                let Some(session) = pushed_session(&push) else {
                     continue;
                 };
                 let report = {
                     let mut inner = table.lock();
-                    let moved = inner
-                        .channels
-                        .get(&session)
-                        .is_some_and(|c| c.refs > 0 && c.state == OnServer::Yes);
-                    moved.then(|| inner.lose(Some(std::slice::from_ref(&session))))
+                    match inner.channels.get_mut(&session) {
+                        Some(c)
+                            if c.refs > 0
+                                && matches!(c.state, OnServer::Yes | OnServer::Asked(_)) =>
+                        {
+                            Some(inner.lose(Some(std::slice::from_ref(&session))))
+                        }
+                        Some(c) if c.refs == 0 && c.state == OnServer::Leaving => {
+                            c.state = OnServer::No;
+                            inner.touched.push_back(session.clone());
+                            None
+                        }
+                        _ => None,
+                    }
                 };
                 if let Some((closed, sessions)) = report {
-                    info!(session_id = %session, "a channel's slot moved; resubscribing");
+                    info!(session_id = %session, "a channel left its shard; resubscribing");
                     sink.connection_lost(closed, sessions);
-                    lost.notify_one();
                 }
+                lost.notify_one();
             }
             _ => {}
         }
     }
+}
+
+/// The session of a subscription push (`[channel, count]`).
+fn pushed_session(push: &PushInfo) -> Option<SessionId> {
+    push.data
+        .first()
+        .and_then(channel_name)
+        .and_then(keys::session_of_channel)
+        .and_then(|s| SessionId::parse(s).ok())
 }
 
 fn channel_name(value: &Value) -> Option<&str> {
@@ -352,8 +408,8 @@ fn channel_name(value: &Value) -> Option<&str> {
 /// What an `SSUBSCRIBE` or `SUNSUBSCRIBE` came back with.
 struct Done {
     session: SessionId,
-    /// The epoch an `SSUBSCRIBE` was sent in; `None` for a `SUNSUBSCRIBE`.
-    asked: Option<Epoch>,
+    /// `SSUBSCRIBE` (else `SUNSUBSCRIBE`).
+    subscribe: bool,
     ok: bool,
 }
 
@@ -371,8 +427,24 @@ impl Subscriber {
         let retry = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(retry);
         let mut retrying = false;
+        let mut stale = tokio::time::interval(CONFIRM_WITHIN / 2);
+        stale.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = stale.tick() => {
+                    let mut inner = self.table.lock();
+                    let Inner { channels, touched, .. } = &mut *inner;
+                    for (session, channel) in channels.iter_mut() {
+                        if let OnServer::Asked(at) = channel.state
+                            && at.elapsed() >= CONFIRM_WITHIN
+                        {
+                            warn!(session_id = %session,
+                                "a sharded subscription was not confirmed; asking again");
+                            channel.state = OnServer::No;
+                            touched.push_back(session.clone());
+                        }
+                    }
+                }
                 () = shutdown.cancelled() => return,
                 command = rx.recv() => {
                     let Some(command) = command else { return };
@@ -398,10 +470,16 @@ impl Subscriber {
                     let mut inner = self.table.lock();
                     let Inner { channels, touched, .. } = &mut *inner;
                     for (session, channel) in channels.iter_mut() {
-                        if channel.state == OnServer::Failed {
-                            channel.state = OnServer::No;
-                            touched.push_back(session.clone());
-                        }
+                        let again = match channel.state {
+                            OnServer::Failed => OnServer::No,
+                            // Held again meanwhile: whether it is still subscribed is
+                            // unknown, so it is asked for afresh.
+                            OnServer::LeaveFailed if channel.refs > 0 => OnServer::No,
+                            OnServer::LeaveFailed => OnServer::Yes,
+                            _ => continue,
+                        };
+                        channel.state = again;
+                        touched.push_back(session.clone());
                     }
                 }
             }
@@ -409,43 +487,39 @@ impl Subscriber {
         }
     }
 
-    /// Records what a command came back with; `false` when an `SSUBSCRIBE` failed.
+    /// Records what a command came back with (a channel is confirmed by its push, not here);
+    /// `false` when it failed and is to be tried again after the backoff.
     fn settle(&mut self, done: Done) -> bool {
         let mut inner = self.table.lock();
-        let epoch = inner.epoch;
         inner.touched.push_back(done.session.clone());
         let Some(channel) = inner.channels.get_mut(&done.session) else {
             return true;
         };
-        match done.asked {
-            None => {
-                if channel.state == OnServer::Leaving {
-                    channel.state = OnServer::No;
-                }
-            }
-            // A later command, or a loss since this one was sent, decides instead. (A loss of
-            // other channels only does not touch this one: it is confirmed in the new epoch.)
-            Some(asked) if channel.state != OnServer::Asked(asked) => {}
-            Some(_) if !done.ok => {
+        match (done.subscribe, done.ok, channel.state) {
+            (true, false, OnServer::Asked(_)) => {
                 channel.state = OnServer::Failed;
-                return false;
+                false
             }
-            Some(_) => {
-                channel.state = OnServer::Yes;
+            (false, false, OnServer::Leaving) => {
+                channel.state = OnServer::LeaveFailed;
+                false
+            }
+            (false, true, OnServer::Leaving) => {
+                channel.state = OnServer::No;
+                true
+            }
+            (true, true, _) => {
                 self.retry_in = RETRY_MIN;
-                for waiter in channel.waiters.drain(..) {
-                    let _ = waiter.send(epoch);
-                }
+                true
             }
+            _ => true,
         }
-        true
     }
 
     /// Sends the commands the table calls for, up to [`IN_FLIGHT`] at a time, and forgets
     /// channels nobody holds.
     fn send(&mut self) {
         let mut inner = self.table.lock();
-        let epoch = inner.epoch;
         while self.in_flight.len() < IN_FLIGHT {
             let Some(session) = inner.touched.pop_front() else {
                 break;
@@ -455,14 +529,14 @@ impl Subscriber {
             };
             match (channel.refs > 0, channel.state) {
                 (true, OnServer::No) => {
-                    channel.state = OnServer::Asked(epoch);
+                    channel.state = OnServer::Asked(Instant::now());
                     self.in_flight
-                        .push(command(self.conn.clone(), session, Some(epoch)));
+                        .push(command(self.conn.clone(), session, true));
                 }
                 (false, OnServer::Yes) => {
                     channel.state = OnServer::Leaving;
                     self.in_flight
-                        .push(command(self.conn.clone(), session, None));
+                        .push(command(self.conn.clone(), session, false));
                 }
                 (false, OnServer::No | OnServer::Failed) => {
                     inner.channels.remove(&session);
@@ -510,24 +584,25 @@ fn apply(inner: &mut Inner, command: Command) {
     }
 }
 
-/// `SSUBSCRIBE` (when `asked` is the epoch it is sent in) or `SUNSUBSCRIBE` of one channel.
+/// `SSUBSCRIBE` (when `subscribe`) or `SUNSUBSCRIBE` of one channel.
 fn command(
     mut conn: ClusterConnection,
     session: SessionId,
-    asked: Option<Epoch>,
+    subscribe: bool,
 ) -> BoxFuture<'static, Done> {
     async move {
         let channel = keys::stream_channel(&session);
-        let result = match asked {
-            Some(_) => conn.ssubscribe(&channel).await,
-            None => conn.sunsubscribe(&channel).await,
+        let result = if subscribe {
+            conn.ssubscribe(&channel).await
+        } else {
+            conn.sunsubscribe(&channel).await
         };
         if let Err(e) = &result {
             warn!(session_id = %session, cause = %e, "a sharded subscription command failed");
         }
         Done {
             session,
-            asked,
+            subscribe,
             ok: result.is_ok(),
         }
     }

@@ -46,9 +46,10 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Which connection of a bus something happened on: 1 for the first, one more for each
-/// reconnection. A socket whose snapshot was read after its session was confirmed on
-/// connection `e` has missed nothing that connections before `e` lost.
+/// A span of a bus's life between two losses: 1 at first, one more after each loss reported
+/// (for [`RedisBus`], each reconnection; for [`ClusterBus`], each lost node connection or moved
+/// channel). A socket whose snapshot was read after its session was confirmed in epoch `e` has
+/// missed nothing that losses of epochs before `e` cost.
 pub type Epoch = u64;
 
 /// Where the bus hands the frames it receives.

@@ -4,7 +4,14 @@
 //! - `redis`: the floor of Redis alone, one pub/sub connection subscribed to every session (no
 //!   WebSocket at all);
 //! - `minimal`: the minimal fan-out server (`minimal.rs`), started by this tool as a child;
-//! - `gateway`: a running `ws-gateway` (or NGINX in front of gateways), real protocol.
+//! - `gateway`: running `ws-gateway`s (or NGINX in front of gateways), real protocol; with
+//!   several `--gateway`s the sockets are dealt round-robin and their CPU and memory summed.
+//!
+//! On a Redis Cluster (`--cluster-ports`), frames are SPUBLISHed to the master of each
+//! session's slot (or, with `--broadcast`, PUBLISHed there and broadcast by the cluster to
+//! every node), and the `redis` floor subscribes through a cluster connection (SSUBSCRIBE per
+//! channel, or SUBSCRIBE with `--broadcast`); Redis's CPU is every node's, summed, with the
+//! busiest node's beside it.
 //!
 //! Per receiver: connect rate, idle memory per socket, publish→receive latency, delivered/s,
 //! lost/duplicated/out-of-order chunks, CPU per delivered chunk (the receiver's process, and
@@ -24,21 +31,27 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::Notify;
 
 use crate::measure::{self, BATCH, Latencies, ProcSample, Sequence, Summary, Tally, now_us};
-use crate::publisher::{self, Published, read_chunk};
+use crate::publisher::{self, Published, Route, read_chunk};
 use crate::ws::{self, Socket};
 
 /// The `fanout` command's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FanoutArgs {
     /// Redis the receivers subscribe to and the publisher publishes to.
+    #[arg(long, required_unless_present = "cluster_ports")]
+    pub redis: Option<String>,
+    /// A Redis Cluster instead: the `127.0.0.1` ports of all its nodes.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_ports: Vec<u16>,
+    /// On a cluster, classic PUBLISH (broadcast to every node) instead of SPUBLISH.
     #[arg(long)]
-    pub redis: String,
-    /// The gateway (or NGINX) to measure, `http://127.0.0.1:PORT`.
-    #[arg(long)]
-    pub gateway: Option<String>,
-    /// The gateway's process id (default: the process listening on the gateway URL's port).
-    #[arg(long)]
-    pub gateway_pid: Option<i32>,
+    pub broadcast: bool,
+    /// The gateways (or NGINX) to measure, `http://127.0.0.1:PORT`, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub gateway: Vec<String>,
+    /// The gateways' process ids (default: the processes listening on their ports).
+    #[arg(long, value_delimiter = ',')]
+    pub gateway_pid: Vec<i32>,
     /// Sessions, one socket each.
     #[arg(long, default_value_t = 1000)]
     pub sessions: usize,
@@ -84,10 +97,24 @@ pub struct TargetReport {
     pub published: Published,
     /// Receiver CPU time per chunk delivered in the window.
     pub cpu_us_per_chunk: Option<f64>,
-    /// Receiver CPU use during the window, in cores.
+    /// Receiver CPU use during the window, in cores (all its processes).
     pub cpu_cores: Option<f64>,
+    /// Receiver processes (gateways) measured.
+    #[serde(default = "one")]
+    pub receivers: usize,
+    /// Redis CPU time (every node's) per chunk delivered.
     pub redis_cpu_us_per_chunk: Option<f64>,
+    /// Redis processes measured (1, or every node of a cluster).
+    #[serde(default = "one")]
+    pub redis_nodes: usize,
+    /// The busiest Redis process's CPU use during the window, in cores.
+    #[serde(default)]
+    pub redis_busiest_cores: Option<f64>,
     pub loadgen_cpu_cores: f64,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The whole run.
@@ -146,30 +173,105 @@ impl Shared {
     }
 }
 
+/// The Redis side of a run: where frames are published and whose CPU counts as Redis's.
+struct RedisSide {
+    route: Route,
+    /// Every Redis process (one, or each node of a cluster).
+    pids: Vec<i32>,
+    /// The cluster's seed URLs, when on a cluster.
+    cluster: Option<Vec<String>>,
+}
+
+impl RedisSide {
+    async fn find(args: &FanoutArgs) -> anyhow::Result<RedisSide> {
+        if args.cluster_ports.is_empty() {
+            let url = args
+                .redis
+                .as_deref()
+                .context("--redis or --cluster-ports")?;
+            let port = measure::port_of(url)?;
+            return Ok(RedisSide {
+                route: Route::single(port),
+                pids: vec![measure::pid_listening_on(port)?],
+                cluster: None,
+            });
+        }
+        let seeds: Vec<String> = args
+            .cluster_ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect();
+        let mut conn = redis::Client::open(seeds[0].as_str())?
+            .get_multiplexed_async_connection()
+            .await?;
+        let reply: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await?;
+        let masters = redis_state::masters_slots(reply)?;
+        let mut slot_owner = vec![0; usize::from(keys::CLUSTER_SLOTS)];
+        let mut ports = Vec::new();
+        for (i, (addr, slots)) in masters.iter().enumerate() {
+            ports.push(measure::port_of(addr)?);
+            for &slot in slots {
+                slot_owner[usize::from(slot)] = i;
+            }
+        }
+        let pids = args
+            .cluster_ports
+            .iter()
+            .map(|&p| measure::pid_listening_on(p))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(RedisSide {
+            route: Route {
+                ports,
+                command: if args.broadcast {
+                    "PUBLISH"
+                } else {
+                    "SPUBLISH"
+                },
+                slot_owner,
+            },
+            pids,
+            cluster: Some(seeds),
+        })
+    }
+}
+
 pub async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
-    let redis_port = measure::port_of(&args.redis)?;
+    let redis = RedisSide::find(&args).await?;
     let mut targets = Vec::new();
     for target in &args.targets {
         let report = match target.as_str() {
-            "redis" => measure_redis(&args, redis_port).await?,
+            "redis" => measure_redis(&args, &redis).await?,
             "minimal" => {
-                let mut child = MinimalServer::start(&args.redis).await?;
+                anyhow::ensure!(
+                    redis.cluster.is_none(),
+                    "the minimal fan-out runs on a single Redis only"
+                );
+                let url = args.redis.as_deref().context("--redis")?;
+                let mut child = MinimalServer::start(url).await?;
                 let url = format!("http://127.0.0.1:{}", child.port);
                 let report =
-                    measure_sockets(&args, redis_port, "minimal", &url, child.pid, "welcome").await;
+                    measure_sockets(&args, &redis, "minimal", &[url], vec![child.pid], "welcome")
+                        .await;
                 child.stop().await;
                 report?
             }
             "gateway" => {
-                let url = args
-                    .gateway
-                    .clone()
-                    .context("--gateway is needed to measure the gateway")?;
-                let pid = match args.gateway_pid {
-                    Some(pid) => pid,
-                    None => measure::pid_listening_on(measure::port_of(&url)?)?,
+                anyhow::ensure!(
+                    !args.gateway.is_empty(),
+                    "--gateway is needed to measure the gateway"
+                );
+                let pids = if args.gateway_pid.is_empty() {
+                    args.gateway
+                        .iter()
+                        .map(|url| measure::pid_listening_on(measure::port_of(url)?))
+                        .collect::<anyhow::Result<Vec<_>>>()?
+                } else {
+                    args.gateway_pid.clone()
                 };
-                measure_sockets(&args, redis_port, "gateway", &url, pid, "history").await?
+                measure_sockets(&args, &redis, "gateway", &args.gateway, pids, "history").await?
             }
             other => bail!("unknown target {other} (redis, minimal, gateway)"),
         };
@@ -216,16 +318,16 @@ fn message_id() -> MessageId {
 /// Publishes for warm-up + window, then waits for the receivers to drain; fills the window.
 async fn publish_and_measure(
     args: &FanoutArgs,
-    redis_port: u16,
+    redis: &RedisSide,
     sessions: &[SessionId],
     shared: &Shared,
-    pids: (Option<i32>, i32),
+    pids: &Pids,
 ) -> anyhow::Result<(Published, Usage)> {
     let message = message_id();
     let warm = Duration::from_secs_f64(args.warmup);
     let window = Duration::from_secs_f64(args.seconds);
     let publishing = publisher::run(
-        redis_port,
+        &redis.route,
         sessions,
         &message,
         args.rate,
@@ -255,36 +357,53 @@ async fn publish_and_measure(
     Ok((published, usage?))
 }
 
-/// CPU used by the receiver, Redis and this tool over the window.
-#[derive(Debug, Clone, Copy)]
+/// The processes a run measures: the receivers (none for the `redis` floor) and Redis's.
+struct Pids {
+    receivers: Vec<i32>,
+    redis: Vec<i32>,
+}
+
+/// CPU used by the receivers, each Redis process and this tool over the window.
+#[derive(Debug, Clone)]
 struct Usage {
-    receiver: Option<ProcSample>,
-    redis: ProcSample,
+    receivers: Vec<ProcSample>,
+    redis: Vec<ProcSample>,
     me: ProcSample,
     wall_us: u64,
 }
 
 impl Usage {
-    fn read((receiver, redis): (Option<i32>, i32)) -> anyhow::Result<Usage> {
+    fn read(pids: &Pids) -> anyhow::Result<Usage> {
+        let sample = |pids: &[i32]| -> anyhow::Result<Vec<ProcSample>> {
+            pids.iter().map(|&p| measure::sample(p)).collect()
+        };
         Ok(Usage {
-            receiver: receiver.map(measure::sample).transpose()?,
-            redis: measure::sample(redis)?,
+            receivers: sample(&pids.receivers)?,
+            redis: sample(&pids.redis)?,
             me: measure::sample(std::process::id() as i32)?,
             wall_us: now_us(),
         })
     }
 
     fn minus(&self, before: &Usage) -> Usage {
-        let d = |a: ProcSample, b: ProcSample| ProcSample {
+        let d = |a: &ProcSample, b: &ProcSample| ProcSample {
             cpu_us: a.cpu_us.saturating_sub(b.cpu_us),
             rss_bytes: a.rss_bytes,
         };
+        let each = |now: &[ProcSample], then: &[ProcSample]| {
+            now.iter().zip(then).map(|(a, b)| d(a, b)).collect()
+        };
         Usage {
-            receiver: self.receiver.zip(before.receiver).map(|(a, b)| d(a, b)),
-            redis: d(self.redis, before.redis),
-            me: d(self.me, before.me),
+            receivers: each(&self.receivers, &before.receivers),
+            redis: each(&self.redis, &before.redis),
+            me: d(&self.me, &before.me),
             wall_us: self.wall_us - before.wall_us,
         }
+    }
+
+    /// The receivers' CPU, summed; `None` when there is no receiver process.
+    fn receiver_cpu_us(&self) -> Option<u64> {
+        (!self.receivers.is_empty()).then(|| self.receivers.iter().map(|s| s.cpu_us).sum())
     }
 }
 
@@ -305,7 +424,7 @@ struct Streamed {
 
 impl Streamed {
     /// Nothing published (`--idle-only`).
-    fn nothing(pids: (Option<i32>, i32)) -> anyhow::Result<Streamed> {
+    fn nothing(pids: &Pids) -> anyhow::Result<Streamed> {
         let usage = Usage::read(pids)?;
         Ok(Streamed {
             tally: Tally::default(),
@@ -327,6 +446,8 @@ fn report(args: &FanoutArgs, c: &Connected<'_>, shared: &Shared, s: Streamed) ->
     let delivered = shared.in_window.load(Ordering::Relaxed);
     let per_chunk = |cpu: u64| (delivered > 0).then(|| cpu as f64 / delivered as f64);
     let cores = |cpu: u64| cpu as f64 / usage.wall_us.max(1) as f64;
+    let redis_cpu: u64 = usage.redis.iter().map(|s| s.cpu_us).sum();
+    let busiest = usage.redis.iter().map(|s| s.cpu_us).max();
     TargetReport {
         target: target.into(),
         sessions,
@@ -338,24 +459,27 @@ fn report(args: &FanoutArgs, c: &Connected<'_>, shared: &Shared, s: Streamed) ->
         tally,
         closed: shared.closed.load(Ordering::Relaxed),
         published,
-        cpu_us_per_chunk: usage.receiver.and_then(|r| per_chunk(r.cpu_us)),
-        cpu_cores: usage.receiver.map(|r| cores(r.cpu_us)),
-        redis_cpu_us_per_chunk: per_chunk(usage.redis.cpu_us),
+        cpu_us_per_chunk: usage.receiver_cpu_us().and_then(per_chunk),
+        cpu_cores: usage.receiver_cpu_us().map(cores),
+        receivers: usage.receivers.len(),
+        redis_cpu_us_per_chunk: per_chunk(redis_cpu),
+        redis_nodes: usage.redis.len(),
+        redis_busiest_cores: busiest.map(cores),
         loadgen_cpu_cores: cores(usage.me.cpu_us),
     }
 }
 
-/// The floor of Redis alone: one pub/sub connection subscribed to every session.
-async fn measure_redis(args: &FanoutArgs, redis_port: u16) -> anyhow::Result<TargetReport> {
-    let redis_pid = measure::pid_listening_on(redis_port)?;
+/// Frames a floor subscriber received: channel and payload.
+type Received = tokio::sync::mpsc::UnboundedReceiver<(String, bytes::Bytes)>;
+
+/// The floor of Redis alone: one pub/sub connection subscribed to every session (on a cluster,
+/// a cluster connection: SSUBSCRIBE on each channel's master, or SUBSCRIBE with
+/// `--broadcast`).
+async fn measure_redis(args: &FanoutArgs, redis: &RedisSide) -> anyhow::Result<TargetReport> {
     let sessions = session_ids("redis", args.sessions);
-    let client = redis::Client::open(args.redis.as_str())?;
-    let (mut sink, mut stream) = client.get_async_pubsub().await?.split();
-    let started = Instant::now();
     let channels: Vec<String> = sessions.iter().map(keys::stream_channel).collect();
-    for batch in channels.chunks(512) {
-        sink.subscribe(batch).await?;
-    }
+    let started = Instant::now();
+    let (frames, keep) = subscribe_floor(args, redis, &channels).await?;
     let connect_per_s = sessions.len() as f64 / started.elapsed().as_secs_f64();
     let connected = Connected {
         target: "redis",
@@ -363,23 +487,28 @@ async fn measure_redis(args: &FanoutArgs, redis_port: u16) -> anyhow::Result<Tar
         connect_per_s,
         idle: None,
     };
+    let pids = Pids {
+        receivers: Vec::new(),
+        redis: redis.pids.clone(),
+    };
     if args.idle_only {
-        let nothing = Streamed::nothing((None, redis_pid))?;
+        let nothing = Streamed::nothing(&pids)?;
         return Ok(report(args, &connected, &Shared::default(), nothing));
     }
     let shared = Arc::new(Shared::default());
     let receiver = tokio::spawn({
         let shared = shared.clone();
+        let mut frames = frames;
         async move {
             let mut sequences: HashMap<String, Sequence> = HashMap::new();
             let mut samples = Vec::with_capacity(BATCH);
             loop {
                 tokio::select! {
                     () = shared.stop.notified() => break,
-                    msg = stream.next() => {
-                        let Some(msg) = msg else { break };
-                        if let Some((index, sent)) = read_chunk(msg.get_payload_bytes()) {
-                            let seq = sequences.entry(msg.get_channel_name().to_owned()).or_default();
+                    frame = frames.recv() => {
+                        let Some((channel, payload)) = frame else { break };
+                        if let Some((index, sent)) = read_chunk(&payload) {
+                            let seq = sequences.entry(channel).or_default();
                             shared.chunk(seq, index, sent, &mut samples);
                         }
                     }
@@ -389,8 +518,7 @@ async fn measure_redis(args: &FanoutArgs, redis_port: u16) -> anyhow::Result<Tar
             sequences
         }
     });
-    let (published, usage) =
-        publish_and_measure(args, redis_port, &sessions, &shared, (None, redis_pid)).await?;
+    let (published, usage) = publish_and_measure(args, redis, &sessions, &shared, &pids).await?;
     shared.stop.notify_one();
     let mut sequences = receiver.await?;
     let mut tally = Tally::default();
@@ -398,7 +526,7 @@ async fn measure_redis(args: &FanoutArgs, redis_port: u16) -> anyhow::Result<Tar
         let seq = sequences.remove(channel).unwrap_or_default();
         tally.add(&seq, published.per_session(i, sessions.len()));
     }
-    drop(sink);
+    keep.abort();
     let streamed = Streamed {
         tally,
         published,
@@ -407,22 +535,107 @@ async fn measure_redis(args: &FanoutArgs, redis_port: u16) -> anyhow::Result<Tar
     Ok(report(args, &connected, &shared, streamed))
 }
 
-/// A receiver serving WebSockets: the minimal fan-out or a gateway.
+/// Subscribes the floor to `channels`; what it receives comes out of the returned channel
+/// until the returned task is aborted.
+async fn subscribe_floor(
+    args: &FanoutArgs,
+    redis: &RedisSide,
+    channels: &[String],
+) -> anyhow::Result<(Received, tokio::task::JoinHandle<()>)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let Some(seeds) = &redis.cluster else {
+        let client = redis::Client::open(args.redis.as_deref().context("--redis")?)?;
+        let (mut sink, mut stream) = client.get_async_pubsub().await?.split();
+        for batch in channels.chunks(512) {
+            sink.subscribe(batch).await?;
+        }
+        let task = tokio::spawn(async move {
+            let _sink = sink;
+            while let Some(msg) = stream.next().await {
+                let payload = bytes::Bytes::copy_from_slice(msg.get_payload_bytes());
+                if tx
+                    .send((msg.get_channel_name().to_owned(), payload))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        return Ok((rx, task));
+    };
+    let (pushes, mut pushed) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();
+    let mut conn = redis::cluster::ClusterClientBuilder::new(seeds.clone())
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .build()?
+        .get_async_connection()
+        .await?;
+    if args.broadcast {
+        for batch in channels.chunks(512) {
+            conn.subscribe(batch).await?;
+        }
+    } else {
+        futures_util::stream::iter(channels)
+            .map(|channel| {
+                let mut conn = conn.clone();
+                async move { conn.ssubscribe(channel).await }
+            })
+            .buffer_unordered(256)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<redis::RedisResult<Vec<()>>>()?;
+    }
+    let task = tokio::spawn(async move {
+        let _conn = conn;
+        while let Some(push) = pushed.recv().await {
+            if !matches!(
+                push.kind,
+                redis::PushKind::Message | redis::PushKind::SMessage
+            ) {
+                continue;
+            }
+            let mut data = push.data.into_iter();
+            let (Some(redis::Value::BulkString(channel)), Some(redis::Value::BulkString(payload))) =
+                (data.next(), data.next())
+            else {
+                continue;
+            };
+            let channel = String::from_utf8_lossy(&channel).into_owned();
+            if tx.send((channel, bytes::Bytes::from(payload))).is_err() {
+                return;
+            }
+        }
+    });
+    Ok((rx, task))
+}
+
+/// A receiver serving WebSockets: the minimal fan-out or gateways (socket `i` on `urls[i % n]`).
 async fn measure_sockets(
     args: &FanoutArgs,
-    redis_port: u16,
+    redis: &RedisSide,
     target: &str,
-    url: &str,
-    pid: i32,
+    urls: &[String],
+    receivers: Vec<i32>,
     ready_on: &'static str,
 ) -> anyhow::Result<TargetReport> {
-    let redis_pid = measure::pid_listening_on(redis_port)?;
+    let pids = Pids {
+        receivers,
+        redis: redis.pids.clone(),
+    };
     let sessions = session_ids(target, args.sessions);
-    let base = ws::ws_url(url);
-    let before = measure::sample(pid)?;
+    let bases: Vec<String> = urls.iter().map(|u| ws::ws_url(u)).collect();
+    let rss = |pids: &Pids| -> anyhow::Result<u64> {
+        pids.receivers
+            .iter()
+            .map(|&p| measure::sample(p).map(|s| s.rss_bytes))
+            .sum()
+    };
+    let before = rss(&pids)?;
     let started = Instant::now();
     let sockets: Vec<Socket> = futures_util::stream::iter(sessions.iter().enumerate())
         .map(|(i, session)| {
+            let base = &bases[i % bases.len()];
             let url = format!("{base}/ws/chat?session_id={session}&user_id=bench-{i}");
             async move { ws::connect_until(&url, ready_on).await }
         })
@@ -434,9 +647,8 @@ async fn measure_sockets(
     let connect_per_s = sockets.len() as f64 / started.elapsed().as_secs_f64();
     // Let the receiver settle (tasks parked, buffers released) before reading its memory.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = measure::sample(pid)?;
-    let idle_per_socket =
-        (idle.rss_bytes as f64 - before.rss_bytes as f64) / sockets.len().max(1) as f64;
+    let idle = rss(&pids)?;
+    let idle_per_socket = (idle as f64 - before as f64) / sockets.len().max(1) as f64;
     let shared = Arc::new(Shared::default());
     let connected = Connected {
         target,
@@ -445,7 +657,7 @@ async fn measure_sockets(
         idle: Some(idle_per_socket),
     };
     if args.idle_only {
-        let nothing = Streamed::nothing((Some(pid), redis_pid))?;
+        let nothing = Streamed::nothing(&pids)?;
         let report = report(args, &connected, &shared, nothing);
         close_all(sockets).await;
         return Ok(report);
@@ -454,8 +666,7 @@ async fn measure_sockets(
         .into_iter()
         .map(|socket| tokio::spawn(read_socket(socket, shared.clone())))
         .collect();
-    let (published, usage) =
-        publish_and_measure(args, redis_port, &sessions, &shared, (Some(pid), redis_pid)).await?;
+    let (published, usage) = publish_and_measure(args, redis, &sessions, &shared, &pids).await?;
     shared.stop.notify_waiters();
     let mut tally = Tally::default();
     for (i, reader) in readers.into_iter().enumerate() {

@@ -5,8 +5,9 @@
 //! streams at the same rate with its chunks evenly spread. Each chunk's delta starts with its
 //! publish time in microseconds (the frame's `timestamp` is in milliseconds, too coarse for the
 //! latencies measured), padded so the whole frame has the asked size. Commands go on one TCP
-//! connection, written as they fall due; the replies (each PUBLISH's receiver count) are read
-//! beside them, and a PUBLISH nobody received tells that Redis cut a subscriber.
+//! connection per Redis (one, or each master of a cluster, a session's frames going to the
+//! master of its slot), written as they fall due; the replies (each PUBLISH's receiver count)
+//! are read beside them, and a PUBLISH nobody received tells that Redis cut a subscriber.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,8 +58,9 @@ impl Template {
         }
     }
 
-    /// Appends chunk `index`'s PUBLISH command (RESP) to `out`, `frame_bytes` long at least.
-    fn publish(&self, index: u32, frame_bytes: usize, out: &mut Vec<u8>) {
+    /// Appends chunk `index`'s `command` (`PUBLISH` or `SPUBLISH`, in RESP) to `out`,
+    /// `frame_bytes` long at least.
+    fn publish(&self, command: &str, index: u32, frame_bytes: usize, out: &mut Vec<u8>) {
         let sent_us = now_us();
         let ts = (sent_us / 1000).to_string();
         let index = index.to_string();
@@ -67,7 +69,7 @@ impl Template {
             self.parts.iter().map(String::len).sum::<usize>() + ts.len() + index.len() + head.len();
         let pad = frame_bytes.saturating_sub(fixed);
         let len = fixed + pad;
-        out.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
+        out.extend_from_slice(format!("*3\r\n${}\r\n{command}\r\n", command.len()).as_bytes());
         out.extend_from_slice(format!("${}\r\n", self.channel.len()).as_bytes());
         out.extend_from_slice(self.channel.as_bytes());
         out.extend_from_slice(format!("\r\n${len}\r\n").as_bytes());
@@ -103,10 +105,41 @@ impl Published {
     }
 }
 
+/// Where frames are published: the Redis ports to write to, which of them takes each
+/// session's frames, and with which command.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `127.0.0.1` ports: the one Redis, or each master of a cluster.
+    pub ports: Vec<u16>,
+    /// `PUBLISH`, or `SPUBLISH` (sharded pub/sub on a cluster).
+    pub command: &'static str,
+    /// The master (index into `ports`) serving each cluster slot; empty for one Redis.
+    pub slot_owner: Vec<usize>,
+}
+
+impl Route {
+    /// One Redis, `PUBLISH`.
+    pub fn single(port: u16) -> Route {
+        Route {
+            ports: vec![port],
+            command: "PUBLISH",
+            slot_owner: Vec::new(),
+        }
+    }
+
+    /// Which of [`Route::ports`] takes `session`'s frames.
+    pub fn port_index(&self, session: &SessionId) -> usize {
+        self.slot_owner
+            .get(usize::from(keys::session_slot(session)))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
 /// Publishes chunks for `sessions` (answer `message` each) at `rate` per session per second for
 /// `duration`, each frame `frame_bytes` long.
 pub async fn run(
-    redis_port: u16,
+    route: &Route,
     sessions: &[SessionId],
     message: &MessageId,
     rate: f64,
@@ -114,53 +147,28 @@ pub async fn run(
     frame_bytes: usize,
 ) -> anyhow::Result<Published> {
     let templates: Vec<Template> = sessions.iter().map(|s| Template::new(s, message)).collect();
-    let stream = TcpStream::connect(("127.0.0.1", redis_port))
-        .await
-        .context("connecting the publisher to Redis")?;
-    stream.set_nodelay(true)?;
-    let (mut read, mut write) = stream.into_split();
+    let owners: Vec<usize> = sessions.iter().map(|s| route.port_index(s)).collect();
     let replies = Arc::new(Replies::default());
-    let reader = tokio::spawn({
-        let replies = replies.clone();
-        async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut line_start = true;
-            let mut zero = false;
-            loop {
-                let n = match read.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                // Replies are `:N\r\n` (receivers) or `-ERR ...\r\n`.
-                for i in 0..n {
-                    let b = buf[i];
-                    if line_start {
-                        match b {
-                            b':' => zero = buf.get(i + 1) == Some(&b'0'),
-                            b'-' => {
-                                replies.errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                            _ => {}
-                        }
-                    }
-                    line_start = b == b'\n';
-                    if line_start {
-                        replies.acknowledged.fetch_add(1, Ordering::Relaxed);
-                        if zero {
-                            replies.unreceived.fetch_add(1, Ordering::Relaxed);
-                            zero = false;
-                        }
-                    }
-                }
-            }
-        }
-    });
+    let mut writers = Vec::new();
+    let mut readers = Vec::new();
+    for &port in &route.ports {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("connecting the publisher to Redis on {port}"))?;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        writers.push(write);
+        readers.push(tokio::spawn(read_replies(read, replies.clone())));
+    }
 
     let n = templates.len() as u64;
     let total_rate = rate * n as f64;
     let start = Instant::now();
     let mut sent: u64 = 0;
-    let mut out = Vec::with_capacity(256 * 1024);
+    let mut outs: Vec<Vec<u8>> = writers
+        .iter()
+        .map(|_| Vec::with_capacity(256 * 1024))
+        .collect();
     let mut tick = tokio::time::interval(Duration::from_millis(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -170,16 +178,20 @@ pub async fn run(
         let due = (elapsed.min(duration).as_secs_f64() * total_rate) as u64;
         while sent < due {
             let session = (sent % n) as usize;
-            templates[session].publish((sent / n) as u32, frame_bytes, &mut out);
+            let to = owners[session];
+            let out = &mut outs[to];
+            templates[session].publish(route.command, (sent / n) as u32, frame_bytes, out);
             sent += 1;
             if out.len() >= 128 * 1024 {
-                write.write_all(&out).await?;
+                writers[to].write_all(out).await?;
                 out.clear();
             }
         }
-        if !out.is_empty() {
-            write.write_all(&out).await?;
-            out.clear();
+        for (out, write) in outs.iter_mut().zip(&mut writers) {
+            if !out.is_empty() {
+                write.write_all(out).await?;
+                out.clear();
+            }
         }
         if done {
             break;
@@ -191,7 +203,9 @@ pub async fn run(
     while replies.acknowledged.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    reader.abort();
+    for reader in readers {
+        reader.abort();
+    }
     Ok(Published {
         frames: sent,
         acknowledged: replies.acknowledged.load(Ordering::Relaxed),
@@ -199,6 +213,40 @@ pub async fn run(
         errors: replies.errors.load(Ordering::Relaxed),
         seconds,
     })
+}
+
+/// Counts the replies of one publisher connection until it closes.
+async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, replies: Arc<Replies>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line_start = true;
+    let mut zero = false;
+    loop {
+        let n = match read.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Replies are `:N\r\n` (receivers) or `-ERR ...\r\n`.
+        for i in 0..n {
+            let b = buf[i];
+            if line_start {
+                match b {
+                    b':' => zero = buf.get(i + 1) == Some(&b'0'),
+                    b'-' => {
+                        replies.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+            line_start = b == b'\n';
+            if line_start {
+                replies.acknowledged.fetch_add(1, Ordering::Relaxed);
+                if zero {
+                    replies.unreceived.fetch_add(1, Ordering::Relaxed);
+                    zero = false;
+                }
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -243,7 +291,7 @@ mod tests {
         let t = Template::new(&session, &message);
         let mut out = Vec::new();
         // Larger than the frame without padding (about 200 bytes), so that padding shows.
-        t.publish(7, 300, &mut out);
+        t.publish("PUBLISH", 7, 300, &mut out);
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(lines[4], "chat:stream:{s1}");

@@ -37,7 +37,7 @@ pub fn fanout(r: &FanoutReport) -> String {
     }
     let _ = writeln!(out, "{header}\n{rule}");
     type Figure = fn(&TargetReport) -> Option<f64>;
-    let rows: [(&str, Figure, usize); 11] = [
+    let rows: [(&str, Figure, usize); 15] = [
         ("connects/s", |t| Some(t.connect_per_s), 0),
         ("idle B/socket", |t| t.idle_bytes_per_socket, 0),
         ("offered chunks/s", |t| Some(t.offered_per_s), 0),
@@ -52,7 +52,11 @@ pub fn fanout(r: &FanoutReport) -> String {
         ("p99 ms", |t| Some(t.latency.p99_ms), 2),
         ("max ms", |t| Some(t.latency.max_ms), 2),
         ("CPU µs/chunk", |t| t.cpu_us_per_chunk, 1),
+        ("receiver processes", |t| Some(t.receivers as f64), 0),
+        ("CPU cores (all of them)", |t| t.cpu_cores, 2),
         ("Redis CPU µs/chunk", |t| t.redis_cpu_us_per_chunk, 1),
+        ("Redis nodes", |t| Some(t.redis_nodes as f64), 0),
+        ("busiest Redis node, cores", |t| t.redis_busiest_cores, 2),
     ];
     for (name, figure, digits) in rows {
         let mut line = format!("| {name} |");

@@ -1,14 +1,14 @@
 //! Every Redis key and pub/sub channel name, and the lifetimes that go with them.
 //!
-//! Key names follow the seed; `chat:chunks:{sid}:{mid}` (the chunk log) and
-//! `chat:message:{sid}:{mid}` (the record of an answer while it streams and for a while after)
+//! Key names follow the seed; `chat:chunks:{sid}:mid` (the chunk log) and
+//! `chat:message:{sid}:mid` (the record of an answer while it streams and for a while after)
 //! are ours.
 //!
 //! # Hash tags
 //! The braces around a session id are literal: `chat:history:{s1}` is the key of session `s1`.
 //! Redis Cluster hashes only what is between the first `{` and `}` (the hash tag), so every key
 //! and the stream channel of one session live in one slot, whatever else the name holds (an
-//! answer's id), and each Lua script, which touches one session, runs on one shard. The same
+//! answer's id), and each Lua script of one session runs on one shard. The same
 //! names are used on a single Redis, where the braces change nothing. Ids never contain braces
 //! (see [`crate::validate`]). Per-user keys (`ratelimit:chat:{uid}`, `user:sockets:{uid}`) are
 //! single keys and carry the user's id as their tag the same way.
@@ -57,26 +57,26 @@ pub fn message_prefix(session: &SessionId) -> String {
     format!("chat:message:{{{session}}}:")
 }
 
-/// `chat:chunks:{sid}:{mid}`: the deltas of an answer, in index order (RPUSH; index =
+/// `chat:chunks:{sid}:mid`: the deltas of an answer, in index order (RPUSH; index =
 /// position).
 pub fn chunks(session: &SessionId, message: &MessageId) -> String {
     format!("{}{message}", chunks_prefix(session))
 }
 
-/// `chat:started:{sid}:{mid}`: the number of the answer's start in its session's changes, so
+/// `chat:started:{sid}:mid`: the number of the answer's start in its session's changes, so
 /// that a retried `START` whose first try did run (its reply was lost) is answered the same
 /// way. Lives as long as the answer record.
 pub fn started(session: &SessionId, message: &MessageId) -> String {
     format!("chat:started:{{{session}}}:{message}")
 }
 
-/// `chat:ended:{sid}:{mid}`: the number of the answer's ending in its session's changes, for a
+/// `chat:ended:{sid}:mid`: the number of the answer's ending in its session's changes, for a
 /// retried `FINISH`/`FAIL` whose first try did run. Lives as long as the ended record.
 pub fn ended(session: &SessionId, message: &MessageId) -> String {
     format!("chat:ended:{{{session}}}:{message}")
 }
 
-/// `chat:message:{sid}:{mid}`: the answer's `ChatMessage` (empty content while streaming, the
+/// `chat:message:{sid}:mid`: the answer's `ChatMessage` (empty content while streaming, the
 /// final message once ended).
 pub fn message(session: &SessionId, message: &MessageId) -> String {
     format!("{}{message}", message_prefix(session))
@@ -126,7 +126,7 @@ pub fn active_stream(session: &SessionId) -> String {
     format!("streaming:active:{{{session}}}")
 }
 
-/// `streaming:cancel:{sid}:{mid}`: set to ask the producer of `mid` to stop.
+/// `streaming:cancel:{sid}:mid`: set to ask the producer of `mid` to stop.
 pub fn cancel_flag(session: &SessionId, message: &MessageId) -> String {
     format!("streaming:cancel:{{{session}}}:{message}")
 }

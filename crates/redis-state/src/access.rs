@@ -132,7 +132,8 @@ impl ChatState {
         sockets: &[(UserId, String)],
         lifetime: Duration,
     ) -> Result<()> {
-        for batch in sockets.chunks(500) {
+        let slot = |(user, _): &(UserId, String)| keys::slot_of(&keys::user_sockets(user));
+        for batch in self.batches(sockets, slot) {
             let mut invocation = self.scripts().renew_sockets.prepare_invoke();
             invocation.arg(millis(lifetime));
             for (user, member) in batch {

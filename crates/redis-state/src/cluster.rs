@@ -19,7 +19,7 @@ impl ChatState {
 
 /// `CLUSTER SLOTS`' ranges (`[start, end, [host, port, id, ...], replicas...]`), gathered per
 /// master (`host:port`).
-fn masters_slots(reply: Vec<Value>) -> Result<BTreeMap<String, Vec<u16>>> {
+pub fn masters_slots(reply: Vec<Value>) -> Result<BTreeMap<String, Vec<u16>>> {
     let bad = |what: &str| Error::Reply(format!("CLUSTER SLOTS: {what}"));
     let mut masters: BTreeMap<String, Vec<u16>> = BTreeMap::new();
     for range in reply {

@@ -97,21 +97,8 @@ impl ChatState {
         let millis = u64::try_from(lifetime.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        // One script call touches one slot on a cluster.
-        let batches: Vec<Vec<&SessionId>> = if self.is_cluster() {
-            let mut by_slot = std::collections::BTreeMap::<u16, Vec<&SessionId>>::new();
-            for session in sessions {
-                by_slot
-                    .entry(keys::session_slot(session))
-                    .or_default()
-                    .push(session);
-            }
-            by_slot.into_values().collect()
-        } else {
-            sessions.chunks(500).map(|b| b.iter().collect()).collect()
-        };
         let mut held = 0;
-        for batch in batches {
+        for batch in self.batches(sessions, keys::session_slot) {
             let mut invocation = self.scripts().claim_many.prepare_invoke();
             invocation.arg(node).arg(millis);
             for session in batch {

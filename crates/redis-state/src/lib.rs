@@ -8,14 +8,8 @@
 //!
 //! # Layout
 //! - [`ChatState`] (this file): the handle, cheap to clone, around one multiplexed connection
-//!   to a single Redis or one cluster connection to a Redis Cluster ([`RedisTarget`]).
-//!
-//! # On a Redis Cluster
-//! Every key of a session carries the session's hash tag (see `protocol::keys`), so each script
-//! touches one slot and runs on the shard that owns it; the scripts publish with `SPUBLISH`
-//! instead of `PUBLISH` (sharded pub/sub: the frames stay on that shard), and the deadlines of
-//! streaming answers are kept per slot (`streaming:deadlines:{tag}`) instead of in one set, each
-//! reaper round asking every master about the slots it serves.
+//!   to a single Redis or one cluster connection to a Redis Cluster ([`RedisTarget`],
+//!   [`Connection`]).
 //! - `scripts.rs`: the Lua sources.
 //! - `producer.rs`: what an AI node does: start a stream, append chunks, finish it.
 //! - `reader.rs`: what anyone reads: snapshots, history, recovery of missed chunks.
@@ -25,6 +19,15 @@
 //! - `lease.rs`: leases naming the node that holds a role: the `session:owner:{sid}` claim
 //!   (observability only) and the event relay's lease.
 //! - `signal.rs`: wake-ups between nodes (new events in the outbox).
+//! - `cluster.rs`: which master of a cluster serves which slots.
+//!
+//! # On a Redis Cluster
+//! Every key of a session carries the session's hash tag (see `protocol::keys`), so each script
+//! of one session touches one slot and runs on the shard that owns it; the scripts publish with
+//! `SPUBLISH` instead of `PUBLISH` (sharded pub/sub: the frames stay on that shard); scripts over
+//! many sessions or users (owner claims, socket renewals) are called once per slot; and the
+//! deadlines of streaming answers are kept per slot (`streaming:deadlines:{tag}`) instead of in
+//! one set, each reaper round asking every master about the slots it serves.
 
 use std::sync::Arc;
 
@@ -45,6 +48,7 @@ mod reaper;
 mod scripts;
 mod signal;
 
+pub use cluster::masters_slots;
 pub use control::CancelOutcome;
 pub use producer::{ChunkOutcome, HistoryCheck, Liveness, StartOutcome, StreamHandle};
 pub use reader::{InFlight, Recovery, Snapshot};
@@ -177,12 +181,42 @@ impl ChatState {
         self
     }
 
-    /// PING, for health checks.
+    /// PING, for health checks. On a cluster, one node answering is enough: a master failing
+    /// over stops only its own sessions, not the node.
     pub async fn ping(&self) -> Result<()> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.conn())
-            .await?;
+        match &self.conn {
+            Connection::Single(_) => {
+                redis::cmd("PING")
+                    .query_async::<String>(&mut self.conn())
+                    .await?;
+            }
+            Connection::Cluster(conn) => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let random = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+                conn.clone()
+                    .route_command(redis::cmd("PING"), random)
+                    .await?;
+            }
+        }
         Ok(())
+    }
+
+    /// `items` in batches for scripts that take one key per item: up to 500 a batch on a
+    /// single Redis; on a cluster, the items whose key is in one slot (`slot_of`), since a
+    /// script's keys must share a slot there.
+    pub(crate) fn batches<'a, T>(
+        &self,
+        items: &'a [T],
+        slot_of: impl Fn(&T) -> u16,
+    ) -> Vec<Vec<&'a T>> {
+        if !self.is_cluster() {
+            return items.chunks(500).map(|b| b.iter().collect()).collect();
+        }
+        let mut by_slot = std::collections::BTreeMap::<u16, Vec<&T>>::new();
+        for item in items {
+            by_slot.entry(slot_of(item)).or_default().push(item);
+        }
+        by_slot.into_values().collect()
     }
 
     /// The shared connection, for tools and tests that look at keys directly.

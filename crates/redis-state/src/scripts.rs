@@ -1,10 +1,12 @@
 //! The Lua scripts: every multi-key change and every multi-key read is one of these, so Redis
 //! runs it as a single step.
 //!
-//! Every script touches the keys of one session, which share its hash tag (one cluster slot),
-//! and its deadline set, which is that slot's on a cluster. Keys derived from a message id that
-//! is only known inside the script (the snapshot's chunk log) are built from the session's
-//! prefixes passed in ARGV, so they carry the same tag.
+//! Every script of a session touches the keys of that session, which share its hash tag (one
+//! cluster slot), and its deadline set, which is that slot's on a cluster. Keys derived from a
+//! message id that is only known inside the script (the snapshot's chunk log) are built from the
+//! session's prefixes passed in ARGV, so they carry the same tag. The scripts over many keys
+//! (`CLAIM_MANY`, `RENEW_SOCKETS`) are called with the keys of one slot at a time on a cluster,
+//! and `DUE` with the deadline sets of one master.
 //!
 //! Frames are published with `PUBLISH` on a single Redis and `SPUBLISH` (sharded pub/sub) on a
 //! cluster: each script that publishes starts with one of [`PUBLISH`] or [`SPUBLISH`] and calls
@@ -204,7 +206,10 @@ return end_answer(ARGV[8])
 const DUE: &str = r#"
 local now, due, left = now_ms(), {}, 100
 local function scan(key)
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, left)) do
+  -- pcall: while its slot migrates, a set may not be readable here; the others still are.
+  local members = redis.pcall('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, left)
+  if type(members) ~= 'table' or members.err then return end
+  for _, member in ipairs(members) do
     due[#due + 1] = key
     due[#due + 1] = member
     left = left - 1
