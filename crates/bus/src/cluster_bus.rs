@@ -47,7 +47,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{Bus, Deliver, Epoch, Error, Result};
+use crate::commands::{Command, Commands, bus_through_commands};
+use crate::{Deliver, Epoch, Error, Result};
 
 /// Subscription commands in flight at once.
 const IN_FLIGHT: usize = 256;
@@ -59,23 +60,9 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 /// A channel asked for but not confirmed by its `ssubscribe` push within this is asked again.
 const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
 
-enum Command {
-    Subscribe {
-        session: SessionId,
-        ready: oneshot::Sender<Epoch>,
-    },
-    Unsubscribe {
-        session: SessionId,
-    },
-    Confirm {
-        session: SessionId,
-        ready: oneshot::Sender<Epoch>,
-    },
-}
-
 /// The Redis Cluster implementation of [`Bus`]. Cheap to share behind an `Arc`.
 pub struct ClusterBus {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: Commands,
 }
 
 impl ClusterBus {
@@ -141,49 +128,13 @@ impl ClusterBus {
             })
             .map_err(Error::Start)?;
         first.await.map_err(|_| Error::Closed)??;
-        Ok(Self { commands })
-    }
-
-    fn ask(
-        &self,
-        command: Command,
-        answer: oneshot::Receiver<Epoch>,
-        unanswered: Error,
-    ) -> BoxFuture<'static, Result<Epoch>> {
-        let sent = self.commands.send(command);
-        async move {
-            sent.map_err(|_| Error::Closed)?;
-            answer.await.map_err(|_| unanswered)
-        }
-        .boxed()
+        Ok(Self {
+            commands: Commands(commands),
+        })
     }
 }
 
-impl Bus for ClusterBus {
-    fn subscribe(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>> {
-        let (ready, confirmed) = oneshot::channel();
-        let command = Command::Subscribe {
-            session: session.clone(),
-            ready,
-        };
-        self.ask(command, confirmed, Error::Closed)
-    }
-
-    fn unsubscribe(&self, session: &SessionId) {
-        let _ = self.commands.send(Command::Unsubscribe {
-            session: session.clone(),
-        });
-    }
-
-    fn confirmed(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>> {
-        let (ready, confirmed) = oneshot::channel();
-        let command = Command::Confirm {
-            session: session.clone(),
-            ready,
-        };
-        self.ask(command, confirmed, Error::NotSubscribed)
-    }
-}
+bus_through_commands!(ClusterBus);
 
 /// Where a channel stands with Redis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

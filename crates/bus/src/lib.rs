@@ -16,6 +16,8 @@
 //! - [`ClusterBus`] (`cluster_bus.rs`): the same on a Redis Cluster, with sharded pub/sub
 //!   (`SSUBSCRIBE` on the shard that owns each session's slot), through the `redis` crate's
 //!   cluster connection, reporting the sessions a lost node or a moved slot may have cost.
+//! - `commands.rs`: what the two Redis buses share: the commands their `Bus` calls send to the
+//!   task that owns the subscriptions.
 //! - [`MemoryBus`] (`memory_bus.rs`): the same contract inside one process, for unit tests;
 //!   its [`MemoryBus::publish`] stands in for the scripts' PUBLISH.
 
@@ -24,6 +26,7 @@ use futures_util::future::BoxFuture;
 use protocol::SessionId;
 
 mod cluster_bus;
+mod commands;
 mod memory_bus;
 mod redis_bus;
 

@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use protocol::{SessionId, keys};
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
@@ -23,7 +22,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{Bus, Deliver, Epoch, Error, Result};
+use crate::commands::{Command, Commands, bus_through_commands};
+use crate::{Deliver, Epoch, Error, Result};
 
 /// Channels per SUBSCRIBE/UNSUBSCRIBE command, so one command stays a modest size.
 const CHANNELS_PER_COMMAND: usize = 512;
@@ -32,24 +32,9 @@ const COMMANDS_PER_BATCH: usize = 4096;
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
-enum Command {
-    Subscribe {
-        session: SessionId,
-        ready: oneshot::Sender<Epoch>,
-    },
-    Unsubscribe {
-        session: SessionId,
-    },
-    /// Answer once `session` is subscribed on the current connection.
-    Confirm {
-        session: SessionId,
-        ready: oneshot::Sender<Epoch>,
-    },
-}
-
 /// The Redis implementation of [`Bus`]. Cheap to share behind an `Arc`.
 pub struct RedisBus {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: Commands,
 }
 
 impl RedisBus {
@@ -99,52 +84,13 @@ impl RedisBus {
             })
             .map_err(Error::Start)?;
         first.await.map_err(|_| Error::Closed)??;
-        Ok(Self { commands })
-    }
-
-    /// Sends `command` and waits for the epoch it is answered with.
-    fn ask(
-        &self,
-        command: Command,
-        answer: oneshot::Receiver<Epoch>,
-        unanswered: Error,
-    ) -> BoxFuture<'static, Result<Epoch>> {
-        let sent = self.commands.send(command);
-        async move {
-            sent.map_err(|_| Error::Closed)?;
-            answer.await.map_err(|_| unanswered)
-        }
-        .boxed()
+        Ok(Self {
+            commands: Commands(commands),
+        })
     }
 }
 
-impl Bus for RedisBus {
-    fn subscribe(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>> {
-        let (ready, confirmed) = oneshot::channel();
-        let command = Command::Subscribe {
-            session: session.clone(),
-            ready,
-        };
-        self.ask(command, confirmed, Error::Closed)
-    }
-
-    fn unsubscribe(&self, session: &SessionId) {
-        // A closed subscriber has no subscriptions left to drop.
-        let _ = self.commands.send(Command::Unsubscribe {
-            session: session.clone(),
-        });
-    }
-
-    fn confirmed(&self, session: &SessionId) -> BoxFuture<'static, Result<Epoch>> {
-        let (ready, confirmed) = oneshot::channel();
-        let command = Command::Confirm {
-            session: session.clone(),
-            ready,
-        };
-        // The subscriber drops the sender of a session nobody holds.
-        self.ask(command, confirmed, Error::NotSubscribed)
-    }
-}
+bus_through_commands!(RedisBus);
 
 /// One channel in the subscriber's table.
 #[derive(Default)]
