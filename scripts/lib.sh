@@ -53,12 +53,13 @@ ensure_package_file() {
 # redis-server flags of a Redis Cluster node (with --port, --cluster-port and --dir of its
 # own): cluster-require-full-coverage no keeps the other shards serving while one fails over.
 REDIS_CLUSTER_FLAGS=(--cluster-enabled yes --cluster-config-file nodes.conf
-  --cluster-require-full-coverage no --bind 127.0.0.1 --save "" --daemonize no)
+  --cluster-require-full-coverage no --bind 127.0.0.1 --save "" --daemonize no
+  --repl-diskless-sync-delay 0)
 
 # Makes the six running cluster nodes on 127.0.0.1 PORTS... a cluster of 3 masters and 3
 # replicas (unless they already are one, as after a restart) and waits until every node agrees:
 # cluster_state:ok comes before the nodes agree on roles, so it waits for 3 connected masters
-# with slots and 3 connected replicas as each node sees them.
+# with slots and 3 connected replicas as each node sees them, each replica's first sync done.
 redis_cluster_create() {
   local addrs=() port
   for port in "$@"; do addrs+=("127.0.0.1:$port"); done
@@ -76,5 +77,7 @@ redis_cluster_agreed() {
     nodes=$(redis-cli -p "$port" cluster nodes)
     [ "$(awk '$3 ~ /master/ && $3 !~ /fail/ && $8 == "connected" && NF > 8' <<<"$nodes" | wc -l)" = 3 ] || return 1
     [ "$(awk '$3 ~ /slave/ && $3 !~ /fail/ && $8 == "connected"' <<<"$nodes" | wc -l)" = 3 ] || return 1
+    # A replica is shown connected before its first sync is done.
+    redis-cli -p "$port" info replication | grep -qE '^(role:master|master_link_status:up)' || return 1
   done
 }

@@ -32,8 +32,6 @@ pub const UPSTREAM_ERROR_TEXT: &str =
 const KEEP_ALIVE_EVERY: Duration = Duration::from_millis(100);
 /// How long shutdown waits for queued SQL writes (the database may be down).
 const SQL_FLUSH_LIMIT: Duration = Duration::from_secs(5);
-/// How long a Redis write of the stream is retried before the answer is failed.
-const REDIS_RETRY_FOR: Duration = Duration::from_secs(5);
 
 /// Why a chat could not start.
 #[derive(Debug, thiserror::Error)]
@@ -354,10 +352,18 @@ impl Streamer {
             kind = e.kind(), cause = %e, "the model server failed the answer; ending it as failed");
     }
 
+    /// How long a Redis write of the stream is retried before the answer is failed: as long as
+    /// its lease, which covers a Redis Cluster master failing over (node timeout plus a
+    /// second or two). Retrying past the lease is harmless: once a reaper has failed the
+    /// answer, the write is fenced.
+    fn redis_retry_for(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
     /// Appends one chunk, retrying Redis errors for a while (a retry of the same index is
     /// harmless). `None` when Redis stayed unreachable.
     async fn append(&self, stream: &StreamHandle, index: u32, delta: &str) -> Option<ChunkOutcome> {
-        let deadline = tokio::time::Instant::now() + REDIS_RETRY_FOR;
+        let deadline = tokio::time::Instant::now() + self.redis_retry_for();
         let mut pause = Duration::from_millis(50);
         loop {
             match self
@@ -407,7 +413,7 @@ impl Streamer {
         });
         let mut answer = stream.answer.finished(content, status);
         answer.metadata = metadata.into_option();
-        let deadline = tokio::time::Instant::now() + REDIS_RETRY_FOR;
+        let deadline = tokio::time::Instant::now() + self.redis_retry_for();
         loop {
             match self
                 .core

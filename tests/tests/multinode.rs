@@ -472,7 +472,7 @@ async fn an_answer_cut_off_from_redis_ends_failed_not_streaming() {
             seen += 1;
         }
     }
-    // Longer than the AI node's 5 s of append retries plus 5 s of finish retries.
+    // Longer than the AI node's append retries plus its finish retries (a lease each).
     tokio::task::block_in_place(|| cluster.redis.stop());
     tokio::time::sleep(Duration::from_secs(11)).await;
     tokio::task::block_in_place(|| cluster.redis.restart());
@@ -540,6 +540,15 @@ async fn an_answer_cut_off_from_redis_ends_failed_not_streaming() {
     }
 }
 
+/// How a Redis Cluster master is lost.
+#[derive(Clone, Copy, Debug)]
+enum MasterFault {
+    /// kill -9: its sockets close.
+    Kill,
+    /// SIGSTOP, as a frozen host: its sockets stay open and nothing answers on them.
+    Freeze,
+}
+
 /// On a Redis Cluster (3 masters, 3 replicas), kill -9 the master that holds a streaming
 /// session's slot: its replica takes over, and every socket, on every gateway, still sees each
 /// answer exactly once and in order, ending (completed, or failed if the shard was away longer
@@ -547,6 +556,19 @@ async fn an_answer_cut_off_from_redis_ends_failed_not_streaming() {
 /// failed-over session takes new chats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_redis_cluster_master_mid_stream_loses_and_repeats_nothing() {
+    a_master_lost_mid_stream(MasterFault::Kill).await;
+}
+
+/// The same with the master frozen (SIGSTOP) instead: no connection closes, so nodes learn of
+/// the failover only from the cluster's slot map. The frozen master stays frozen while the
+/// failed-over session takes a new chat (AI node and gateways route to its replica), and when
+/// it comes back, as a replica, nothing is delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freezing_a_redis_cluster_master_mid_stream_loses_and_repeats_nothing() {
+    a_master_lost_mid_stream(MasterFault::Freeze).await;
+}
+
+async fn a_master_lost_mid_stream(fault: MasterFault) {
     let mut cluster = Cluster::start(ClusterOptions {
         stream_delay_ms: 50,
         redis_cluster: true,
@@ -589,13 +611,27 @@ async fn killing_a_redis_cluster_master_mid_stream_loses_and_repeats_nothing() {
         .iter()
         .map(|s| redis.master_of(&channel(s)) == victim)
         .collect();
-    redis.kill(victim);
-    redis.wait_failover(victim);
+    match fault {
+        MasterFault::Kill => redis.kill(victim),
+        MasterFault::Freeze => redis.freeze(victim),
+    }
+    tokio::task::block_in_place(|| redis.wait_failover(victim));
 
     // Every answer ends on its socket, within the lease and the producer's retries.
     let deadline = Instant::now() + Duration::from_secs(60);
     for (socket, id) in sockets.iter().zip(&ids) {
         while !socket.has(|f| e2e::sequence::shows_ended(f, id)) {
+            if Instant::now() >= deadline {
+                for node in [
+                    "ai-node-1",
+                    "ai-node-2",
+                    "ws-node-1",
+                    "ws-node-2",
+                    "ws-node-3",
+                ] {
+                    eprintln!("==== {node}\n{}", cluster.log_of(node));
+                }
+            }
             assert!(
                 Instant::now() < deadline,
                 "answer {id} never ended on its socket"
@@ -647,4 +683,25 @@ async fn killing_a_redis_cluster_master_mid_stream_loses_and_repeats_nothing() {
         .await;
     assert_eq!(answer.last["status"], "completed");
     assert_eq!(answer.text(), answer.last["content"].as_str().unwrap());
+
+    if let MasterFault::Freeze = fault {
+        // Back as a replica: the next answer is still seen once, in order.
+        let redis = cluster.redis.cluster();
+        tokio::task::block_in_place(|| redis.thaw(victim));
+        let recorded = ws.record();
+        let accepted = chat(&cluster.gateway(1), session, "and once more").await;
+        let id = accepted["message_id"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !recorded.has(|f| e2e::sequence::shows_ended(f, &id)) {
+            assert!(
+                Instant::now() < deadline,
+                "the answer after the thaw never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let frames = recorded.stop().await;
+        let checked = e2e::sequence::check(&frames);
+        assert!(checked.violations.is_empty(), "{:?}", checked.violations);
+        assert_eq!(checked.ended[&id].status, "completed");
+    }
 }

@@ -26,11 +26,16 @@
 //! starts the next, and a channel (re)confirmed afterwards is confirmed with the new one, so
 //! [`Bus::confirmed`]'s contract holds across shards.
 //!
-//! Known gaps, both in what the crate tells: a node connection it replaces during a slot
-//! refresh (a PING that timed out) goes without a `Disconnection` push, and a master that
-//! vanishes without closing its sockets (a frozen host) is noticed only by the cluster. A socket
-//! that then misses a frame resyncs at the next one that skips ahead (the delivery filter's gap
-//! check); one that misses an answer's last frame waits for its next reload.
+//! Two losses give no `Disconnection` push, and are found otherwise:
+//! - a node connection the crate replaces (during a refresh of its slot map) loses its
+//!   subscriptions, and the crate subscribes them again on the new connection: an `ssubscribe`
+//!   push for a channel that was confirmed already is reported as a loss of its session (also
+//!   when it was only a refresh that moved nothing: a resync too many costs one snapshot read);
+//! - a master that stops answering without closing its sockets (a stopped process, a frozen
+//!   host) is failed over by the cluster while the crate still routes its slots to it:
+//!   `cluster_map::watch` asks the cluster for its slot map every second, makes the connection
+//!   refresh its own when masters changed, and the sessions of the moved slots are reported
+//!   lost and subscribed again on their new master.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -109,6 +114,12 @@ impl ClusterBus {
                     let _ = started.send(Ok(()));
                     let table = Arc::new(Table::default());
                     let lost = Arc::new(Notify::new());
+                    tokio::spawn(cluster_map::watch(
+                        conn.clone(),
+                        cluster_map::WATCH_EVERY,
+                        shutdown.clone(),
+                        slots_moved(sink.clone(), table.clone(), lost.clone()),
+                    ));
                     tokio::spawn(read_pushes(
                         pushed,
                         sink,
@@ -302,7 +313,24 @@ async fn read_pushes(
                 let Some(session) = pushed_session(&push) else {
                     continue;
                 };
-                table.lock().confirm(session);
+                // A held channel that was confirmed already has been subscribed again by the
+                // crate: on a connection it replaced, or on the new owner of a slot after a
+                // refresh of its map. Frames may have been lost in between; nothing else
+                // says so.
+                let report = {
+                    let mut inner = table.lock();
+                    let again = inner
+                        .channels
+                        .get(&session)
+                        .is_some_and(|c| c.refs > 0 && c.state == OnServer::Yes);
+                    let report = again.then(|| inner.lose(Some(std::slice::from_ref(&session))));
+                    inner.confirm(session.clone());
+                    report
+                };
+                if let Some((closed, sessions)) = report {
+                    info!(session_id = %session, "a channel was subscribed again; resyncing it");
+                    sink.connection_lost(closed, sessions);
+                }
                 lost.notify_one();
             }
             PushKind::SUnsubscribe => {
@@ -336,6 +364,44 @@ async fn read_pushes(
             }
             _ => {}
         }
+    }
+}
+
+/// What the bus does when the cluster's slot map shows slots with a new master (found by
+/// `cluster_map::watch`, which has made the connection refresh its own map by then): the held
+/// sessions of those slots are reported lost and subscribed again, on their new master. This
+/// covers a master that stopped without closing its sockets, which no push reports.
+fn slots_moved(
+    sink: Arc<dyn Deliver>,
+    table: Arc<Table>,
+    lost: Arc<Notify>,
+) -> impl FnMut(Vec<u16>) {
+    move |slots| {
+        let mut moved = vec![false; cluster_map::SLOTS];
+        for slot in slots {
+            moved[usize::from(slot)] = true;
+        }
+        let (closed, sessions) = {
+            let mut inner = table.lock();
+            let sessions: Vec<SessionId> = inner
+                .channels
+                .keys()
+                .filter(|session| moved[usize::from(keys::session_slot(session))])
+                .cloned()
+                .collect();
+            if sessions.is_empty() {
+                return;
+            }
+            inner.lose(Some(&sessions))
+        };
+        metrics::counter!("bus_reconnects_total").increment(1);
+        warn!(
+            epoch = closed,
+            sessions = sessions.len(),
+            "slots moved to another master; resubscribing their channels"
+        );
+        sink.connection_lost(closed, sessions);
+        lost.notify_one();
     }
 }
 

@@ -46,7 +46,12 @@ impl Deliver for Recorder {
 impl Recorder {
     /// Waits until `check` holds, or panics after 5 s.
     async fn wait_until(&self, what: &str, check: impl Fn(&Recorder) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        self.wait_within(Duration::from_secs(5), what, check).await;
+    }
+
+    /// Waits until `check` holds, or panics after `within`.
+    async fn wait_within(&self, within: Duration, what: &str, check: impl Fn(&Recorder) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.changed.notified();
             if check(self) {
@@ -411,4 +416,107 @@ async fn cluster_bus_resubscribes_after_a_master_fails_over() {
             rec.payloads_for("kept") == vec![Bytes::from_static(b"after")]
         })
         .await;
+}
+
+/// A master that stops answering without closing its sockets (SIGSTOP, as a frozen host) sends
+/// no disconnection: the bus finds the failover in the cluster's slot map, reports the session
+/// lost, subscribes it on the new master and delivers what is published there; when the old
+/// master comes back (as a replica), nothing is delivered twice.
+#[tokio::test]
+async fn cluster_bus_resubscribes_after_a_frozen_master_fails_over() {
+    let mut cluster = RedisCluster::start();
+    let r = cluster_bus(&cluster).await;
+    let kept = sid("frozen");
+    let first = r.bus.subscribe(&kept).await.unwrap();
+    let master = cluster.master_of(&keys::stream_channel(&kept));
+    cluster.freeze(master);
+    cluster.wait_failover(master);
+    // The slot map is read every second; the read or the refresh may first wait out a
+    // response timeout (2 s) on the frozen node.
+    r.rec
+        .wait_within(Duration::from_secs(10), "the loss reported", |rec| {
+            rec.lost.lock().unwrap().contains(&(first, kept.clone()))
+        })
+        .await;
+    let confirmed = tokio::time::timeout(Duration::from_secs(30), r.bus.confirmed(&kept));
+    assert!(confirmed.await.unwrap().unwrap() > first);
+    let publisher = ClusterPublisher(cluster_connection(&cluster).await);
+    publisher.publish(&kept, Bytes::from_static(b"after")).await;
+    r.rec
+        .wait_until("frame after the failover", |rec| {
+            rec.payloads_for("frozen") == vec![Bytes::from_static(b"after")]
+        })
+        .await;
+
+    cluster.thaw(master);
+    publisher
+        .publish(&kept, Bytes::from_static(b"thawed"))
+        .await;
+    r.rec
+        .wait_until("frame after the old master came back", |rec| {
+            rec.payloads_for("frozen").len() >= 2
+        })
+        .await;
+    assert_eq!(
+        r.rec.payloads_for("frozen"),
+        vec![Bytes::from_static(b"after"), Bytes::from_static(b"thawed")]
+    );
+}
+
+/// A slot moved to another master (resharding) while its channel is subscribed: the bus
+/// reports the session lost, subscribes it on the new master (and on it alone), and delivers
+/// what is published there, once.
+#[tokio::test]
+async fn cluster_bus_follows_a_slot_moved_to_another_master() {
+    let cluster = RedisCluster::start();
+    let r = cluster_bus(&cluster).await;
+    let kept = sid("moving");
+    let channel = keys::stream_channel(&kept);
+    let first = r.bus.subscribe(&kept).await.unwrap();
+    r.publisher
+        .publish(&kept, Bytes::from_static(b"before"))
+        .await;
+    r.rec
+        .wait_until("frame before the move", |rec| {
+            rec.payloads_for("moving").len() == 1
+        })
+        .await;
+
+    let from = cluster.master_of(&channel);
+    let to = *cluster.masters().iter().find(|&&m| m != from).unwrap();
+    cluster.move_slot(&channel, to);
+    r.rec
+        .wait_within(Duration::from_secs(10), "the loss reported", |rec| {
+            rec.lost.lock().unwrap().contains(&(first, kept.clone()))
+        })
+        .await;
+    let confirmed = tokio::time::timeout(Duration::from_secs(30), r.bus.confirmed(&kept));
+    assert!(confirmed.await.unwrap().unwrap() > first);
+    let subscribers = |node: usize| {
+        let port = cluster.port(node).to_string();
+        let reply = std::process::Command::new("redis-cli")
+            .args(["-p", &port, "PUBSUB", "SHARDNUMSUB", &channel])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&reply.stdout)
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(subscribers(to), "1", "subscribed on the new master");
+    assert_eq!(subscribers(from), "0", "left on the old master");
+
+    r.publisher
+        .publish(&kept, Bytes::from_static(b"after"))
+        .await;
+    r.rec
+        .wait_until("frame after the move", |rec| {
+            rec.payloads_for("moving").len() >= 2
+        })
+        .await;
+    assert_eq!(
+        r.rec.payloads_for("moving"),
+        vec![Bytes::from_static(b"before"), Bytes::from_static(b"after")]
+    );
 }

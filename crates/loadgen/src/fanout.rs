@@ -208,7 +208,8 @@ impl RedisSide {
             .arg("SLOTS")
             .query_async(&mut conn)
             .await?;
-        let masters = redis_state::masters_slots(reply)?;
+        let map = cluster_map::SlotMap::parse(reply)?;
+        let masters = map.by_master();
         let mut slot_owner = vec![0; usize::from(keys::CLUSTER_SLOTS)];
         let mut ports = Vec::new();
         for (i, (addr, slots)) in masters.iter().enumerate() {

@@ -48,7 +48,6 @@ mod reaper;
 mod scripts;
 mod signal;
 
-pub use cluster::masters_slots;
 pub use control::CancelOutcome;
 pub use producer::{ChunkOutcome, HistoryCheck, Liveness, StartOutcome, StreamHandle};
 pub use reader::{InFlight, Recovery, Snapshot};
@@ -146,7 +145,7 @@ impl ChatState {
     }
 
     fn with_conn(conn: Connection) -> Self {
-        let cluster = matches!(conn, Connection::Cluster(_));
+        let cluster = matches!(conn, Connection::Cluster(..));
         Self {
             conn,
             scripts: Arc::new(Scripts::new(cluster)),
@@ -156,7 +155,7 @@ impl ChatState {
 
     /// Whether the state is in a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.conn, Connection::Cluster(_))
+        matches!(self.conn, Connection::Cluster(..))
     }
 
     /// The deadline set `session`'s streaming answers are in: the one set on a single Redis,
@@ -190,7 +189,7 @@ impl ChatState {
                     .query_async::<String>(&mut self.conn())
                     .await?;
             }
-            Connection::Cluster(conn) => {
+            Connection::Cluster(conn, _) => {
                 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
                 let random = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
                 conn.clone()
@@ -241,7 +240,9 @@ impl ChatState {
 #[derive(Clone)]
 pub enum Connection {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    /// With the watch that keeps its slot map current (`cluster_map::watch`), which ends when
+    /// the last clone is dropped.
+    Cluster(ClusterConnection, Arc<tokio_util::sync::DropGuard>),
 }
 
 impl Connection {
@@ -264,7 +265,15 @@ impl Connection {
                     .min_retry_wait(50)
                     .max_retry_wait(500)
                     .build()?;
-                Ok(Self::Cluster(client.get_async_connection().await?))
+                let conn = client.get_async_connection().await?;
+                let watching = tokio_util::sync::CancellationToken::new();
+                tokio::spawn(cluster_map::watch(
+                    conn.clone(),
+                    cluster_map::WATCH_EVERY,
+                    watching.clone(),
+                    |_| {},
+                ));
+                Ok(Self::Cluster(conn, Arc::new(watching.drop_guard())))
             }
         }
     }
@@ -277,7 +286,7 @@ impl redis::aio::ConnectionLike for Connection {
     ) -> redis::RedisFuture<'a, redis::Value> {
         match self {
             Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Cluster(c, _) => c.req_packed_command(cmd),
         }
     }
 
@@ -289,14 +298,14 @@ impl redis::aio::ConnectionLike for Connection {
     ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c, _) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
+            Self::Cluster(c, _) => c.get_db(),
         }
     }
 }

@@ -26,6 +26,8 @@ pub const CLUSTER_NODE_TIMEOUT_MS: u64 = 3000;
 struct Node {
     child: Option<Child>,
     port: u16,
+    /// Stopped with SIGSTOP: running, but answering nothing.
+    frozen: bool,
 }
 
 /// A Redis Cluster owned by a test; its processes are killed on drop.
@@ -65,9 +67,13 @@ impl RedisCluster {
             String::from_utf8_lossy(&created.stdout),
             String::from_utf8_lossy(&created.stderr)
         );
-        cluster.wait_until("the nodes agree on 3 masters and 3 replicas", |c| {
-            c.live().all(|n| agreed(n.port, MASTERS, NODES - MASTERS))
-        });
+        cluster.wait_until(
+            "the nodes agree on 3 masters and 3 replicas, each replica in sync",
+            |c| {
+                c.live().all(|n| agreed(n.port, MASTERS, NODES - MASTERS))
+                    && c.live().all(|n| in_sync(n.port))
+            },
+        );
         cluster
     }
 
@@ -101,29 +107,35 @@ impl RedisCluster {
             .cli(&["CLUSTER", "KEYSLOT", key])
             .parse()
             .expect("CLUSTER KEYSLOT");
-        let nodes = self.cli(&["CLUSTER", "NODES"]);
-        for line in nodes.lines() {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
-                continue;
-            }
-            let serves = fields[8..].iter().any(|range| {
-                let (a, b) = range.split_once('-').unwrap_or((range, range));
-                match (a.parse::<u16>(), b.parse::<u16>()) {
-                    (Ok(a), Ok(b)) => (a..=b).contains(&slot),
-                    _ => false,
-                }
-            });
-            if serves {
-                let port = port_of(fields[1]);
-                return self
-                    .nodes
-                    .iter()
-                    .position(|n| n.port == port)
-                    .expect("a node of this cluster");
-            }
-        }
-        panic!("no master serves slot {slot}: {nodes}");
+        let node = self.live().next().expect("a live node");
+        let port = owner_seen_by(node.port, slot).unwrap_or_else(|| {
+            panic!(
+                "no master serves slot {slot}: {}",
+                self.cli(&["CLUSTER", "NODES"])
+            )
+        });
+        self.nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("a node of this cluster")
+    }
+
+    /// The nodes (indexes) that are masters serving slots now.
+    pub fn masters(&self) -> Vec<usize> {
+        let node = self.live().next().expect("a live node");
+        let nodes = cli(node.port, &["CLUSTER", "NODES"]);
+        let mut masters: Vec<usize> = nodes
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let serving =
+                    fields.len() > 8 && fields[2].contains("master") && !fields[2].contains("fail");
+                let port = port_of(fields.get(1)?);
+                serving.then(|| self.nodes.iter().position(|n| n.port == port))?
+            })
+            .collect();
+        masters.sort_unstable();
+        masters
     }
 
     /// Empties every key of the cluster (`FLUSHALL` on each master; replicas follow).
@@ -145,6 +157,83 @@ impl RedisCluster {
         }
     }
 
+    /// Freezes node `i` (SIGSTOP): it keeps its sockets open and answers nothing, as a
+    /// stalled host would; the other nodes fail it over after the node timeout.
+    pub fn freeze(&mut self, i: usize) {
+        if let Some(child) = &self.nodes[i].child {
+            crate::signal(child, "-STOP");
+            self.nodes[i].frozen = true;
+        }
+    }
+
+    /// Lets frozen node `i` run again (SIGCONT); if it was failed over meanwhile, it rejoins
+    /// as a replica. Waits until every node sees 3 masters and the thawed node connected.
+    pub fn thaw(&mut self, i: usize) {
+        if let Some(child) = &self.nodes[i].child {
+            crate::signal(child, "-CONT");
+            self.nodes[i].frozen = false;
+        }
+        let port = self.nodes[i].port;
+        self.wait_until("the thawed node rejoined", |c| {
+            c.live().all(|n| agreed(n.port, MASTERS, 0))
+                && cli(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+        });
+    }
+
+    /// Moves the slot of `key`, with its keys, to master `to` (0..6, a master now), as
+    /// `redis-cli --cluster reshard` does: IMPORTING on the target, MIGRATING on the source,
+    /// every key MIGRATEd, then the slot assigned to the target on every master.
+    pub fn move_slot(&self, key: &str, to: usize) {
+        let slot = self.cli(&["CLUSTER", "KEYSLOT", key]);
+        let number: u16 = slot.parse().expect("CLUSTER KEYSLOT");
+        let from = self.master_of(key);
+        assert_ne!(from, to, "slot {slot} is on node {to} already");
+        let (from_port, to_port) = (self.nodes[from].port, self.nodes[to].port);
+        let (from_id, to_id) = (
+            cli(from_port, &["CLUSTER", "MYID"]),
+            cli(to_port, &["CLUSTER", "MYID"]),
+        );
+        let ok = |port: u16, args: &[&str]| {
+            let said = cli(port, args);
+            assert_eq!(said, "OK", "{args:?} on {port}");
+        };
+        ok(
+            to_port,
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id],
+        );
+        ok(
+            from_port,
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id],
+        );
+        loop {
+            let keys = cli(from_port, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+            if keys.is_empty() {
+                break;
+            }
+            let to_port_text = to_port.to_string();
+            let mut args = vec![
+                "MIGRATE",
+                "127.0.0.1",
+                &to_port_text,
+                "",
+                "0",
+                "5000",
+                "KEYS",
+            ];
+            args.extend(keys.lines());
+            ok(from_port, &args);
+        }
+        for node in self.live() {
+            if cli(node.port, &["ROLE"]).starts_with("master") {
+                ok(node.port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+            }
+        }
+        self.wait_until("every node sees the slot on its new master", |c| {
+            c.live()
+                .all(|n| owner_seen_by(n.port, number) == Some(to_port))
+        });
+    }
+
     /// Kills every node: the cluster is unreachable.
     pub fn kill_all(&mut self) {
         for i in 0..self.nodes.len() {
@@ -152,8 +241,8 @@ impl RedisCluster {
         }
     }
 
-    /// Waits until the slots of killed master `i` are served by another node (its replica
-    /// took over) and every live node sees that.
+    /// Waits until the slots of killed (or frozen) master `i` are served by another node (its
+    /// replica took over) and every live node sees that.
     pub fn wait_failover(&self, i: usize) {
         let gone = self.nodes[i].port;
         self.wait_until("a replica took over the killed master's slots", |c| {
@@ -175,8 +264,9 @@ impl RedisCluster {
         }
     }
 
+    /// Nodes that run and answer.
     fn live(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.iter().filter(|n| n.child.is_some())
+        self.nodes.iter().filter(|n| n.child.is_some() && !n.frozen)
     }
 }
 
@@ -212,6 +302,11 @@ fn start_node(dir: &Path) -> Node {
                 "no",
                 "--cluster-replica-validity-factor",
                 "0",
+                // A replica's first sync starts at once, not 5 s later (Redis's default, to
+                // gather replicas), so that a test's master is never killed with replicas
+                // that have nothing: with validity factor 0 an empty replica would take over.
+                "--repl-diskless-sync-delay",
+                "0",
                 "--save",
                 "",
                 "--appendonly",
@@ -239,6 +334,7 @@ fn start_node(dir: &Path) -> Node {
                 return Node {
                     child: Some(child),
                     port,
+                    frozen: false,
                 };
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -248,6 +344,23 @@ fn start_node(dir: &Path) -> Node {
         last = format!("node on port {port} did not answer");
     }
     panic!("could not start a cluster node: {last}");
+}
+
+/// The port of the master (not failing) the node on `port` thinks serves `slot`.
+fn owner_seen_by(port: u16, slot: u16) -> Option<u16> {
+    cli(port, &["CLUSTER", "NODES"]).lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+            return None;
+        }
+        fields[8..]
+            .iter()
+            .any(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+            })
+            .then(|| port_of(fields[1]))
+    })
 }
 
 /// `redis-cli -p port args...`, its trimmed output (empty when it fails).
@@ -285,6 +398,13 @@ fn agreed(port: u16, masters: usize, replicas: usize) -> bool {
         }
     }
     m == masters && r >= replicas
+}
+
+/// Whether the node on `port` is a master, or a replica whose link to its master is up (its
+/// first sync done): `CLUSTER NODES` shows replicas connected before they have any data.
+fn in_sync(port: u16) -> bool {
+    let info = cli(port, &["INFO", "replication"]);
+    info.contains("role:master") || info.contains("master_link_status:up")
 }
 
 /// Whether the node on `port` thinks the node on port `master` serves slots.
