@@ -107,14 +107,18 @@ impl SlotMap {
             .collect()
     }
 
-    /// A node (a master if there is one) that does not serve `slot` as master.
-    fn not_owning(&self, slot: u16) -> Option<&str> {
-        let owner = self.owner(slot);
+    /// Every node: the masters, then the replicas.
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
         self.masters
             .iter()
             .chain(&self.replicas)
             .map(String::as_str)
-            .find(|node| Some(*node) != owner)
+    }
+
+    /// A node (a master if there is one) that does not serve `slot` as master.
+    fn not_owning(&self, slot: u16) -> Option<&str> {
+        let owner = self.owner(slot);
+        self.nodes().find(|node| Some(*node) != owner)
     }
 }
 
@@ -136,12 +140,14 @@ fn address(node: &Value) -> Result<String, Malformed> {
 
 /// The slot map as one node (any) of `conn`'s cluster describes it now.
 pub async fn fetch(conn: &ClusterConnection) -> RedisResult<SlotMap> {
+    fetch_from(conn, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random)).await
+}
+
+/// The slot map as the node `routing` names describes it.
+async fn fetch_from(conn: &ClusterConnection, routing: RoutingInfo) -> RedisResult<SlotMap> {
     let reply = conn
         .clone()
-        .route_command(
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-        )
+        .route_command(redis::cmd("CLUSTER").arg("SLOTS").clone(), routing)
         .await?;
     let Value::Array(ranges) = reply else {
         return Err(redis::RedisError::from((
@@ -161,16 +167,9 @@ pub async fn fetch(conn: &ClusterConnection) -> RedisResult<SlotMap> {
 /// Makes `conn` refresh its slot map: a key of `slot` is looked up on a node that, by `map`,
 /// does not serve it, and the `MOVED` it answers makes the connection reload the map.
 pub async fn refresh(conn: &ClusterConnection, map: &SlotMap, slot: u16) -> RedisResult<()> {
-    let Some((host, port)) = map.not_owning(slot).and_then(|a| a.rsplit_once(':')) else {
+    let Some(routing) = map.not_owning(slot).and_then(by_address) else {
         return Ok(());
     };
-    let Ok(port) = port.parse() else {
-        return Ok(());
-    };
-    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-        host: host.to_owned(),
-        port,
-    });
     let key = format!("{{{}}}", protocol::keys::slot_tag(slot));
     conn.clone()
         .route_command(redis::cmd("EXISTS").arg(key).clone(), routing)
@@ -178,7 +177,17 @@ pub async fn refresh(conn: &ClusterConnection, map: &SlotMap, slot: u16) -> Redi
     Ok(())
 }
 
-/// Asks `conn`'s cluster for its slot map every `every` until `shutdown`; when masters changed
+/// Routing to the node at `host:port`.
+fn by_address(address: &str) -> Option<RoutingInfo> {
+    let (host, port) = address.rsplit_once(':')?;
+    Some(RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+        host: host.to_owned(),
+        port: port.parse().ok()?,
+    }))
+}
+
+/// Asks `conn`'s cluster for its slot map now and then every `every` until `shutdown` (its
+/// nodes in turn); when masters changed
 /// since the last answer, makes `conn` refresh its map ([`refresh`]) and then calls `moved`
 /// with the slots that changed master. An answer that cannot be had (the node asked is the one
 /// that stopped) is skipped.
@@ -189,15 +198,33 @@ pub async fn watch(
     mut moved: impl FnMut(Vec<u16>),
 ) {
     let mut known: Option<SlotMap> = None;
+    // The nodes of the last map are asked in turn, so a stopped one costs one round in as many
+    // as there are nodes (a random pick can land on it round after round).
+    let mut turn = 0usize;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+        if known.is_some() {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
         }
-        let now = match fetch(&conn).await {
+        let routing = known
+            .as_ref()
+            .map(|map| map.nodes().collect::<Vec<_>>())
+            .filter(|nodes| !nodes.is_empty())
+            .and_then(|nodes| by_address(nodes[turn % nodes.len()]))
+            .unwrap_or(RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random));
+        turn = turn.wrapping_add(1);
+        let now = match fetch_from(&conn, routing).await {
             Ok(map) => map,
             Err(e) => {
                 warn!(cause = %e, "asking the cluster for its slot map failed; next round");
+                if known.is_none() {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                }
                 continue;
             }
         };
