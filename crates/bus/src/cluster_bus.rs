@@ -300,14 +300,13 @@ async fn read_pushes(
             }
             PushKind::Disconnection => {
                 let (closed, sessions) = table.lock().lose(None);
-                metrics::counter!("bus_reconnects_total").increment(1);
-                warn!(
-                    epoch = closed,
-                    sessions = sessions.len(),
-                    "a pub/sub connection to a cluster node was lost; resubscribing"
+                report_lost(
+                    &*sink,
+                    &lost,
+                    closed,
+                    sessions,
+                    "a pub/sub connection to a cluster node was lost; resubscribing",
                 );
-                sink.connection_lost(closed, sessions);
-                lost.notify_one();
             }
             PushKind::SSubscribe => {
                 let Some(session) = pushed_session(&push) else {
@@ -394,15 +393,29 @@ fn slots_moved(
             }
             inner.lose(Some(&sessions))
         };
-        metrics::counter!("bus_reconnects_total").increment(1);
-        warn!(
-            epoch = closed,
-            sessions = sessions.len(),
-            "slots moved to another master; resubscribing their channels"
+        report_lost(
+            &*sink,
+            &lost,
+            closed,
+            sessions,
+            "slots moved to another master; resubscribing their channels",
         );
-        sink.connection_lost(closed, sessions);
-        lost.notify_one();
     }
+}
+
+/// Reports `sessions` lost with epoch `closed` (counted in `bus_reconnects_total`, logged with
+/// `why`) and wakes the subscriber to subscribe them again.
+fn report_lost(
+    sink: &dyn Deliver,
+    lost: &Notify,
+    closed: Epoch,
+    sessions: Vec<SessionId>,
+    why: &str,
+) {
+    metrics::counter!("bus_reconnects_total").increment(1);
+    warn!(epoch = closed, sessions = sessions.len(), "{why}");
+    sink.connection_lost(closed, sessions);
+    lost.notify_one();
 }
 
 /// The session of a subscription push (`[channel, count]`).
