@@ -187,7 +187,7 @@ fn by_address(address: &str) -> Option<RoutingInfo> {
 }
 
 /// Asks `conn`'s cluster for its slot map now and then every `every` until `shutdown` (its
-/// nodes in turn); when masters changed
+/// masters in turn); when masters changed
 /// since the last answer, makes `conn` refresh its map ([`refresh`]) and then calls `moved`
 /// with the slots that changed master. An answer that cannot be had (the node asked is the one
 /// that stopped) is skipped.
@@ -198,8 +198,11 @@ pub async fn watch(
     mut moved: impl FnMut(Vec<u16>),
 ) {
     let mut known: Option<SlotMap> = None;
-    // The nodes of the last map are asked in turn, so a stopped one costs one round in as many
-    // as there are nodes (a random pick can land on it round after round).
+    // The masters of the last map are asked in turn, so a stopped one costs one round in as
+    // many as there are masters (a random pick can land on it round after round). Not the
+    // replicas: the cluster connection keeps no connection to them, and a request addressed to
+    // a node it has no connection to makes it drop all of them and start again from its seeds
+    // (silently losing every sharded subscription).
     let mut turn = 0usize;
     loop {
         if known.is_some() {
@@ -210,7 +213,7 @@ pub async fn watch(
         }
         let routing = known
             .as_ref()
-            .map(|map| map.nodes().collect::<Vec<_>>())
+            .map(|map| map.masters.iter().map(String::as_str).collect::<Vec<_>>())
             .filter(|nodes| !nodes.is_empty())
             .and_then(|nodes| by_address(nodes[turn % nodes.len()]))
             .unwrap_or(RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random));
