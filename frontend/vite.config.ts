@@ -25,5 +25,8 @@ export default defineConfig({
     include: ['src/**/*.test.{ts,tsx}'],
     environment: 'node',
     restoreMocks: true,
+    setupFiles: ['src/test/setup.ts'],
+    // Above asyncUtilTimeout (src/test/setup.ts), so a slow wait fails with its own message.
+    testTimeout: 15000,
   },
 });
