@@ -172,7 +172,8 @@ impl ServiceConfig for AiConfig {
             });
         }
         let lease_secs = parse_or(vars, "STREAM_LEASE_SECONDS", 10u64)?;
-        // The lease is refreshed by each chunk, so it must comfortably outlast one interval.
+        // The lease is refreshed by the chunks (at least every tenth of it), so it must comfortably
+        // outlast one interval.
         if lease_secs == 0 || lease_secs * 1000 < 2 * delay_ms + 1000 {
             return Err(BadVar {
                 name: "STREAM_LEASE_SECONDS",

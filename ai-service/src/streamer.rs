@@ -230,6 +230,10 @@ impl Streamer {
         let quiet = tokio::time::sleep(KEEP_ALIVE_EVERY);
         tokio::pin!(quiet);
         let mut index = 0u32;
+        // When the answer's deadline was last pushed forward (START set it): a chunk pushes it
+        // again only once `renew_every` has passed, so the deadline stays at least 90 % of the
+        // lease ahead of the latest chunk at a tenth of the Redis work.
+        let mut renewed = tokio::time::Instant::now();
         // A failing keep-alive is logged once per answer, not every interval.
         let mut keep_alive_warned = false;
         let ending = loop {
@@ -237,8 +241,12 @@ impl Streamer {
                 piece = answer.next() => piece,
                 () = &mut quiet, if may_stall => {
                     quiet.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE_EVERY);
+                    let asked = tokio::time::Instant::now();
                     match self.core.state.keep_alive(&stream, self.lease_secs).await {
-                        Ok(Liveness::Alive) => continue,
+                        Ok(Liveness::Alive) => {
+                            renewed = asked;
+                            continue;
+                        }
                         Ok(Liveness::Cancelled) => break Ending::Cancelled,
                         Ok(Liveness::LeaseLost) => {
                             drop(answer);
@@ -278,8 +286,13 @@ impl Streamer {
                     break Ending::Upstream;
                 }
             };
-            match self.append(&stream, index, &delta).await {
+            let asked = tokio::time::Instant::now();
+            let renew = asked >= renewed + self.renew_every();
+            match self.append(&stream, index, &delta, renew).await {
                 Some(ChunkOutcome::Appended) => {
+                    if renew {
+                        renewed = asked;
+                    }
                     if index == 0 {
                         self.stats.first_chunk.record(arrived.elapsed());
                     }
@@ -360,16 +373,30 @@ impl Streamer {
         Duration::from_secs(self.lease_secs)
     }
 
-    /// Appends one chunk, retrying Redis errors for a while (a retry of the same index is
-    /// harmless). `None` when Redis stayed unreachable.
-    async fn append(&self, stream: &StreamHandle, index: u32, delta: &str) -> Option<ChunkOutcome> {
+    /// How long a chunk leaves the answer's deadline where it is: a tenth of the lease, at
+    /// most a second.
+    fn renew_every(&self) -> Duration {
+        (Duration::from_secs(self.lease_secs) / 10).min(Duration::from_secs(1))
+    }
+
+    /// Appends one chunk (with `renew`, also pushing the answer's deadline forward), retrying
+    /// Redis errors for a while (a retry of the same index is harmless). `None` when Redis
+    /// stayed unreachable.
+    async fn append(
+        &self,
+        stream: &StreamHandle,
+        index: u32,
+        delta: &str,
+        renew: bool,
+    ) -> Option<ChunkOutcome> {
         let deadline = tokio::time::Instant::now() + self.redis_retry_for();
         let mut pause = Duration::from_millis(50);
+        let mut renew = renew.then_some(self.lease_secs);
         loop {
             match self
                 .core
                 .state
-                .append_chunk(stream, index, delta, self.lease_secs)
+                .append_chunk(stream, index, delta, renew)
                 .await
             {
                 Ok(outcome) => return Some(outcome),
@@ -377,6 +404,8 @@ impl Streamer {
                     warn!(session_id = %stream.session, message_id = %stream.message, index,
                         cause = %e, "appending a chunk failed; retrying");
                     tokio::time::sleep(pause).await;
+                    // Time has passed: the retry pushes the deadline forward whatever was due.
+                    renew = Some(self.lease_secs);
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }
                 Err(e) => {

@@ -151,12 +151,14 @@ impl ChatState {
 
     /// Appends chunk `index` (the delta `delta`) and publishes its frame, in one step, unless
     /// the answer was cancelled or lost its lease. Retrying the same index is harmless.
+    /// `renew: Some(lease_secs)` also pushes the answer's deadline to now + `lease_secs`;
+    /// `None` leaves it where START, an earlier chunk or `keep_alive` put it.
     pub async fn append_chunk(
         &self,
         stream: &StreamHandle,
         index: u32,
         delta: &str,
-        lease_secs: u64,
+        renew: Option<u64>,
     ) -> Result<ChunkOutcome> {
         let mut chunk = stream.answer.chunk_of(index, delta);
         // A live chunk carries its publish time: gateways measure delivery latency from it.
@@ -175,7 +177,7 @@ impl ChatState {
             .arg(index)
             .arg(delta)
             .arg(frame)
-            .arg(lease_secs)
+            .arg(renew.unwrap_or(0))
             .arg(keys::LIVE_STREAM_TTL_SECS)
             .arg(keys::deadline_member(&stream.session, &stream.message))
             .invoke_async(&mut self.conn())

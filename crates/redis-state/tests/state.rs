@@ -83,14 +83,14 @@ async fn snapshot_shows_partial_answer_then_final_history(state: ChatState) {
     assert_eq!(empty.streaming.as_ref().unwrap().last_index, -1);
     for (i, delta) in ["Hi", " there", "!"].iter().enumerate() {
         let outcome = state
-            .append_chunk(&stream, i as u32, delta, 10)
+            .append_chunk(&stream, i as u32, delta, Some(10))
             .await
             .unwrap();
         assert_eq!(outcome, ChunkOutcome::Appended);
     }
     // A retried index is harmless and appends nothing.
     assert_eq!(
-        state.append_chunk(&stream, 2, "!", 10).await.unwrap(),
+        state.append_chunk(&stream, 2, "!", Some(10)).await.unwrap(),
         ChunkOutcome::Appended
     );
     let snapshot = state.snapshot(&sid).await.unwrap();
@@ -139,7 +139,7 @@ async fn cancel_outcomes_follow_the_answer_state(state: ChatState) {
     );
 
     let stream = start(&state, &sid).await;
-    state.append_chunk(&stream, 0, "a", 10).await.unwrap();
+    state.append_chunk(&stream, 0, "a", Some(10)).await.unwrap();
     assert_eq!(
         state.cancel(&sid, &stream.message).await.unwrap(),
         CancelOutcome::Cancelling
@@ -151,7 +151,7 @@ async fn cancel_outcomes_follow_the_answer_state(state: ChatState) {
         CancelOutcome::NotFound
     );
     assert_eq!(
-        state.append_chunk(&stream, 1, "b", 10).await.unwrap(),
+        state.append_chunk(&stream, 1, "b", Some(10)).await.unwrap(),
         ChunkOutcome::Cancelled
     );
     state
@@ -170,7 +170,10 @@ async fn recovery_covers_every_status(state: ChatState) {
     let sid = SessionId::parse("s1").unwrap();
     let stream = start(&state, &sid).await;
     for (i, d) in ["a", "b", "c", "d"].iter().enumerate() {
-        state.append_chunk(&stream, i as u32, d, 10).await.unwrap();
+        state
+            .append_chunk(&stream, i as u32, d, Some(10))
+            .await
+            .unwrap();
     }
     match state.recover(&sid, &stream.message, 2).await.unwrap() {
         Recovery::Recovered { chunks } => {
@@ -255,9 +258,15 @@ async fn reaper_fails_answers_whose_lease_ran_out(state: ChatState) {
     let live_session = SessionId::parse("live").unwrap();
     let dead = start_with_lease(&state, &dead_session, 1).await;
     let live = start(&state, &live_session).await;
-    state.append_chunk(&dead, 0, "half", 1).await.unwrap();
-    state.append_chunk(&dead, 1, " done", 1).await.unwrap();
-    state.append_chunk(&live, 0, "alive", 10).await.unwrap();
+    state.append_chunk(&dead, 0, "half", Some(1)).await.unwrap();
+    state
+        .append_chunk(&dead, 1, " done", Some(1))
+        .await
+        .unwrap();
+    state
+        .append_chunk(&live, 0, "alive", Some(10))
+        .await
+        .unwrap();
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
@@ -283,7 +292,7 @@ async fn reaper_fails_answers_whose_lease_ran_out(state: ChatState) {
     assert!(failed.is_complete);
     // The producer, if it comes back, has lost its lease; the session takes a new chat.
     assert_eq!(
-        state.append_chunk(&dead, 2, "!", 1).await.unwrap(),
+        state.append_chunk(&dead, 2, "!", Some(1)).await.unwrap(),
         ChunkOutcome::LeaseLost
     );
     start(&state, &dead_session).await;
@@ -565,27 +574,51 @@ async fn retried_starts_and_endings_answer_as_their_first_run(state: ChatState) 
     assert_eq!(state.snapshot(&sid).await.unwrap().history.len(), 2);
 }
 
+/// The answer's score in its deadline set (ms on Redis's clock).
+async fn deadline_of(state: &ChatState, stream: &StreamHandle) -> f64 {
+    redis::cmd("ZSCORE")
+        .arg(state.deadlines(&stream.session))
+        .arg(protocol::keys::deadline_member(
+            &stream.session,
+            &stream.message,
+        ))
+        .query_async(&mut state.connection())
+        .await
+        .unwrap()
+}
+
+/// A chunk pushes the answer's deadline forward only when its producer asks (it does so once
+/// a fraction of the lease has passed), and is appended and published either way.
+async fn a_chunk_pushes_the_deadline_only_when_asked(state: ChatState) {
+    let sid = SessionId::parse("renew").unwrap();
+    let stream = start_with_lease(&state, &sid, 2).await;
+    let started = deadline_of(&state, &stream).await;
+    assert_eq!(
+        state.append_chunk(&stream, 0, "a", None).await.unwrap(),
+        ChunkOutcome::Appended
+    );
+    assert_eq!(deadline_of(&state, &stream).await, started, "moved unasked");
+    assert_eq!(
+        state.append_chunk(&stream, 1, "b", Some(30)).await.unwrap(),
+        ChunkOutcome::Appended
+    );
+    let renewed = deadline_of(&state, &stream).await;
+    assert!(renewed >= started + 27_000.0, "{started} -> {renewed}");
+    let streaming = state.snapshot(&sid).await.unwrap().streaming;
+    let streaming = streaming.expect("the answer is streaming");
+    assert_eq!(
+        (streaming.message.content.as_str(), streaming.last_index),
+        ("ab", 1)
+    );
+}
+
 /// `keep_alive` pushes a waiting answer's deadline forward without a chunk, reports a cancel,
 /// and reports a lease that is no longer the answer's.
 async fn keep_alive_renews_the_deadline_and_reports_cancel_and_fencing(state: ChatState) {
     let mut conn = state.connection();
     let sid = SessionId::parse("ka").unwrap();
     let stream = start_with_lease(&state, &sid, 2).await;
-    let member = protocol::keys::deadline_member(&sid, &stream.message);
-    let set = state.deadlines(&sid);
-    let deadline = || {
-        let mut conn = conn.clone();
-        let (member, set) = (member.clone(), set.clone());
-        async move {
-            let score: f64 = redis::cmd("ZSCORE")
-                .arg(set)
-                .arg(member)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            score
-        }
-    };
+    let deadline = || deadline_of(&state, &stream);
     let before = deadline().await;
     assert_eq!(
         state.keep_alive(&stream, 30).await.unwrap(),
@@ -660,4 +693,5 @@ suite!(
     an_unverified_start_is_merged_with_the_stored_history,
     retried_starts_and_endings_answer_as_their_first_run,
     keep_alive_renews_the_deadline_and_reports_cancel_and_fencing,
+    a_chunk_pushes_the_deadline_only_when_asked,
 );
