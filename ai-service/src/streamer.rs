@@ -230,10 +230,11 @@ impl Streamer {
         let quiet = tokio::time::sleep(KEEP_ALIVE_EVERY);
         tokio::pin!(quiet);
         let mut index = 0u32;
-        // When the answer's deadline was last pushed forward (START set it): a chunk pushes it
-        // again only once `renew_every` has passed, so the deadline stays at least 90 % of the
-        // lease ahead of the latest chunk at a tenth of the Redis work.
-        let mut renewed = tokio::time::Instant::now();
+        // When the answer's deadline was last pushed forward, at the latest (START set it after
+        // the chat arrived; the prompt may have taken a while since): a chunk pushes it again
+        // only once `renew_every` has passed, so the deadline stays at least 90 % of the lease
+        // ahead of the latest chunk at a tenth of the Redis work.
+        let mut renewed = tokio::time::Instant::from_std(arrived);
         // A failing keep-alive is logged once per answer, not every interval.
         let mut keep_alive_warned = false;
         let ending = loop {
