@@ -106,8 +106,15 @@ pub const TITLE_CHARS: usize = 60;
 /// processes; `busy_timeout` (ms) makes a second writer wait for the lock instead of failing
 /// with "database is locked". A multi-row insert keeps a statement journal (to undo itself
 /// alone): in memory, not in a temporary file (13 % of the AI node's CPU at 20k chunk rows/s).
+/// Every chunk row lands in its answer's page of the `stream_chunk` key, so a busy node dirties
+/// one page per streaming answer in every commit: a page cache of up to 64 MiB per connection
+/// (the default is 2 MiB) keeps those pages instead of reading them back from the WAL, and
+/// checkpointing at 16,384 WAL pages (64 MiB) rather than 1,000 copies a page that many commits
+/// rewrote to the database once. At 1,500 streams SQLite then wrote a third more chunk rows in
+/// the same CPU time and shed 3-8x fewer (docs/BENCHMARKS.md).
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;";
+     PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; \
+     PRAGMA wal_autocheckpoint = 16384;";
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
