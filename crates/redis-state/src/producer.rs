@@ -3,8 +3,11 @@
 //! `start_stream` → `append_chunk` (0, 1, 2, ...) → `finish_stream`, each one atomic script.
 //! Every frame published is the exact text a socket receives.
 
+use std::sync::Arc;
+
 use protocol::{ChatMessage, MessageId, MessageStatus, ServerFrame, SessionId, UserId, keys};
 
+use crate::scripts::Eval;
 use crate::{ChatState, Error, Result};
 
 /// What starting a stream assumes of a session whose history Redis does not have.
@@ -78,6 +81,34 @@ pub struct StreamHandle {
     pub answer: ChatMessage,
     /// The start's number in the session's changes (see [`keys::session_changes`]).
     pub change: i64,
+    /// Its keys, named once here rather than on every chunk.
+    keys: Arc<AnswerKeys>,
+}
+
+/// The Redis keys of one streaming answer and its member in the deadline set.
+#[derive(Debug, PartialEq, Eq)]
+struct AnswerKeys {
+    active: String,
+    cancel: String,
+    chunks: String,
+    channel: String,
+    message: String,
+    deadlines: String,
+    deadline_member: String,
+}
+
+impl AnswerKeys {
+    fn new(state: &ChatState, session: &SessionId, message: &MessageId) -> Self {
+        Self {
+            active: keys::active_stream(session),
+            cancel: keys::cancel_flag(session, message),
+            chunks: keys::chunks(session, message),
+            channel: keys::stream_channel(session),
+            message: keys::message(session, message),
+            deadlines: state.deadlines(session),
+            deadline_member: keys::deadline_member(session, message),
+        }
+    }
 }
 
 impl ChatState {
@@ -136,6 +167,7 @@ impl ChatState {
             StartOutcome::HistoryMissing
         } else if started == 1 {
             StartOutcome::Started(StreamHandle {
+                keys: Arc::new(AnswerKeys::new(self, session, &message)),
                 session: session.clone(),
                 message,
                 answer,
@@ -164,24 +196,27 @@ impl ChatState {
         // A live chunk carries its publish time: gateways measure delivery latency from it.
         chunk.timestamp = protocol::now_ms();
         let frame = ServerFrame::Message { data: chunk }.to_json();
-        let reply: i64 = self
-            .scripts()
-            .append
-            .key(keys::active_stream(&stream.session))
-            .key(keys::cancel_flag(&stream.session, &stream.message))
-            .key(keys::chunks(&stream.session, &stream.message))
-            .key(keys::stream_channel(&stream.session))
-            .key(keys::message(&stream.session, &stream.message))
-            .key(self.deadlines(&stream.session))
-            .arg(stream.message.as_str())
-            .arg(index)
-            .arg(delta)
-            .arg(frame)
-            .arg(renew.unwrap_or(0))
-            .arg(keys::LIVE_STREAM_TTL_SECS)
-            .arg(keys::deadline_member(&stream.session, &stream.message))
-            .invoke_async(&mut self.conn())
-            .await?;
+        let k = &*stream.keys;
+        let reply: i64 = Eval::new(
+            &self.scripts().append,
+            &[
+                &k.active,
+                &k.cancel,
+                &k.chunks,
+                &k.channel,
+                &k.message,
+                &k.deadlines,
+            ],
+        )
+        .arg(stream.message.as_str())
+        .arg(index)
+        .arg(delta)
+        .arg(frame)
+        .arg(renew.unwrap_or(0))
+        .arg(keys::LIVE_STREAM_TTL_SECS)
+        .arg(&k.deadline_member)
+        .invoke(&mut self.conn())
+        .await?;
         match reply {
             -1 => Ok(ChunkOutcome::Cancelled),
             -2 => Ok(ChunkOutcome::LeaseLost),
@@ -196,17 +231,16 @@ impl ChatState {
     /// Pushes the answer's deadline forward without a chunk, while its producer waits (for a
     /// model's first token, say), and tells whether to go on. Cheap: one short script.
     pub async fn keep_alive(&self, stream: &StreamHandle, lease_secs: u64) -> Result<Liveness> {
-        let reply: i64 = self
-            .scripts()
-            .keep_alive
-            .key(keys::active_stream(&stream.session))
-            .key(keys::cancel_flag(&stream.session, &stream.message))
-            .key(self.deadlines(&stream.session))
-            .arg(stream.message.as_str())
-            .arg(lease_secs)
-            .arg(keys::deadline_member(&stream.session, &stream.message))
-            .invoke_async(&mut self.conn())
-            .await?;
+        let k = &*stream.keys;
+        let reply: i64 = Eval::new(
+            &self.scripts().keep_alive,
+            &[&k.active, &k.cancel, &k.deadlines],
+        )
+        .arg(stream.message.as_str())
+        .arg(lease_secs)
+        .arg(&k.deadline_member)
+        .invoke(&mut self.conn())
+        .await?;
         match reply {
             0 => Ok(Liveness::Alive),
             -1 => Ok(Liveness::Cancelled),
@@ -245,15 +279,16 @@ impl ChatState {
     ) -> Result<Option<i64>> {
         let json = serde_json::to_string(done)?;
         let frame = ServerFrame::Message { data: done.clone() }.to_json();
+        let k = &*stream.keys;
         let mut invocation = self.scripts().finish.prepare_invoke();
         invocation
-            .key(keys::active_stream(&stream.session))
+            .key(&k.active)
             .key(keys::history(&stream.session))
-            .key(keys::message(&stream.session, &stream.message))
-            .key(keys::chunks(&stream.session, &stream.message))
-            .key(keys::cancel_flag(&stream.session, &stream.message))
-            .key(keys::stream_channel(&stream.session))
-            .key(self.deadlines(&stream.session))
+            .key(&k.message)
+            .key(&k.chunks)
+            .key(&k.cancel)
+            .key(&k.channel)
+            .key(&k.deadlines)
             .key(keys::session_changes(&stream.session))
             .key(keys::ended(&stream.session, &stream.message))
             .arg(stream.message.as_str())
@@ -261,7 +296,7 @@ impl ChatState {
             .arg(frame)
             .arg(keys::HISTORY_TTL_SECS)
             .arg(keys::ENDED_STREAM_TTL_SECS)
-            .arg(keys::deadline_member(&stream.session, &stream.message))
+            .arg(&k.deadline_member)
             .arg(keys::CHANGES_TTL_SECS);
         if let Some(error) = error {
             invocation.arg(error.to_json());

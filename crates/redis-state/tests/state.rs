@@ -612,6 +612,41 @@ async fn a_chunk_pushes_the_deadline_only_when_asked(state: ChatState) {
     );
 }
 
+/// The per-chunk scripts load themselves again when Redis no longer has them (a restarted or
+/// flushed Redis answers `NOSCRIPT`): the chunk after a `SCRIPT FLUSH` is appended, and
+/// `keep_alive` answers.
+async fn a_chunk_reloads_its_script_after_a_script_flush(state: ChatState) {
+    let sid = SessionId::parse("noscript").unwrap();
+    let stream = start(&state, &sid).await;
+    assert_eq!(
+        state.append_chunk(&stream, 0, "a", None).await.unwrap(),
+        ChunkOutcome::Appended
+    );
+    let flush = || async {
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut state.connection())
+            .await
+            .unwrap();
+    };
+    flush().await;
+    assert_eq!(
+        state.append_chunk(&stream, 1, "b", Some(10)).await.unwrap(),
+        ChunkOutcome::Appended
+    );
+    flush().await;
+    assert_eq!(
+        state.keep_alive(&stream, 10).await.unwrap(),
+        redis_state::Liveness::Alive
+    );
+    let streaming = state.snapshot(&sid).await.unwrap().streaming;
+    let streaming = streaming.expect("the answer is streaming");
+    assert_eq!(
+        (streaming.message.content.as_str(), streaming.last_index),
+        ("ab", 1)
+    );
+}
+
 /// `keep_alive` pushes a waiting answer's deadline forward without a chunk, reports a cancel,
 /// and reports a lease that is no longer the answer's.
 async fn keep_alive_renews_the_deadline_and_reports_cancel_and_fencing(state: ChatState) {
@@ -694,4 +729,5 @@ suite!(
     retried_starts_and_endings_answer_as_their_first_run,
     keep_alive_renews_the_deadline_and_reports_cancel_and_fencing,
     a_chunk_pushes_the_deadline_only_when_asked,
+    a_chunk_reloads_its_script_after_a_script_flush,
 );
