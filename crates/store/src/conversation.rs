@@ -284,11 +284,20 @@ async fn insert_chunks(
             }
         })
         .collect();
-    let sql = format!(
-        "INSERT INTO stream_chunk (message_id, chunk_index, content, timestamp) VALUES {} \
-         ON CONFLICT (message_id, chunk_index) DO NOTHING",
-        values.join(", ")
-    );
+    // Both skip a chunk already stored. On SQLite `OR IGNORE` also spares the statement its
+    // journal (kept so that a statement that may abort half-way can undo itself, which one
+    // that ignores instead cannot): 5 % of an AI node's CPU at 20k chunk rows a second.
+    let values = values.join(", ");
+    let sql = match backend {
+        Backend::Sqlite => format!(
+            "INSERT OR IGNORE INTO stream_chunk (message_id, chunk_index, content, timestamp) \
+             VALUES {values}"
+        ),
+        Backend::Postgres => format!(
+            "INSERT INTO stream_chunk (message_id, chunk_index, content, timestamp) VALUES \
+             {values} ON CONFLICT (message_id, chunk_index) DO NOTHING"
+        ),
+    };
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for row in rows {
         query = query
