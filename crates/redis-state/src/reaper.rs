@@ -1,13 +1,13 @@
 //! Ending answers whose producer vanished (an AI node killed mid-stream, or cut off from Redis).
 //!
 //! Every streaming answer sits in `streaming:deadlines` (on a cluster, in its slot's
-//! `streaming:deadlines:{tag}`), scored by when its lease runs out; the producer's chunks push the
-//! deadline forward (at most once a tenth of the lease). Every node runs [`run_reaper`]: once a deadline has
-//! passed, the answer is ended as `failed` with the text it had, an `error` frame and a final
-//! frame are published, and the session's lease is released, so the session takes a new chat
-//! only after the dead answer has its place in history. Several reapers may race, and a
-//! producer that was only slow may come back; the `FAIL` script re-checks the deadline, so
-//! either the producer's next chunk or the failure wins, never both.
+//! `streaming:deadlines:{tag}`), scored by when its lease runs out; the producer's chunks push
+//! the deadline forward (at most once a tenth of the lease). Every node runs [`run_reaper`]:
+//! once a deadline has passed, the answer is ended as `failed` with the text it had, an `error`
+//! frame and a final frame are published, and the session's lease is released, so the session
+//! takes a new chat only after the dead answer has its place in history. Several reapers may
+//! race, and a producer that was only slow may come back; the `FAIL` script re-checks the
+//! deadline, so either the producer's next chunk or the failure wins, never both.
 
 use std::time::Duration;
 

@@ -587,6 +587,13 @@ async fn deadline_of(state: &ChatState, stream: &StreamHandle) -> f64 {
         .unwrap()
 }
 
+/// The streaming answer's text so far and its last chunk's index, as a snapshot shows them.
+async fn streamed_so_far(state: &ChatState, sid: &SessionId) -> (String, i64) {
+    let snapshot = state.snapshot(sid).await.unwrap();
+    let streaming = snapshot.streaming.expect("the answer is streaming");
+    (streaming.message.content, streaming.last_index)
+}
+
 /// A chunk pushes the answer's deadline forward only when its producer asks (it does so once
 /// a fraction of the lease has passed), and is appended and published either way.
 async fn a_chunk_pushes_the_deadline_only_when_asked(state: ChatState) {
@@ -604,12 +611,7 @@ async fn a_chunk_pushes_the_deadline_only_when_asked(state: ChatState) {
     );
     let renewed = deadline_of(&state, &stream).await;
     assert!(renewed >= started + 27_000.0, "{started} -> {renewed}");
-    let streaming = state.snapshot(&sid).await.unwrap().streaming;
-    let streaming = streaming.expect("the answer is streaming");
-    assert_eq!(
-        (streaming.message.content.as_str(), streaming.last_index),
-        ("ab", 1)
-    );
+    assert_eq!(streamed_so_far(&state, &sid).await, ("ab".to_owned(), 1));
 }
 
 /// The per-chunk scripts load themselves again when Redis no longer has them (a restarted or
@@ -639,12 +641,7 @@ async fn a_chunk_reloads_its_script_after_a_script_flush(state: ChatState) {
         state.keep_alive(&stream, 10).await.unwrap(),
         redis_state::Liveness::Alive
     );
-    let streaming = state.snapshot(&sid).await.unwrap().streaming;
-    let streaming = streaming.expect("the answer is streaming");
-    assert_eq!(
-        (streaming.message.content.as_str(), streaming.last_index),
-        ("ab", 1)
-    );
+    assert_eq!(streamed_so_far(&state, &sid).await, ("ab".to_owned(), 1));
 }
 
 /// `keep_alive` pushes a waiting answer's deadline forward without a chunk, reports a cancel,
