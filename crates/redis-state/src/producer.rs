@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use protocol::{ChatMessage, MessageId, MessageStatus, ServerFrame, SessionId, UserId, keys};
 
-use crate::scripts::Eval;
+use crate::scripts::{Eval, RENEW_LIVE_TTL_EVERY};
 use crate::{ChatState, Error, Result};
 
 /// What starting a stream assumes of a session whose history Redis does not have.
@@ -197,26 +197,36 @@ impl ChatState {
         chunk.timestamp = protocol::now_ms();
         let frame = ServerFrame::Message { data: chunk }.to_json();
         let k = &*stream.keys;
-        let reply: i64 = Eval::new(
-            &self.scripts().append,
-            &[
-                &k.active,
-                &k.cancel,
-                &k.chunks,
-                &k.channel,
-                &k.message,
-                &k.deadlines,
-            ],
-        )
-        .arg(stream.message.as_str())
-        .arg(index)
-        .arg(delta)
-        .arg(frame)
-        .arg(renew.unwrap_or(0))
-        .arg(keys::LIVE_STREAM_TTL_SECS)
-        .arg(&k.deadline_member)
-        .invoke(&mut self.conn())
-        .await?;
+        // Lease secs and live TTL, for the chunks that push the deadline or renew the TTLs; the
+        // others pass two keys and three arguments fewer (each costs Redis on every call).
+        let live_ttl = if index.is_multiple_of(RENEW_LIVE_TTL_EVERY) {
+            keys::LIVE_STREAM_TTL_SECS
+        } else {
+            0
+        };
+        let renewing = (renew.is_some() || live_ttl > 0).then_some((renew.unwrap_or(0), live_ttl));
+        let all_keys = [
+            &*k.active,
+            &k.cancel,
+            &k.chunks,
+            &k.channel,
+            &k.message,
+            &k.deadlines,
+        ];
+        let declared = if renewing.is_some() {
+            &all_keys[..]
+        } else {
+            &all_keys[..4]
+        };
+        let mut eval = Eval::new(&self.scripts().append, declared)
+            .arg(stream.message.as_str())
+            .arg(index)
+            .arg(delta)
+            .arg(frame);
+        if let Some((lease_secs, live_ttl)) = renewing {
+            eval = eval.arg(lease_secs).arg(live_ttl).arg(&k.deadline_member);
+        }
+        let reply: i64 = eval.invoke(&mut self.conn()).await?;
         match reply {
             -1 => Ok(ChunkOutcome::Cancelled),
             -2 => Ok(ChunkOutcome::LeaseLost),

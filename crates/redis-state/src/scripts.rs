@@ -42,6 +42,19 @@ local function now_ms()
 end
 "#;
 
+/// Lua: whether answer `id` still streams: 0 while it holds the lease (key `active`) and has
+/// not been cancelled (key `cancel`), -1 when it was cancelled, -2 when the lease is no longer
+/// its. One `MGET`: on the per-chunk path every `redis.call` costs about as much in Redis as
+/// the command itself.
+const LIVENESS: &str = r#"
+local function liveness(active, cancel, id)
+  local held = redis.call('MGET', active, cancel)
+  if held[1] ~= id then return -2 end
+  if held[2] then return -1 end
+  return 0
+end
+"#;
+
 /// Takes the session's stream lease and records the user message, in one step; enters the
 /// answer in the deadline set the reaper watches; records (or checks) whose session it is.
 ///
@@ -96,36 +109,49 @@ return {1, '', change}
 "#;
 
 /// Appends chunk `index` to the log and publishes its frame, in one step; pushes the answer's
-/// deadline forward when asked to.
+/// deadline forward, and renews the live TTLs, when asked to.
 ///
-/// KEYS: active, cancel flag, chunk log, channel, answer record, deadlines.
-/// ARGV: answer id, index, delta, frame, lease secs ("0": leave the deadline as it is), live
-/// TTL, deadline member.
-/// The producer asks for the deadline to move only once a fraction of the lease has passed
-/// since it last moved (not at every chunk): `TIME` and `ZADD` were a quarter of this script's
-/// time in Redis.
-/// Every 100th chunk (and the first) renews the live TTL of the log, the record and the lease
-/// key, so a long answer keeps them while a vanished producer's expire on their own.
+/// KEYS: active, cancel flag, chunk log, channel[, answer record, deadlines].
+/// ARGV: answer id, index, delta, frame[, lease secs, live TTL, deadline member].
+/// Most chunks pass only the first four keys and arguments; the rest come with a chunk that
+/// pushes the deadline (lease secs > 0, "0" leaves it) or renews the live TTL of the log, the
+/// record and the lease key (live TTL > 0, "0" leaves them). The producer asks for the first
+/// once a fraction of the lease has passed since the deadline last moved (`TIME` and `ZADD` were
+/// a quarter of this script's time in Redis), for the second every
+/// [`RENEW_LIVE_TTL_EVERY`]th chunk (and the first), so a long answer keeps its keys while a
+/// vanished producer's expire on their own. Each key or argument costs Redis about 1,500
+/// instructions per call (callgrind), a tenth of the common chunk's.
 /// Returns the index appended (or already there: a retry is harmless), -1 when cancelled,
 /// -2 when the lease is no longer this answer's, -3 when `index` would leave a gap.
+/// Three commands per common chunk: [`LIVENESS`]'s `MGET`, then the delta is pushed before its
+/// index is checked against the length `RPUSH` answers (a retried index or a gap, both rare,
+/// takes it off again with `RPOP`), then the frame is published.
 const APPEND: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -2 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local live = liveness(KEYS[1], KEYS[2], ARGV[1])
+if live ~= 0 then return live end
 local index = tonumber(ARGV[2])
-local len = redis.call('LLEN', KEYS[3])
-if len > index then return index end
-if len < index then return -3 end
-redis.call('RPUSH', KEYS[3], ARGV[3])
-if index % 100 == 0 then
-  redis.call('EXPIRE', KEYS[3], ARGV[6])
-  redis.call('EXPIRE', KEYS[5], ARGV[6])
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
+local len = redis.call('RPUSH', KEYS[3], ARGV[3])
+if len ~= index + 1 then
+  redis.call('RPOP', KEYS[3])
+  if len > index + 1 then return index end
+  return -3
 end
-local lease = tonumber(ARGV[5])
-if lease > 0 then redis.call('ZADD', KEYS[6], now_ms() + 1000 * lease, ARGV[7]) end
+if #KEYS > 4 then
+  if ARGV[6] ~= '0' then
+    redis.call('EXPIRE', KEYS[3], ARGV[6])
+    redis.call('EXPIRE', KEYS[5], ARGV[6])
+    redis.call('EXPIRE', KEYS[1], ARGV[6])
+  end
+  local lease = tonumber(ARGV[5])
+  if lease > 0 then redis.call('ZADD', KEYS[6], now_ms() + 1000 * lease, ARGV[7]) end
+end
 redis.call(PUBLISH, KEYS[4], ARGV[4])
 return index
 "#;
+
+/// How often a chunk renews the live TTL of its answer's keys: every this many chunks, from the
+/// first.
+pub(crate) const RENEW_LIVE_TTL_EVERY: u32 = 100;
 
 /// Lua: the steps every way of ending an answer shares (FINISH and FAIL take the same KEYS and
 /// first seven ARGV). Returns 0 and changes nothing but the deadline set when the answer has
@@ -182,8 +208,8 @@ return end_answer(ARGV[8])
 /// Returns 0 when the answer goes on, -1 when cancelled, -2 when the lease is no longer this
 /// answer's.
 const KEEP_ALIVE: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -2 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local live = liveness(KEYS[1], KEYS[2], ARGV[1])
+if live ~= 0 then return live end
 redis.call('ZADD', KEYS[3], now_ms() + 1000 * tonumber(ARGV[2]), ARGV[3])
 return 0
 "#;
@@ -377,9 +403,9 @@ impl Scripts {
         let due_flags = if cluster { CROSS_SLOT } else { "" };
         Self {
             start: Script::new(&format!("{publish}{NOW_MS}{NEXT_CHANGE}{START}")),
-            append: Script::new(&format!("{publish}{NOW_MS}{APPEND}")),
+            append: Script::new(&format!("{publish}{NOW_MS}{LIVENESS}{APPEND}")),
             finish: Script::new(&format!("{publish}{NEXT_CHANGE}{END_ANSWER}{FINISH}")),
-            keep_alive: Script::new(&format!("{NOW_MS}{KEEP_ALIVE}")),
+            keep_alive: Script::new(&format!("{NOW_MS}{LIVENESS}{KEEP_ALIVE}")),
             snapshot: Script::new(SNAPSHOT),
             warm: Script::new(WARM),
             merge: Script::new(MERGE),

@@ -93,6 +93,8 @@ async fn snapshot_shows_partial_answer_then_final_history(state: ChatState) {
         state.append_chunk(&stream, 2, "!", Some(10)).await.unwrap(),
         ChunkOutcome::Appended
     );
+    // So is an index past the next one (a gap): refused, and it appends nothing either.
+    assert!(state.append_chunk(&stream, 4, "?", Some(10)).await.is_err());
     let snapshot = state.snapshot(&sid).await.unwrap();
     let mut messages = snapshot.history;
     let streaming = snapshot.streaming.map(|f| f.append_to(&mut messages));
@@ -614,6 +616,56 @@ async fn a_chunk_pushes_the_deadline_only_when_asked(state: ChatState) {
     assert_eq!(streamed_so_far(&state, &sid).await, ("ab".to_owned(), 1));
 }
 
+/// Seconds left to live of `key`.
+async fn ttl_of(state: &ChatState, key: &str) -> i64 {
+    redis::cmd("TTL")
+        .arg(key)
+        .query_async(&mut state.connection())
+        .await
+        .unwrap()
+}
+
+/// The first chunk and every 100th renew the live TTL of the chunk log, the answer's record
+/// and the lease key; the chunks between leave them as they are.
+async fn every_hundredth_chunk_renews_the_live_ttls(state: ChatState) {
+    let sid = SessionId::parse("ttls").unwrap();
+    let stream = start(&state, &sid).await;
+    let keys = [
+        protocol::keys::chunks(&sid, &stream.message),
+        protocol::keys::message(&sid, &stream.message),
+        protocol::keys::active_stream(&sid),
+    ];
+    let live = protocol::keys::LIVE_STREAM_TTL_SECS as i64;
+    state.append_chunk(&stream, 0, "w", None).await.unwrap();
+    for key in &keys {
+        assert!(ttl_of(&state, key).await > live - 5, "{key} after chunk 0");
+        let _: () = redis::cmd("EXPIRE")
+            .arg(key)
+            .arg(100)
+            .query_async(&mut state.connection())
+            .await
+            .unwrap();
+    }
+    for index in 1..100 {
+        let outcome = state.append_chunk(&stream, index, "w", None).await.unwrap();
+        assert_eq!(outcome, ChunkOutcome::Appended);
+    }
+    for key in &keys {
+        assert!(
+            ttl_of(&state, key).await <= 100,
+            "{key} renewed before chunk 100"
+        );
+    }
+    state.append_chunk(&stream, 100, "w", None).await.unwrap();
+    for key in &keys {
+        assert!(
+            ttl_of(&state, key).await > live - 5,
+            "{key} after chunk 100"
+        );
+    }
+    assert_eq!(streamed_so_far(&state, &sid).await.1, 100);
+}
+
 /// The per-chunk scripts load themselves again when Redis no longer has them (a restarted or
 /// flushed Redis answers `NOSCRIPT`): the chunk after a `SCRIPT FLUSH` is appended, and
 /// `keep_alive` answers.
@@ -726,5 +778,6 @@ suite!(
     retried_starts_and_endings_answer_as_their_first_run,
     keep_alive_renews_the_deadline_and_reports_cancel_and_fencing,
     a_chunk_pushes_the_deadline_only_when_asked,
+    every_hundredth_chunk_renews_the_live_ttls,
     a_chunk_reloads_its_script_after_a_script_flush,
 );
