@@ -7,6 +7,7 @@
 //! sockets to streaming sessions meanwhile and times each to its `history` frame (history plus
 //! the partial answer: what a reload costs under load).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -238,6 +239,44 @@ async fn reconnect_during(
         })
 }
 
+/// The chat every socket sends.
+const CHAT: &str = r#"{"type":"chat","message":"tell me about streaming"}"#;
+
+/// What the tool reads of a frame: its type, an error's code and a message's fields, borrowed
+/// from the frame's text where it has no escapes. A typed view: every chunk frame is read, and
+/// a `serde_json::Value` would build a map of all its fields.
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    code: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<FrameData<'a>>,
+}
+
+/// The fields of a `message` frame's `data` the tool checks.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FrameData<'a> {
+    #[serde(borrow, default)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    message_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(borrow, default)]
+    chunk: Option<Cow<'a, str>>,
+    #[serde(default)]
+    timestamp: Option<u64>,
+    #[serde(default)]
+    is_complete: bool,
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    status: Option<Cow<'a, str>>,
+}
+
 /// One answer being received.
 #[derive(Default)]
 struct Answer {
@@ -256,11 +295,10 @@ async fn chat_loop(mut socket: Socket, shared: Arc<Shared>, delay_us: u64, first
         shared.latency.add(&mut samples[2]);
     };
     'chats: while !shared.stop.load(Ordering::Relaxed) {
-        let chat = serde_json::json!({"type": "chat", "message": "tell me about streaming"});
         let sent_us = now_us();
         // Time to first chunk counts for chats sent inside the window.
         let sent_measuring = shared.measuring.load(Ordering::Relaxed);
-        if socket.send(Message::text(chat.to_string())).await.is_err() {
+        if socket.send(Message::text(CHAT)).await.is_err() {
             shared.closed.fetch_add(1, Ordering::Relaxed);
             break;
         }
@@ -278,54 +316,54 @@ async fn chat_loop(mut socket: Socket, shared: Arc<Shared>, delay_us: u64, first
             };
             let now = now_us();
             let measuring = shared.measuring.load(Ordering::Relaxed);
-            let Ok(frame) = serde_json::from_str::<serde_json::Value>(&text) else {
+            // Frames of other shapes (`history`, say) are of no interest here.
+            let Ok(frame) = serde_json::from_str::<Frame<'_>>(&text) else {
                 continue;
             };
-            match frame["type"].as_str() {
-                Some("error") => {
-                    let code = frame["code"].as_str().unwrap_or("?").to_owned();
+            let data = match (&*frame.kind, frame.data) {
+                ("error", _) => {
+                    let code = frame.code.as_deref().unwrap_or("?").to_owned();
                     if let Ok(mut m) = shared.refused.lock() {
                         *m.entry(code).or_default() += 1;
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue 'chats;
                 }
-                Some("message") => {}
+                ("message", Some(data)) if data.role.as_deref() == Some("assistant") => data,
                 _ => continue,
-            }
-            let data = &frame["data"];
-            if data["role"] != "assistant" {
-                continue;
-            }
-            let id = data["messageId"].as_str().unwrap_or_default().to_owned();
-            let answer = answers.entry(id.clone()).or_default();
-            if let Some(index) = data["index"].as_u64() {
+            };
+            let id = data.message_id.as_deref().unwrap_or_default();
+            if let Some(index) = data.index {
+                if !answers.contains_key(id) {
+                    answers.insert(id.to_owned(), Answer::default());
+                }
+                let answer = answers.get_mut(id).expect("just inserted");
                 if first {
                     first = false;
                     if sent_measuring {
                         samples[0].push(now.saturating_sub(sent_us));
                     }
                 }
-                if answer.sequence.see(index as u32) {
+                if answer.sequence.see(index) {
                     answer
                         .joined
-                        .push_str(data["chunk"].as_str().unwrap_or_default());
+                        .push_str(data.chunk.as_deref().unwrap_or_default());
                 }
                 if measuring {
                     shared.chunks.fetch_add(1, Ordering::Relaxed);
                     if let Some(last) = answer.last_us {
                         samples[1].push(now.saturating_sub(last).abs_diff(delay_us).max(1));
                     }
-                    let published_ms = data["timestamp"].as_u64().unwrap_or(0);
+                    let published_ms = data.timestamp.unwrap_or(0);
                     samples[2].push(now.saturating_sub(published_ms * 1000));
                 }
                 answer.last_us = Some(now);
                 if samples.iter().any(|s| s.len() >= BATCH) {
                     flush(&mut samples);
                 }
-            } else if data["isComplete"] == true {
-                let answer = answers.remove(&id).unwrap_or_default();
-                let content = data["content"].as_str().unwrap_or_default();
+            } else if data.is_complete {
+                let answer = answers.remove(id).unwrap_or_default();
+                let content = data.content.as_deref().unwrap_or_default();
                 shared.answers.fetch_add(1, Ordering::Relaxed);
                 // Chunks skipped over; one missing at the end shows as a content mismatch.
                 shared
@@ -337,7 +375,7 @@ async fn chat_loop(mut socket: Socket, shared: Arc<Shared>, delay_us: u64, first
                 shared
                     .out_of_order
                     .fetch_add(answer.sequence.out_of_order, Ordering::Relaxed);
-                if data["status"] != "completed" {
+                if data.status.as_deref() != Some("completed") {
                     shared.not_completed.fetch_add(1, Ordering::Relaxed);
                 } else if content != answer.joined {
                     shared.corrupt.fetch_add(1, Ordering::Relaxed);
