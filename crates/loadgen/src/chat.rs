@@ -387,3 +387,55 @@ async fn chat_loop(mut socket: Socket, shared: Arc<Shared>, delay_us: u64, first
     flush(&mut samples);
     let _ = socket.close(None).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use protocol::{ChatMessage, MessageId, MessageStatus, ServerFrame, SessionId, UserId};
+
+    use super::{CHAT, Frame};
+
+    /// The tool's view reads the frames the servers really send, from the protocol's own types
+    /// (a renamed field would otherwise make every frame look like one of no interest).
+    #[test]
+    fn the_typed_view_reads_real_frames() {
+        assert!(protocol::ClientFrame::parse(CHAT).is_ok());
+        let answer = ChatMessage::started_answer(
+            MessageId::random(),
+            SessionId::parse("s1").unwrap(),
+            UserId::parse("u1").unwrap(),
+            1,
+        );
+        let chunk = ServerFrame::Message {
+            data: answer.chunk_of(7, "say \"hi\"\n"),
+        }
+        .to_json();
+        let frame: Frame<'_> = serde_json::from_str(&chunk).unwrap();
+        assert_eq!(frame.kind, "message");
+        let data = frame.data.unwrap();
+        assert_eq!(data.role.as_deref(), Some("assistant"));
+        assert_eq!(data.message_id.as_deref(), Some(answer.message_id.as_str()));
+        assert_eq!(data.index, Some(7));
+        assert_eq!(data.chunk.as_deref(), Some("say \"hi\"\n"));
+        assert!(!data.is_complete);
+
+        let last = ServerFrame::Message {
+            data: answer.finished("all of it".into(), MessageStatus::Completed),
+        }
+        .to_json();
+        let data = serde_json::from_str::<Frame<'_>>(&last)
+            .unwrap()
+            .data
+            .unwrap();
+        assert!(data.is_complete);
+        assert_eq!(data.index, None);
+        assert_eq!(data.content.as_deref(), Some("all of it"));
+        assert_eq!(data.status.as_deref(), Some("completed"));
+
+        let refused = ServerFrame::error(protocol::ErrorCode::RateLimited, "slow down").to_json();
+        let frame: Frame<'_> = serde_json::from_str(&refused).unwrap();
+        assert_eq!(
+            (&*frame.kind, frame.code.as_deref()),
+            ("error", Some("RATE_LIMITED"))
+        );
+    }
+}
