@@ -120,7 +120,7 @@ return {1, '', change}
 /// a quarter of this script's time in Redis), for the second every
 /// [`RENEW_LIVE_TTL_EVERY`]th chunk (and the first), so a long answer keeps its keys while a
 /// vanished producer's expire on their own. Each key or argument costs Redis about 1,500
-/// instructions per call (callgrind), a tenth of the common chunk's.
+/// instructions per call (callgrind), of ~49k for the whole call (docs/BENCHMARKS.md).
 /// Returns the index appended (or already there: a retry is harmless), -1 when cancelled,
 /// -2 when the lease is no longer this answer's, -3 when `index` would leave a gap.
 /// Three commands per common chunk: [`LIVENESS`]'s `MGET`, then the delta is pushed before its
