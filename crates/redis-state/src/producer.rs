@@ -197,14 +197,15 @@ impl ChatState {
         chunk.timestamp = protocol::now_ms();
         let frame = ServerFrame::Message { data: chunk }.to_json();
         let k = &*stream.keys;
-        // Lease secs and live TTL, for the chunks that push the deadline or renew the TTLs; the
-        // others pass two keys and three arguments fewer (each costs Redis on every call).
+        // Only a chunk that pushes the deadline or renews the TTLs passes the record, the
+        // deadline set and their arguments; the others pass two keys and three arguments fewer
+        // (each costs Redis on every call).
         let live_ttl = if index.is_multiple_of(RENEW_LIVE_TTL_EVERY) {
             keys::LIVE_STREAM_TTL_SECS
         } else {
             0
         };
-        let renewing = (renew.is_some() || live_ttl > 0).then_some((renew.unwrap_or(0), live_ttl));
+        let renewing = renew.is_some() || live_ttl > 0;
         let all_keys = [
             &*k.active,
             &k.cancel,
@@ -213,7 +214,7 @@ impl ChatState {
             &k.message,
             &k.deadlines,
         ];
-        let declared = if renewing.is_some() {
+        let declared = if renewing {
             &all_keys[..]
         } else {
             &all_keys[..4]
@@ -223,8 +224,11 @@ impl ChatState {
             .arg(index)
             .arg(delta)
             .arg(frame);
-        if let Some((lease_secs, live_ttl)) = renewing {
-            eval = eval.arg(lease_secs).arg(live_ttl).arg(&k.deadline_member);
+        if renewing {
+            eval = eval
+                .arg(renew.unwrap_or(0))
+                .arg(live_ttl)
+                .arg(&k.deadline_member);
         }
         let reply: i64 = eval.invoke(&mut self.conn()).await?;
         match reply {
